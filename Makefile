@@ -1,0 +1,41 @@
+# One entry point for people and CI. Every target bootstraps what it needs.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bootstrap lint test test-unit demo train bench kafka-up kafka-down schema clean
+
+bootstrap:
+	@scripts/bootstrap
+
+## lint: ruff (with the security rules) and mypy, before any test
+lint: bootstrap
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+## test: the whole suite, integration tests included (they start Kafka and MLflow themselves)
+test: lint
+	$(PY) -m pytest
+
+test-unit: bootstrap
+	$(PY) -m pytest -m "not integration"
+
+## demo: the main job, end to end on this machine, without Docker
+demo: bootstrap
+	$(PY) -m scripts.demo
+
+train: bootstrap
+	$(PY) -m training
+
+bench: bootstrap
+	$(PY) -m benchmarks
+
+kafka-up:
+	@scripts/kafka-local start
+
+kafka-down:
+	@scripts/kafka-local stop
+
+schema: bootstrap
+	$(PY) -m contracts.schema

@@ -1,0 +1,23 @@
+"""Kafka topic and header names: the wire contract between producer, worker and subscribers."""
+
+from __future__ import annotations
+
+from typing import Final
+
+APPLICATIONS_TOPIC: Final = "loan-applications"
+SCORES_TOPIC: Final = "loan-scores"
+DEAD_LETTER_TOPIC: Final = "loan-applications.dlq"
+PREDICTIONS_TOPIC: Final = "loan-predictions"
+
+# Headers on a score record.
+MODEL_VERSION_HEADER: Final = "model-version"
+CORRELATION_ID_HEADER: Final = "correlation-id"
+"""Set by the producer on an application; copied onto its score (falls back to the
+application's ``topic/partition/offset`` when the producer did not set one)."""
+
+# Headers on a dead letter.
+ERROR_TYPE_HEADER: Final = "error-type"
+ERROR_MESSAGE_HEADER: Final = "error-message"
+SOURCE_TOPIC_HEADER: Final = "source-topic"
+SOURCE_PARTITION_HEADER: Final = "source-partition"
+SOURCE_OFFSET_HEADER: Final = "source-offset"

@@ -1,0 +1,57 @@
+"""How a credit-default model is stored in MLflow: the format the scorer relies on.
+
+A candidate is logged with the scikit-learn flavor. Its pyfunc ``predict`` returns
+``predict_proba`` (column 1 is the probability of default), its input is a frame of
+the 23 contract features as ``float64`` in ``FEATURE_COLUMNS`` order, and its
+``MLmodel`` metadata carries the decision threshold, so a scorer that loads it
+needs nothing else::
+
+    model = mlflow.pyfunc.load_model("models:/credit-default@champion")
+    threshold = float(model.metadata.metadata["threshold"])
+    pipeline = model.get_raw_model()          # the fitted sklearn Pipeline
+"""
+
+from __future__ import annotations
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from mlflow.models.model import ModelInfo
+from sklearn.pipeline import Pipeline
+
+from contracts import FEATURE_COLUMNS
+from contracts.registry import THRESHOLD_METADATA_KEY
+
+MODEL_ARTIFACT_NAME = "model"
+_INPUT_EXAMPLE_ROWS = 5
+
+
+def as_model_input(features: pd.DataFrame) -> pd.DataFrame:
+    """The model's input frame: the contract features, in order, as float64."""
+    return features.loc[:, list(FEATURE_COLUMNS)].astype(np.float64)
+
+
+def log_credit_model(
+    pipeline: Pipeline,
+    *,
+    threshold: float,
+    sample: pd.DataFrame,
+    registered_model_name: str | None = None,
+) -> ModelInfo:
+    """Log ``pipeline`` into the active run in the scorer's format; optionally register it.
+
+    ``sample`` is a frame of contract features used for the signature and input example.
+    """
+    model_input = as_model_input(sample)
+    signature = infer_signature(model_input, pipeline.predict_proba(model_input))
+    return mlflow.sklearn.log_model(
+        pipeline,
+        name=MODEL_ARTIFACT_NAME,
+        signature=signature,
+        input_example=model_input.head(_INPUT_EXAMPLE_ROWS),
+        metadata={THRESHOLD_METADATA_KEY: float(threshold)},
+        pyfunc_predict_fn="predict_proba",
+        registered_model_name=registered_model_name,
+    )
