@@ -42,12 +42,18 @@ class LoanApplication(BaseModel):
     sex: Annotated[int, Field(ge=1, le=2, description="1 male, 2 female (personal data)")]
     education: Annotated[
         int,
-        Field(ge=0, le=6, description="1 graduate school, 2 university, 3 high school, "
-              "4 others; 0, 5, 6 undocumented (personal data)"),
+        Field(
+            ge=0,
+            le=6,
+            description="1 graduate school, 2 university, 3 high school, "
+            "4 others; 0, 5, 6 undocumented (personal data)",
+        ),
     ]
     marriage: Annotated[
-        int, Field(ge=0, le=3, description="1 married, 2 single, 3 others; 0 undocumented "
-                   "(personal data)"),
+        int,
+        Field(
+            ge=0, le=3, description="1 married, 2 single, 3 others; 0 undocumented (personal data)"
+        ),
     ]
     age: Annotated[int, Field(ge=18, le=120, description="years (personal data)")]
     pay_0: RepaymentStatus
@@ -75,9 +81,7 @@ class LoanApplication(BaseModel):
 
 
 FEATURE_COLUMNS: Final[tuple[str, ...]] = tuple(
-    name
-    for name in LoanApplication.model_fields
-    if name not in ("application_id", "submitted_at")
+    name for name in LoanApplication.model_fields if name not in ("application_id", "submitted_at")
 )
 """The 23 features, in the dataset's column order, as the model sees them."""
 
