@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final
 
 APPLICATIONS_TOPIC: Final = "loan-applications"
@@ -21,3 +22,19 @@ ERROR_MESSAGE_HEADER: Final = "error-message"
 SOURCE_TOPIC_HEADER: Final = "source-topic"
 SOURCE_PARTITION_HEADER: Final = "source-partition"
 SOURCE_OFFSET_HEADER: Final = "source-offset"
+
+
+class DeadLetterReason(StrEnum):
+    """Values of the ``error-type`` header: why an application went to the dead-letter topic."""
+
+    EMPTY = "empty"
+    """The record has no value, or only whitespace."""
+    OVERSIZED = "oversized"
+    """The value is larger than the worker accepts."""
+    NOT_UTF8 = "not-utf8"
+    """The value is not UTF-8 text."""
+    INVALID_JSON = "invalid-json"
+    """The value is UTF-8 but not JSON."""
+    VALIDATION = "validation"
+    """JSON that breaks the contract: not an object, a missing, unknown, mistyped or
+    out-of-domain field (the error message names the field)."""
