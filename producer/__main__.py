@@ -1,0 +1,6 @@
+"""``python -m producer``: see ``producer.cli``."""
+
+from producer.cli import main
+
+if __name__ == "__main__":
+    main()
