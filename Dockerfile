@@ -1,0 +1,104 @@
+# syntax=docker/dockerfile:1
+# One image for the scorer worker, training and the producer (the first argument picks
+# the job, default: worker), plus an `mlflow-server` target used by docker-compose.yml.
+#
+#   docker build -t rumos-credit-scorer .                        # the app (last stage)
+#   docker build --target mlflow-server -t rumos-mlflow .        # MLflow + PostgreSQL driver
+#
+# Nothing from data/, mlruns/ or any secret is copied in (see .dockerignore); models are
+# fetched from the MLflow registry at run time. The app runs as uid 10001 and writes only
+# under /tmp, so it runs on a read-only root filesystem with a tmpfs (or volume) on /tmp.
+
+# ---------------------------------------------------------------------------------------
+# Build the virtual environment: dependencies first (their own cached layer, rebuilt only
+# when pyproject.toml changes), then the project itself.
+FROM python:3.11-slim-trixie@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+
+RUN python -m venv /opt/venv
+
+COPY pyproject.toml README.md ./
+# pyproject.toml is the single dependency list: install its runtime dependencies (not the
+# dev extras) before any source is copied, so a code change reuses this layer.
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')"
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --requirement /tmp/requirements.txt
+
+COPY contracts ./contracts
+COPY training ./training
+COPY consumer ./consumer
+COPY producer ./producer
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --no-deps .
+
+# ---------------------------------------------------------------------------------------
+# The MLflow tracking server for docker-compose.yml: the official image lacks a PostgreSQL
+# driver, so this adds psycopg2-binary and drops root. /mlartifacts (the artifact store, a
+# named volume in compose) is created here so the volume inherits the non-root owner. Keep its minor version equal to the
+# client's (pyproject pins mlflow 3.17.x; dependabot.yml holds it to patch updates).
+FROM ghcr.io/mlflow/mlflow:v3.17.0 AS mlflow-server
+
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install psycopg2-binary==2.9.13 \
+    && groupadd --system --gid 10001 mlflow \
+    && useradd --system --uid 10001 --gid mlflow --no-create-home --home-dir /tmp --shell /usr/sbin/nologin mlflow \
+    && mkdir /mlartifacts \
+    && chown mlflow:mlflow /mlartifacts
+
+ENV HOME=/tmp
+USER 10001:10001
+EXPOSE 5000
+# /health needs no Host-header allow-listing; python's urllib because the image has no curl.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=6 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+ENTRYPOINT ["mlflow", "server"]
+CMD ["--host", "0.0.0.0", "--port", "5000"]
+
+# ---------------------------------------------------------------------------------------
+# The application image (default target).
+FROM python:3.11-slim-trixie@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS runtime
+
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="rumos-credit-scorer" \
+      org.opencontainers.image.description="Event-driven credit-risk scorer: Kafka worker, training and producer in one image" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-trixie"
+
+# Every writable path lives under /tmp: HOME, matplotlib's and other caches, and the
+# worker's model cache. The worker's HTTP server listens on all interfaces in a container.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp/home \
+    XDG_CACHE_HOME=/tmp/cache \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    SCORER_HTTP_HOST=0.0.0.0 \
+    SCORER_MODEL_CACHE_DIR=/tmp/scorer-models
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-create-home --home-dir /tmp/home --shell /usr/sbin/nologin app
+
+COPY --from=builder /opt/venv /opt/venv
+COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/rumos
+COPY --chmod=0644 docker/healthcheck.py /usr/local/lib/rumos/healthcheck.py
+
+WORKDIR /app
+USER 10001:10001
+# The worker's ops server (/healthz /readyz /metrics /model): SCORER_HTTP_PORT's default.
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "/usr/local/lib/rumos/healthcheck.py"]
+ENTRYPOINT ["/usr/local/bin/rumos"]
+CMD ["worker"]
