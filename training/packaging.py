@@ -13,6 +13,9 @@ needs nothing else::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from importlib.metadata import version
+
 import mlflow
 import mlflow.sklearn
 import numpy as np
@@ -25,6 +28,7 @@ from contracts import FEATURE_COLUMNS
 from contracts.registry import THRESHOLD_METADATA_KEY
 
 MODEL_ARTIFACT_NAME = "model"
+_RUNTIME_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
 _INPUT_EXAMPLE_ROWS = 5
 
 
@@ -39,10 +43,18 @@ def log_credit_model(
     threshold: float,
     sample: pd.DataFrame,
     registered_model_name: str | None = None,
+    skops_trusted_types: Sequence[str] = (),
+    pip_requirements: Sequence[str] | None = None,
 ) -> ModelInfo:
     """Log ``pipeline`` into the active run in the scorer's format; optionally register it.
 
     ``sample`` is a frame of contract features used for the signature and input example.
+    ``skops_trusted_types`` names the scikit-learn internals beyond skops' default
+    allow-list that the pipeline holds (trees, optimisers, calibrators); they are
+    recorded in ``MLmodel`` so the model loads with no extra argument. MLflow checks
+    the list when saving: a missing type fails here, at training time, not in the
+    scorer. ``pip_requirements`` (e.g. :func:`pinned_requirements`) skips MLflow's
+    requirement inference, a subprocess that reloads the model (seconds per model).
     """
     model_input = as_model_input(sample)
     signature = infer_signature(model_input, pipeline.predict_proba(model_input))
@@ -54,4 +66,15 @@ def log_credit_model(
         metadata={THRESHOLD_METADATA_KEY: float(threshold)},
         pyfunc_predict_fn="predict_proba",
         registered_model_name=registered_model_name,
+        skops_trusted_types=list(skops_trusted_types) or None,
+        pip_requirements=list(pip_requirements) if pip_requirements is not None else None,
     )
+
+
+def pinned_requirements() -> list[str]:
+    """Pins, from the running environment, of what a logged pipeline needs to load.
+
+    The same set MLflow infers for these pipelines (the sklearn flavor stores them
+    with skops), without its per-model inference subprocess.
+    """
+    return [f"{name}=={version(name)}" for name in _RUNTIME_DISTRIBUTIONS]
