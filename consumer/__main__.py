@@ -1,0 +1,97 @@
+"""``python -m consumer``: build the settings, wire the worker, run it until a signal.
+
+Exit codes: 0 after SIGTERM/SIGINT (the batch in hand is committed first), 1 on a
+fatal Kafka error, 2 on invalid settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Final
+
+from pydantic import ValidationError
+
+from consumer.errors import FatalTransportError
+from consumer.logs import configure_logging
+from consumer.model import AliasWatcher, RegistryLoader
+from consumer.ops import Metrics, OpsServer
+from consumer.settings import ENV_PREFIX, Settings
+from consumer.transport import KafkaTransport
+from consumer.worker import Worker
+
+_log = logging.getLogger("consumer")
+
+# MLflow's HTTP client retries a refused connection for minutes by default; the
+# alias watcher has its own backoff, so each attempt should fail fast and say why.
+_MLFLOW_CLIENT_DEFAULTS: Final = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return Settings()  # type: ignore[call-arg]  # required fields come from the environment
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            name = field if field.isupper() else f"{ENV_PREFIX}{field.upper()}"
+            print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main() -> int:
+    """Run the worker; returns the exit code."""
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level)
+    for name, value in _MLFLOW_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    _log.info("starting", extra={"settings": settings.redacted()})
+
+    metrics = Metrics()
+    watcher = AliasWatcher(
+        RegistryLoader(
+            tracking_uri=settings.mlflow_tracking_uri,
+            model_name=settings.model_name,
+            alias=settings.model_alias,
+            cache_dir=settings.model_cache_dir,
+        ),
+        interval_s=settings.reload_interval_s,
+        events=metrics,
+    )
+    try:
+        worker = Worker(
+            settings, transport=KafkaTransport(settings), models=watcher, metrics=metrics
+        )
+        ops = OpsServer(
+            settings.http_host,
+            settings.http_port,
+            metrics=metrics,
+            readiness=worker.readiness,
+            model=lambda: watcher.current,
+        )
+    except (FatalTransportError, OSError) as exc:
+        _log.critical("cannot start", extra={"reason": str(exc)})
+        return 2
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: _stop(worker, received))
+
+    ops.start()
+    watcher.start()
+    try:
+        return worker.run()
+    finally:
+        watcher.stop()
+        ops.stop()
+
+
+def _stop(worker: Worker, signum: int) -> None:
+    _log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+    worker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

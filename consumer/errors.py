@@ -1,0 +1,27 @@
+"""The worker's exceptions: one root, library errors translated at the boundary."""
+
+from __future__ import annotations
+
+
+class ScorerError(Exception):
+    """Root of every error the scoring worker raises on purpose."""
+
+
+class ModelLoadError(ScorerError):
+    """The champion could not be resolved, downloaded or loaded from the registry."""
+
+
+class TransportError(ScorerError):
+    """A Kafka operation failed; the subclass says what the worker must do about it."""
+
+
+class RetriableTransportError(TransportError):
+    """A transient failure (timeout, coordinator moving): the same call may succeed again."""
+
+
+class AbortableTransactionError(TransportError):
+    """The open transaction cannot commit: abort it and rewind the consumer."""
+
+
+class FatalTransportError(TransportError):
+    """The Kafka client cannot go on (fenced, misconfigured, unrecoverable): stop the worker."""

@@ -1,0 +1,197 @@
+"""Operations surface: Prometheus metrics and a small HTTP server.
+
+Endpoints: ``/healthz`` (the process answers), ``/readyz`` (200 when a model is
+loaded, partitions are assigned and the producer is healthy; else 503 with the
+reasons), ``/metrics`` (Prometheus text) and ``/model`` (the serving model's name,
+version, run id, threshold, and the run's metrics and params). Nothing here holds
+or prints settings, so no secret can leak through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Final
+
+import orjson
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
+from prometheus_client.exposition import generate_latest
+
+from contracts.topics import DeadLetterReason
+
+if TYPE_CHECKING:
+    from consumer.model import LoadedModel
+
+_log = logging.getLogger(__name__)
+
+STAGES: Final = ("decode", "score", "produce", "commit")
+"""Values of the ``stage`` label of ``scorer_stage_latency_seconds``."""
+_BATCH_BUCKETS: Final = (1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000)
+_LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class Metrics:
+    """The worker's Prometheus metrics, in a registry of their own (built at start-up)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("scorer_messages_consumed", "Input records consumed.", registry=r)
+        self.scored = Counter("scorer_applications_scored", "Applications scored.", registry=r)
+        self.dead_lettered = Counter(
+            "scorer_dead_letters",
+            "Input records sent to the dead-letter topic.",
+            ["error_type"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "scorer_batch_size", "Records per consumed batch.", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.stage_latency = Histogram(
+            "scorer_stage_latency_seconds",
+            "Seconds spent per batch in each stage.",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.transactions = Counter(
+            "scorer_transactions", "Batch transactions by outcome.", ["outcome"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            "scorer_consumer_lag",
+            "Records behind the high watermark.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.model_version = Gauge(
+            "scorer_model_version", "Registry version of the serving model (0: none).", registry=r
+        )
+        self.model_info = Info("scorer_model", "The serving model.", registry=r)
+        self.model_loads = Counter(
+            "scorer_model_loads", "Model load attempts by outcome.", ["outcome"], registry=r
+        )
+        for reason in DeadLetterReason:
+            self.dead_lettered.labels(reason.value)
+        for stage in STAGES:
+            self.stage_latency.labels(stage)
+        for outcome in ("committed", "aborted"):
+            self.transactions.labels(outcome)
+        for outcome in ("success", "failure"):
+            self.model_loads.labels(outcome)
+
+    def model_loaded(self, model: LoadedModel) -> None:
+        self.model_loads.labels("success").inc()
+        self.model_version.set(float(model.version) if model.version.isdigit() else 0.0)
+        self.model_info.info(
+            {"name": model.name, "version": model.version, "run_id": model.run_id or ""}
+        )
+
+    def model_load_failed(self) -> None:
+        self.model_loads.labels("failure").inc()
+
+    def set_lags(self, lags: Mapping[tuple[str, int], int]) -> None:
+        self.consumer_lag.clear()
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class OpsServer:
+    """``ThreadingHTTPServer`` in a daemon thread serving health, readiness, metrics, model."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        metrics: Metrics,
+        readiness: Callable[[], list[str]],
+        model: Callable[[], LoadedModel | None],
+    ) -> None:
+        handler = _handler_class(metrics, readiness, model)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="ops-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when configured as 0)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+        _log.info("ops server listening", extra={"port": self.port})
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler_class(
+    metrics: Metrics,
+    readiness: Callable[[], list[str]],
+    model: Callable[[], LoadedModel | None],
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                self._json(HTTPStatus.OK, {"status": "alive"})
+            elif path == "/readyz":
+                reasons = readiness()
+                status = HTTPStatus.SERVICE_UNAVAILABLE if reasons else HTTPStatus.OK
+                self._json(status, {"ready": not reasons, "reasons": reasons})
+            elif path == "/metrics":
+                self._send(HTTPStatus.OK, metrics.exposition(), CONTENT_TYPE_LATEST)
+            elif path == "/model":
+                serving = model()
+                if serving is None:
+                    self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"reason": "no model loaded"})
+                else:
+                    self._json(HTTPStatus.OK, serving.describe())
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"reason": f"no such endpoint: {path}"})
+
+        def log_message(self, format: str, *args: object) -> None:
+            _log.debug("http " + format, *args)
+
+        def _json(self, status: HTTPStatus, body: object) -> None:
+            self._send(status, orjson.dumps(body), "application/json")
+
+        def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler

@@ -1,0 +1,131 @@
+"""The worker's configuration: one typed object, read from the environment in ``main()``.
+
+``KAFKA_BOOTSTRAP_SERVERS`` and ``MLFLOW_TRACKING_URI`` keep their usual, unprefixed
+names; everything else is ``SCORER_<FIELD>`` (``SCORER_BATCH_MAX_MESSAGES=1000``).
+Extra librdkafka properties pass through as JSON objects, e.g.
+``SCORER_KAFKA_EXTRA='{"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN",
+"sasl.username": "scorer", "sasl.password": "..."}'``; values under secret-looking keys
+become ``SecretStr`` so they never show in logs, reprs or the HTTP endpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
+from contracts.topics import (
+    APPLICATIONS_TOPIC,
+    DEAD_LETTER_TOPIC,
+    PREDICTIONS_TOPIC,
+    SCORES_TOPIC,
+)
+
+ENV_PREFIX: Final = "SCORER_"
+
+KafkaValue = str | int | float | bool | SecretStr
+"""A librdkafka property value as configured (secrets wrapped)."""
+
+# Substrings of librdkafka property names whose values are credentials
+# (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret, ssl.key.pem, ...).
+_SECRET_KEY_MARKERS: Final = ("password", "secret", "passphrase", "token", ".pem", "config")
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _mask_secrets(properties: dict[str, KafkaValue]) -> dict[str, KafkaValue]:
+    return {
+        key: SecretStr(str(value))
+        if any(marker in key for marker in _SECRET_KEY_MARKERS) and not isinstance(value, SecretStr)
+        else value
+        for key, value in properties.items()
+    }
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without a password in its user-info part (``https://u:***@host``)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Settings(BaseSettings):
+    """Everything the worker can be told. Built once at start-up and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, validate_by_name=True
+    )
+
+    kafka_bootstrap_servers: str = Field(validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1)
+    # Out of the repr: a URI may carry a password (see ``redacted``).
+    mlflow_tracking_uri: str = Field(
+        validation_alias="MLFLOW_TRACKING_URI", min_length=1, repr=False
+    )
+
+    input_topic: str = APPLICATIONS_TOPIC
+    scores_topic: str = SCORES_TOPIC
+    dead_letter_topic: str = DEAD_LETTER_TOPIC
+    predictions_topic: str = PREDICTIONS_TOPIC
+    group_id: str = "credit-scorer"
+
+    model_name: str = MODEL_NAME
+    model_alias: str = CHAMPION_ALIAS
+    model_cache_dir: Path = Path(".cache/scorer-models")
+    reload_interval_s: float = Field(
+        default=30.0, gt=0, description="How often the alias is checked."
+    )
+
+    batch_max_messages: int = Field(default=500, ge=1, le=100_000)
+    batch_max_wait_ms: int = Field(default=100, ge=1, le=60_000)
+    max_message_bytes: int = Field(
+        default=64 * 1024, ge=1, description="Larger application values are dead-lettered."
+    )
+
+    worker_id: str = Field(default_factory=_default_worker_id, min_length=1)
+    transactional_id: str | None = Field(
+        default=None,
+        description="Defaults to '<group_id>-<worker_id>'; see effective_transactional_id.",
+    )
+    transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
+    linger_ms: int = Field(default=5, ge=0)
+    producer_batch_bytes: int = Field(default=1_000_000, ge=1)
+    kafka_extra: dict[str, KafkaValue] = Field(default_factory=dict)
+    consumer_extra: dict[str, KafkaValue] = Field(default_factory=dict)
+    producer_extra: dict[str, KafkaValue] = Field(default_factory=dict)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65_535)
+    log_level: str = "INFO"
+
+    @field_validator("kafka_extra", "consumer_extra", "producer_extra", mode="after")
+    @classmethod
+    def _wrap_secrets(cls, value: dict[str, KafkaValue]) -> dict[str, KafkaValue]:
+        return _mask_secrets(value)
+
+    @property
+    def effective_transactional_id(self) -> str:
+        """The producer's ``transactional.id``: stable for as long as ``worker_id`` is.
+
+        A restarted worker with the same id fences its zombie predecessor at once (its
+        open transaction is aborted by ``init_transactions``); set ``SCORER_WORKER_ID``
+        to a stable per-replica name (a StatefulSet pod name) to get that. Two live
+        workers must never share it: the older one is fenced and stops.
+        """
+        return self.transactional_id or f"{self.group_id}-{self.worker_id}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as JSON-safe data with every secret masked, for the start-up log."""
+        summary = self.model_dump(mode="json")
+        summary["mlflow_tracking_uri"] = redact_uri(self.mlflow_tracking_uri)
+        summary["transactional_id"] = self.effective_transactional_id
+        return summary

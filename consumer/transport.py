@@ -1,0 +1,280 @@
+"""Kafka behind one small Protocol: a read-committed consumer and a transactional producer.
+
+``KafkaTransport`` only adapts confluent-kafka: it builds the librdkafka configuration
+from ``Settings`` and translates every ``KafkaException`` into a ``TransportError``
+saying what to do next (``RetriableTransportError``: call again;
+``AbortableTransactionError``: abort and rewind; ``FatalTransportError``: stop). The
+retry and abort policy lives in the worker, so tests drive it with a fake transport.
+
+Rebalance callbacks run inside ``consume()``, and the worker only calls ``consume()``
+between transactions, so a partition is never revoked while its offsets sit in an
+open transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from pydantic import SecretStr
+
+from consumer.errors import (
+    AbortableTransactionError,
+    FatalTransportError,
+    RetriableTransportError,
+    TransportError,
+)
+from consumer.settings import KafkaValue, Settings
+from consumer.sinks import OutboundRecord
+
+_log = logging.getLogger(__name__)
+
+PartitionKey = tuple[str, int]
+"""(topic, partition)."""
+
+_OP_TIMEOUT_S: Final = 10.0
+"""Bound on one blocking librdkafka call; a retriable timeout is retried by the worker."""
+_QUEUE_FULL_POLL_S: Final = 0.05
+
+
+class Transport(Protocol):
+    """What the worker needs from Kafka. Every method raises ``TransportError`` subclasses."""
+
+    def start(self) -> None:
+        """Fence earlier incarnations (init transactions) and subscribe to the input."""
+
+    def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
+        """Up to ``max_messages`` data records, waiting at most ``timeout_s``."""
+
+    def begin(self) -> None: ...
+
+    def produce(self, records: Iterable[OutboundRecord]) -> None:
+        """Produce inside the open transaction, waiting (not buffering) when the queue is full."""
+
+    def send_offsets(self, offsets: Mapping[PartitionKey, int]) -> None:
+        """Add the next offsets to consume to the open transaction."""
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def rewind(self, batch_start: Mapping[PartitionKey, int]) -> None:
+        """Seek each partition back to its committed offset (else to ``batch_start``)."""
+
+    def assignment(self) -> frozenset[PartitionKey]:
+        """The partitions this worker owns now (safe to read from any thread)."""
+
+    def lags(self) -> dict[PartitionKey, int]:
+        """Records behind the high watermark, per assigned partition with a position."""
+
+    def problem(self) -> str | None:
+        """Why the producer cannot work (not initialised, fatal error), or None."""
+
+    def close(self) -> None: ...
+
+
+def translate(exc: KafkaException, action: str) -> TransportError:
+    """The ``TransportError`` saying how to handle ``exc`` raised by ``action``."""
+    error = exc.args[0] if exc.args else None
+    if not isinstance(error, KafkaError):
+        return FatalTransportError(f"{action} failed: {exc}")
+    message = f"{action} failed: {error.name()}: {error.str()}"
+    if error.fatal():
+        return FatalTransportError(message)
+    if error.txn_requires_abort():
+        return AbortableTransactionError(message)
+    if error.retriable():
+        return RetriableTransportError(message)
+    return FatalTransportError(message)
+
+
+def _plain(properties: Mapping[str, KafkaValue]) -> dict[str, Any]:
+    return {
+        key: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for key, value in properties.items()
+    }
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka consumer properties (secrets in clear: never log the result)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": settings.group_id,
+        "client.id": settings.worker_id,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # A new group starts at the beginning: applications published before the
+        # first worker came up are scored, not skipped.
+        "auto.offset.reset": "earliest",
+        **_plain(settings.kafka_extra),
+        **_plain(settings.consumer_extra),
+    }
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka transactional producer properties (secrets in clear: never log the result)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "client.id": settings.worker_id,
+        "transactional.id": settings.effective_transactional_id,
+        "transaction.timeout.ms": settings.transaction_timeout_ms,
+        "linger.ms": settings.linger_ms,
+        "batch.size": settings.producer_batch_bytes,
+        **_plain(settings.kafka_extra),
+        **_plain(settings.producer_extra),
+    }
+
+
+class KafkaTransport:
+    """``Transport`` on confluent-kafka clients built from ``Settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._input_topic = settings.input_topic
+        self._problem: str | None = "producer not initialised"
+        self._assigned: frozenset[PartitionKey] = frozenset()
+        try:
+            self._consumer = Consumer({**consumer_config(settings), "error_cb": self._on_error})
+            self._producer = Producer({**producer_config(settings), "error_cb": self._on_error})
+        except KafkaException as exc:
+            raise FatalTransportError(f"invalid Kafka configuration: {exc}") from exc
+
+    def start(self) -> None:
+        try:
+            self._producer.init_transactions(_OP_TIMEOUT_S)
+        except KafkaException as exc:
+            raise translate(exc, "init transactions") from exc
+        self._problem = None
+        self._consumer.subscribe(
+            [self._input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
+        try:
+            messages = self._consumer.consume(max_messages, timeout_s)
+        except KafkaException as exc:
+            raise translate(exc, "consume") from exc
+        if all(message.error() is None for message in messages):
+            return messages
+        return [message for message in messages if self._is_data(message)]
+
+    def begin(self) -> None:
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            raise translate(exc, "begin transaction") from exc
+
+    def produce(self, records: Iterable[OutboundRecord]) -> None:
+        produce = self._producer.produce
+        try:
+            for topic, key, value, headers in records:
+                while True:
+                    try:
+                        produce(topic, value, key, headers=headers)
+                        break
+                    except BufferError:
+                        # Backpressure: serve delivery reports until the queue has room;
+                        # nothing is consumed meanwhile.
+                        self._producer.poll(_QUEUE_FULL_POLL_S)
+        except KafkaException as exc:
+            raise translate(exc, "produce") from exc
+
+    def send_offsets(self, offsets: Mapping[PartitionKey, int]) -> None:
+        positions = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in offsets.items()
+        ]
+        try:
+            self._producer.send_offsets_to_transaction(
+                positions, self._consumer.consumer_group_metadata(), _OP_TIMEOUT_S
+            )
+        except KafkaException as exc:
+            raise translate(exc, "send offsets to transaction") from exc
+
+    def commit(self) -> None:
+        try:
+            self._producer.commit_transaction(_OP_TIMEOUT_S)
+        except KafkaException as exc:
+            raise translate(exc, "commit transaction") from exc
+
+    def abort(self) -> None:
+        try:
+            self._producer.abort_transaction(_OP_TIMEOUT_S)
+        except KafkaException as exc:
+            raise translate(exc, "abort transaction") from exc
+
+    def rewind(self, batch_start: Mapping[PartitionKey, int]) -> None:
+        partitions = [TopicPartition(topic, partition) for topic, partition in batch_start]
+        try:
+            committed = self._consumer.committed(partitions, _OP_TIMEOUT_S)
+        except KafkaException as exc:
+            # Offsets only move by our transactions, so the batch started at the
+            # committed offset: seeking there is the same rewind.
+            _log.warning("committed offsets unavailable, rewinding to the batch start: %s", exc)
+            committed = partitions
+        for position in committed:
+            key = (position.topic, position.partition)
+            offset = position.offset if position.offset >= 0 else batch_start[key]
+            try:
+                self._consumer.seek(TopicPartition(position.topic, position.partition, offset))
+            except KafkaException as exc:  # revoked meanwhile: its new owner starts from the commit
+                _log.warning("cannot rewind %s[%d]: %s", position.topic, position.partition, exc)
+
+    def assignment(self) -> frozenset[PartitionKey]:
+        return self._assigned
+
+    def lags(self) -> dict[PartitionKey, int]:
+        positions = self._consumer.position(
+            [TopicPartition(topic, partition) for topic, partition in self._assigned]
+        )
+        lags: dict[PartitionKey, int] = {}
+        for position in positions:
+            if position.offset < 0:
+                continue
+            _, high = self._consumer.get_watermark_offsets(position, cached=True)
+            lags[(position.topic, position.partition)] = max(0, high - position.offset)
+        return lags
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._producer.flush(_OP_TIMEOUT_S)
+
+    def _is_data(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.fatal():
+            raise FatalTransportError(f"consume failed: {error.name()}: {error.str()}")
+        _log.warning("consumer error: %s: %s", error.name(), error.str())
+        return False
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._problem = f"fatal Kafka error: {error.name()}: {error.str()}"
+            _log.error(self._problem)
+        else:
+            _log.warning("Kafka client error: %s: %s", error.name(), error.str())
+
+    def _on_assign(self, _consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+        self._assigned = self._assigned | {(tp.topic, tp.partition) for tp in partitions}
+        _log.info("partitions assigned", extra={"partitions": _names(partitions)})
+
+    def _on_revoke(self, _consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+        self._assigned = self._assigned - {(tp.topic, tp.partition) for tp in partitions}
+        _log.info("partitions revoked", extra={"partitions": _names(partitions)})
+
+    def _on_lost(self, _consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+        self._assigned = self._assigned - {(tp.topic, tp.partition) for tp in partitions}
+        _log.warning("partitions lost", extra={"partitions": _names(partitions)})
+
+
+def _names(partitions: Sequence[TopicPartition]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in partitions]

@@ -1,0 +1,284 @@
+"""The run loop: consume a batch, score it, produce its outcomes and offsets in one transaction.
+
+Exactly once, per batch::
+
+    messages = consume(up to N, at most W ms)   # rebalances happen here, never mid-transaction
+    decode each; score the valid ones in ONE model call
+    begin; produce scores + prediction records + dead letters;
+    send the next offsets (with the consumer's group metadata); commit
+
+A retriable error repeats the failed call until the transaction timeout; an
+abortable one (or retries running out) aborts the transaction and rewinds the
+consumer to the committed offsets, so the batch is read again and produced once;
+a fatal one stops the worker with a non-zero exit. The model is read once per
+batch, so a hot reload swaps models between batches.
+
+Rebalances: the consumer's rebalance callbacks only run inside ``consume()``, which
+is only called with no transaction open. Every batch is committed (or aborted and
+rewound) before the next ``consume()``, so by the time a partition is revoked its
+offsets are either committed with its outputs or not at all, and its next owner
+resumes exactly after the last committed batch. A worker that misses a rebalance
+(stalled past the session timeout) is fenced by the group generation carried in
+``send_offsets_to_transaction``: its commit fails as abortable, and it rewinds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, Protocol, TypeVar
+
+from confluent_kafka import Message
+
+from consumer.decoding import DecodeFailure, decode_application
+from consumer.errors import AbortableTransactionError, FatalTransportError, RetriableTransportError
+from consumer.model import LoadedModel
+from consumer.ops import Metrics
+from consumer.scoring import score_applications
+from consumer.settings import Settings
+from consumer.sinks import (
+    BatchInfo,
+    OutboundRecord,
+    OutputTopics,
+    dead_letter_record,
+    scored_records,
+)
+from consumer.transport import PartitionKey, Transport
+from contracts import LoanApplication
+
+_log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_MODEL_WAIT_S: Final = 0.5
+_FIRST_RETRY_S: Final = 0.1
+_MAX_RETRY_S: Final = 5.0
+
+
+class ModelSource(Protocol):
+    """Where the worker gets the model for each batch (the ``AliasWatcher``)."""
+
+    @property
+    def current(self) -> LoadedModel | None: ...
+
+    def wait_loaded(self, timeout: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch did (also the content of its log line)."""
+
+    consumed: int
+    scored: int
+    dead_letters: dict[str, int]
+    committed: bool
+
+
+class Worker:
+    """Runs the scoring loop until ``stop()``; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: Transport,
+        models: ModelSource,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._models = models
+        self._metrics = metrics
+        self._clock = clock
+        self._topics = OutputTopics(
+            scores=settings.scores_topic,
+            predictions=settings.predictions_topic,
+            dead_letters=settings.dead_letter_topic,
+        )
+        self._stopping = threading.Event()
+        self._started = False
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit, close and return (signal-safe)."""
+        self._stopping.set()
+
+    def readiness(self) -> list[str]:
+        """Why the worker is not ready to score (empty when it is)."""
+        reasons = []
+        if self._models.current is None:
+            reasons.append("no model loaded")
+        if not self._started:
+            reasons.append("not consuming yet")
+        elif problem := self._transport.problem():
+            reasons.append(problem)
+        elif not self._transport.assignment():
+            reasons.append("no partitions assigned")
+        return reasons
+
+    def run(self) -> int:
+        """Wait for a model, start Kafka, loop until stopped. Returns the process exit code."""
+        try:
+            if not self._wait_for_model() or not self._start_transport():
+                return 0
+            while not self._stopping.is_set():
+                self.run_once()
+        except FatalTransportError as exc:
+            _log.critical("stopping on a fatal Kafka error", extra={"reason": str(exc)})
+            return 1
+        finally:
+            if self._started:
+                self._transport.close()
+        _log.info("stopped cleanly")
+        return 0
+
+    def run_once(self) -> BatchOutcome | None:
+        """Consume and handle one batch; None when nothing arrived within the wait."""
+        messages = self._transport.consume(
+            self._settings.batch_max_messages, self._settings.batch_max_wait_ms / 1000
+        )
+        if not messages:
+            return None
+        model = self._models.current
+        if model is None:  # run() only loops once a model is loaded, and models never unload
+            raise AssertionError("batch consumed with no model loaded")
+        return self._handle(messages, model)
+
+    def _wait_for_model(self) -> bool:
+        _log.info("waiting for the model")
+        while not self._models.wait_loaded(_MODEL_WAIT_S):
+            if self._stopping.is_set():
+                return False
+        return True
+
+    def _start_transport(self) -> bool:
+        delay = _FIRST_RETRY_S
+        while not self._stopping.is_set():
+            try:
+                self._transport.start()
+            except RetriableTransportError as exc:
+                _log.warning("Kafka not available yet, retrying", extra={"reason": str(exc)})
+                self._stopping.wait(delay)
+                delay = min(_MAX_RETRY_S, delay * 2)
+                continue
+            self._started = True
+            _log.info("consuming", extra={"topic": self._settings.input_topic})
+            return True
+        return False
+
+    def _handle(self, messages: list[Message], model: LoadedModel) -> BatchOutcome:
+        started = self._clock()
+        accepted: list[tuple[Message, LoanApplication]] = []
+        dead_letters: list[OutboundRecord] = []
+        reasons: Counter[str] = Counter()
+        batch_start: dict[PartitionKey, int] = {}
+        next_offsets: dict[PartitionKey, int] = {}
+        max_bytes = self._settings.max_message_bytes
+        for message in messages:
+            key = (message.topic() or "", message.partition() or 0)
+            offset = message.offset() or 0
+            batch_start.setdefault(key, offset)
+            next_offsets[key] = offset + 1
+            result = decode_application(message.value(), max_bytes=max_bytes)
+            if isinstance(result, DecodeFailure):
+                dead_letters.append(dead_letter_record(message, result, self._topics.dead_letters))
+                reasons[result.reason.value] += 1
+            else:
+                accepted.append((message, result))
+        decoded = self._clock()
+        scores = score_applications([application for _, application in accepted], model)
+        scored = self._clock()
+        info = BatchInfo(
+            scored_at=datetime.now(UTC),
+            size=len(accepted),
+            latency_ms=(scored - started) * 1000,
+            worker_id=self._settings.worker_id,
+        )
+        records = scored_records(accepted, scores, model, info, self._topics) + dead_letters
+        produced = self._transact(records, next_offsets, batch_start)
+        outcome = BatchOutcome(len(messages), len(accepted), dict(reasons), produced is not None)
+        self._observe(outcome, model, (started, decoded, scored, produced, self._clock()))
+        return outcome
+
+    def _transact(
+        self,
+        records: list[OutboundRecord],
+        next_offsets: dict[PartitionKey, int],
+        batch_start: dict[PartitionKey, int],
+    ) -> float | None:
+        """Produce ``records`` and commit ``next_offsets`` atomically.
+
+        Returns the clock reading when production ended, or None if the transaction
+        was aborted (the consumer is then rewound to the committed offsets).
+        """
+        transport = self._transport
+        timeout_s = self._settings.transaction_timeout_ms / 1000
+        deadline = self._clock() + timeout_s
+        try:
+            self._retrying(transport.begin, deadline)
+            transport.produce(records)
+            produced = self._clock()
+            self._retrying(lambda: transport.send_offsets(next_offsets), deadline)
+            self._retrying(transport.commit, deadline)
+        except AbortableTransactionError as exc:
+            _log.warning("aborting the batch transaction", extra={"reason": str(exc)})
+            try:
+                self._retrying(transport.abort, self._clock() + timeout_s)
+            except AbortableTransactionError as abort_exc:
+                raise FatalTransportError(
+                    f"cannot abort the transaction: {abort_exc}"
+                ) from abort_exc
+            transport.rewind(batch_start)
+            return None
+        return produced
+
+    def _retrying(self, call: Callable[[], _T], deadline: float) -> _T:
+        """``call()``, repeated on retriable errors until ``deadline`` (then abortable)."""
+        delay = _FIRST_RETRY_S
+        while True:
+            try:
+                return call()
+            except RetriableTransportError as exc:
+                if self._clock() + delay > deadline:
+                    raise AbortableTransactionError(f"gave up retrying: {exc}") from exc
+                _log.warning("retrying a Kafka call", extra={"reason": str(exc)})
+                time.sleep(delay)
+                delay = min(_MAX_RETRY_S, delay * 2)
+
+    def _observe(
+        self,
+        outcome: BatchOutcome,
+        model: LoadedModel,
+        marks: tuple[float, float, float, float | None, float],
+    ) -> None:
+        started, decoded, scored, produced, finished = marks
+        metrics = self._metrics
+        metrics.consumed.inc(outcome.consumed)
+        metrics.batch_size.observe(outcome.consumed)
+        metrics.stage_latency.labels("decode").observe(decoded - started)
+        metrics.stage_latency.labels("score").observe(scored - decoded)
+        if produced is not None:
+            metrics.stage_latency.labels("produce").observe(produced - scored)
+            metrics.stage_latency.labels("commit").observe(finished - produced)
+            metrics.scored.inc(outcome.scored)
+            for reason, count in outcome.dead_letters.items():
+                metrics.dead_lettered.labels(reason).inc(count)
+        transaction = "committed" if outcome.committed else "aborted"
+        metrics.transactions.labels(transaction).inc()
+        metrics.set_lags(self._transport.lags())
+        _log.info(
+            "batch",
+            extra={
+                "consumed": outcome.consumed,
+                "scored": outcome.scored,
+                "dead_lettered": sum(outcome.dead_letters.values()),
+                "dead_letter_types": outcome.dead_letters,
+                "transaction": transaction,
+                "latency_ms": round((finished - started) * 1000, 3),
+                "model_version": model.version,
+            },
+        )

@@ -1,0 +1,122 @@
+"""Sinks: score, prediction and dead-letter records follow the contract byte for byte."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from confluent_kafka import Message
+
+from consumer.decoding import DecodeFailure
+from consumer.model import LoadedModel
+from consumer.scoring import Scores
+from consumer.sinks import (
+    BatchInfo,
+    OutputTopics,
+    correlation_id,
+    dead_letter_record,
+    scored_records,
+)
+from contracts.score import LoanScore, PredictionRecord
+from contracts.topics import (
+    CORRELATION_ID_HEADER,
+    ERROR_MESSAGE_HEADER,
+    ERROR_TYPE_HEADER,
+    MODEL_VERSION_HEADER,
+    SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER,
+    SOURCE_TOPIC_HEADER,
+    DeadLetterReason,
+)
+from tests.helpers.applications import applications_from_frame, encode
+
+_TOPICS = OutputTopics(scores="scores", predictions="predictions", dead_letters="dlq")
+_MODEL = LoadedModel("credit-default", "7", "run-7", 0.35, pipeline=None)  # type: ignore[arg-type]
+_INFO = BatchInfo(datetime(2026, 11, 26, 12, 0, tzinfo=UTC), 2, 1.5, "worker-a")
+
+
+def _message(offset: int, value: bytes | None, headers: list | None = None) -> Message:
+    return Message(
+        topic="apps",
+        partition=3,
+        offset=offset,
+        key=b"key-%d" % offset,
+        value=value,
+        headers=headers,
+    )
+
+
+def test_scores_and_prediction_records(feature_frame: pd.DataFrame) -> None:
+    applications = applications_from_frame(feature_frame, 2)
+    accepted = [
+        (
+            _message(10, encode(applications[0]), [(CORRELATION_ID_HEADER, b"corr-1")]),
+            applications[0],
+        ),
+        (_message(11, encode(applications[1])), applications[1]),
+    ]
+    scores = Scores(np.array([0.1234567890123, 0.35]), np.array([False, True]))
+    records = scored_records(accepted, scores, _MODEL, _INFO, _TOPICS)
+
+    assert [r.topic for r in records] == ["scores", "predictions", "scores", "predictions"]
+    first_score = LoanScore.model_validate_json(records[0].value or b"")
+    assert first_score.application_id == applications[0].application_id
+    assert first_score.default_probability == 0.1234567890123
+    assert first_score.predicted_default is False
+    assert (first_score.threshold, first_score.model_name, first_score.model_version) == (
+        0.35,
+        "credit-default",
+        "7",
+    )
+    assert first_score.scored_at == _INFO.scored_at
+    assert records[0].key == applications[0].application_id.encode()
+    assert dict(records[0].headers) == {
+        MODEL_VERSION_HEADER: b"7",
+        CORRELATION_ID_HEADER: b"corr-1",
+    }
+    assert dict(records[2].headers)[CORRELATION_ID_HEADER] == b"apps/3/11"
+
+    prediction = PredictionRecord.model_validate_json(records[3].value or b"")
+    assert prediction.predicted_default is True
+    assert (prediction.model_run_id, prediction.batch_size, prediction.worker_id) == (
+        "run-7",
+        2,
+        "worker-a",
+    )
+    assert (prediction.input_topic, prediction.input_partition, prediction.input_offset) == (
+        "apps",
+        3,
+        11,
+    )
+    assert prediction.batch_latency_ms == 1.5
+    # Prediction metadata carries no feature values (personal data).
+    assert set(orjson.loads(records[3].value or b"")) == set(PredictionRecord.model_fields)
+
+
+@pytest.mark.parametrize(("key", "value"), [(b"k", b"\xff\x00 raw"), (None, None), (b"k", b"")])
+def test_dead_letters_keep_key_and_bytes_and_name_the_error(
+    key: bytes | None, value: bytes | None
+) -> None:
+    message = Message(topic="apps", partition=1, offset=42, key=key, value=value)
+    failure = DecodeFailure(DeadLetterReason.NOT_UTF8, "the value is not UTF-8 text")
+    record = dead_letter_record(message, failure, "dlq")
+    assert (record.topic, record.key, record.value) == ("dlq", key, value)
+    assert dict(record.headers) == {
+        ERROR_TYPE_HEADER: b"not-utf8",
+        ERROR_MESSAGE_HEADER: b"the value is not UTF-8 text",
+        SOURCE_TOPIC_HEADER: b"apps",
+        SOURCE_PARTITION_HEADER: b"1",
+        SOURCE_OFFSET_HEADER: b"42",
+        CORRELATION_ID_HEADER: b"apps/1/42",
+    }
+
+
+def test_correlation_id_prefers_the_producers_header() -> None:
+    assert (
+        correlation_id(_message(5, b"x", [("other", b"1"), (CORRELATION_ID_HEADER, b"c")])) == b"c"
+    )
+    assert correlation_id(_message(5, b"x", [(CORRELATION_ID_HEADER, b"")])) == b"apps/3/5"
+    assert correlation_id(_message(5, b"x")) == b"apps/3/5"

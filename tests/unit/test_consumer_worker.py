@@ -1,0 +1,438 @@
+"""The run loop against a fake transactional transport: routing, transactions, aborts, stops."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from confluent_kafka import Message
+
+from consumer.errors import (
+    AbortableTransactionError,
+    FatalTransportError,
+    RetriableTransportError,
+)
+from consumer.model import LoadedModel
+from consumer.ops import Metrics
+from consumer.settings import Settings
+from consumer.sinks import OutboundRecord
+from consumer.transport import PartitionKey
+from consumer.worker import Worker
+from contracts import LoanApplication
+from contracts.score import LoanScore, PredictionRecord
+from contracts.topics import ERROR_TYPE_HEADER, MODEL_VERSION_HEADER, DeadLetterReason
+from tests.helpers.applications import applications_from_frame, as_frame, encode
+from tests.helpers.champion import fit_tiny_pipeline
+from training.packaging import as_model_input
+
+_INPUT = "apps"
+
+
+@dataclass
+class FakeTransport:
+    """A transport with transactional semantics: produced records become visible on commit.
+
+    ``failures`` maps a method name to exceptions raised by its next calls, in order.
+    ``rewind`` puts the last batch back in front of the queue, as a seek would.
+    """
+
+    batches: deque[list[Message]]
+    failures: dict[str, list[Exception]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    committed: list[OutboundRecord] = field(default_factory=list)
+    committed_offsets: dict[PartitionKey, int] = field(default_factory=dict)
+    rewinds: list[dict[PartitionKey, int]] = field(default_factory=list)
+    assigned: frozenset[PartitionKey] = frozenset()
+    closed: bool = False
+    on_commit: list[object] = field(default_factory=list)
+    _open: list[OutboundRecord] | None = None
+    _offsets: dict[PartitionKey, int] = field(default_factory=dict)
+    _last: list[Message] = field(default_factory=list)
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        pending = self.failures.get(name)
+        if pending:
+            raise pending.pop(0)
+
+    def start(self) -> None:
+        self._call("start")
+        self.assigned = frozenset({(_INPUT, 0)})
+
+    def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
+        self._last = self.batches.popleft() if self.batches else []
+        assert len(self._last) <= max_messages
+        return self._last
+
+    def begin(self) -> None:
+        self._call("begin")
+        assert self._open is None, "transaction already open"
+        self._open, self._offsets = [], {}
+
+    def produce(self, records: Iterable[OutboundRecord]) -> None:
+        self._call("produce")
+        assert self._open is not None
+        self._open.extend(records)
+
+    def send_offsets(self, offsets: Mapping[PartitionKey, int]) -> None:
+        self._call("send_offsets")
+        self._offsets = dict(offsets)
+
+    def commit(self) -> None:
+        self._call("commit")
+        assert self._open is not None
+        self.committed.extend(self._open)
+        self.committed_offsets.update(self._offsets)
+        self._open = None
+        for callback in self.on_commit:
+            callback()  # type: ignore[operator]
+
+    def abort(self) -> None:
+        self._call("abort")
+        self._open = None
+
+    def rewind(self, batch_start: Mapping[PartitionKey, int]) -> None:
+        self.calls.append("rewind")
+        self.rewinds.append(dict(batch_start))
+        self.batches.appendleft(self._last)
+
+    def assignment(self) -> frozenset[PartitionKey]:
+        return self.assigned
+
+    def lags(self) -> dict[PartitionKey, int]:
+        return {(_INPUT, 0): 0}
+
+    def problem(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeModels:
+    """A ModelSource whose model the test sets."""
+
+    def __init__(self, model: LoadedModel | None) -> None:
+        self.current: LoadedModel | None = model
+
+    def wait_loaded(self, timeout: float) -> bool:
+        return self.current is not None
+
+
+class CountingPipeline:
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        self.calls += 1
+        return self.inner.predict_proba(X)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def pipeline(feature_frame: pd.DataFrame) -> object:
+    return fit_tiny_pipeline(feature_frame)
+
+
+@pytest.fixture(scope="module")
+def applications(feature_frame: pd.DataFrame) -> list[LoanApplication]:
+    return applications_from_frame(feature_frame, 40)
+
+
+def _model(pipeline: object, version: str = "1") -> LoadedModel:
+    return LoadedModel(
+        "credit-default", version, f"run-{version}", 0.35, CountingPipeline(pipeline)
+    )
+
+
+def _settings(**changes: object) -> Settings:
+    values: dict[str, object] = {
+        "kafka_bootstrap_servers": "unused:9092",
+        "mlflow_tracking_uri": "unused",
+        "input_topic": _INPUT,
+        "worker_id": "worker-t",
+        "batch_max_messages": 100,
+        "max_message_bytes": 2048,
+        "transaction_timeout_ms": 1_000,
+    }
+    values.update(changes)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _messages(
+    values: Sequence[bytes | None], *, partition: int = 0, first: int = 0
+) -> list[Message]:
+    return [
+        Message(
+            topic=_INPUT, partition=partition, offset=first + i, key=b"k%d" % (first + i), value=v
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def _worker(transport: FakeTransport, models: FakeModels, **settings: object) -> Worker:
+    return Worker(_settings(**settings), transport=transport, models=models, metrics=Metrics())
+
+
+def _on(records: list[OutboundRecord], topic: str) -> list[OutboundRecord]:
+    return [record for record in records if record.topic == topic]
+
+
+_BAD_VALUES: dict[DeadLetterReason, bytes | None] = {
+    DeadLetterReason.EMPTY: None,
+    DeadLetterReason.OVERSIZED: b"{" + b" " * 4096 + b"}",
+    DeadLetterReason.NOT_UTF8: b"\xff\xfe\xfd",
+    DeadLetterReason.INVALID_JSON: b"{not json",
+    DeadLetterReason.VALIDATION: b'{"application_id": "x"}',
+}
+
+
+def test_a_mixed_batch_is_one_transaction_with_one_outcome_per_record(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    good = [encode(a) for a in applications[:10]]
+    values: list[bytes | None] = [*good[:5], *_BAD_VALUES.values(), *good[5:]]
+    transport = FakeTransport(deque([_messages(values, first=100)]))
+    model = _model(pipeline)
+    worker = _worker(transport, FakeModels(model))
+    transport.start()
+
+    outcome = worker.run_once()
+
+    assert outcome is not None
+    assert outcome.committed
+    assert transport.calls == ["start", "begin", "produce", "send_offsets", "commit"]
+    assert transport.committed_offsets == {(_INPUT, 0): 115}
+    scores = [
+        LoanScore.model_validate_json(r.value or b"")
+        for r in _on(transport.committed, "loan-scores")
+    ]
+    assert [s.application_id for s in scores] == [a.application_id for a in applications[:10]]
+    offline = pipeline.predict_proba(as_model_input(as_frame(applications[:10])))[:, 1]  # type: ignore[attr-defined]
+    assert [s.default_probability for s in scores] == offline.tolist()
+    predictions = _on(transport.committed, "loan-predictions")
+    assert [
+        PredictionRecord.model_validate_json(r.value or b"").input_offset for r in predictions
+    ] == [
+        100,
+        101,
+        102,
+        103,
+        104,
+        110,
+        111,
+        112,
+        113,
+        114,
+    ]
+    dead = _on(transport.committed, "loan-applications.dlq")
+    assert [dict(r.headers)[ERROR_TYPE_HEADER] for r in dead] == [
+        r.value.encode() for r in _BAD_VALUES
+    ]
+    assert [(r.key, r.value) for r in dead] == [
+        (b"k%d" % (105 + i), v) for i, v in enumerate(_BAD_VALUES.values())
+    ]
+    assert model.pipeline.calls == 1  # type: ignore[attr-defined]
+    assert outcome.dead_letters == {reason.value: 1 for reason in _BAD_VALUES}
+
+
+def test_offsets_are_committed_per_partition(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    batch = _messages([encode(applications[0])] * 3, partition=0, first=7) + _messages(
+        [encode(applications[1])] * 2, partition=2, first=50
+    )
+    transport = FakeTransport(deque([batch]))
+    _worker(transport, FakeModels(_model(pipeline))).run_once()
+    assert transport.committed_offsets == {(_INPUT, 0): 10, (_INPUT, 2): 52}
+
+
+def test_an_abortable_error_aborts_rewinds_and_the_batch_is_produced_once(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    transport = FakeTransport(
+        deque([_messages([encode(a) for a in applications[:5]] + [b"bad"], first=20)]),
+        failures={"commit": [AbortableTransactionError("commit failed: fenced generation")]},
+    )
+    worker = _worker(transport, FakeModels(_model(pipeline)))
+
+    first, second = worker.run_once(), worker.run_once()
+
+    assert first is not None
+    assert not first.committed
+    assert second is not None
+    assert second.committed
+    assert transport.calls == [
+        "begin",
+        "produce",
+        "send_offsets",
+        "commit",
+        "abort",
+        "rewind",
+        "begin",
+        "produce",
+        "send_offsets",
+        "commit",
+    ]
+    assert transport.rewinds == [{(_INPUT, 0): 20}]
+    assert len(_on(transport.committed, "loan-scores")) == 5
+    assert len(_on(transport.committed, "loan-applications.dlq")) == 1
+    assert transport.committed_offsets == {(_INPUT, 0): 26}
+
+
+def test_retriable_errors_retry_the_same_call(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    transport = FakeTransport(
+        deque([_messages([encode(applications[0])])]),
+        failures={
+            "send_offsets": [RetriableTransportError("coordinator loading")],
+            "commit": [RetriableTransportError("timed out")],
+        },
+    )
+    outcome = _worker(transport, FakeModels(_model(pipeline))).run_once()
+    assert outcome is not None
+    assert outcome.committed
+    assert transport.calls == [
+        "begin",
+        "produce",
+        "send_offsets",
+        "send_offsets",
+        "commit",
+        "commit",
+    ]
+
+
+def test_retries_give_up_at_the_transaction_timeout_and_abort(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    transport = FakeTransport(
+        deque([_messages([encode(applications[0])])]),
+        failures={"commit": [RetriableTransportError("timed out")] * 50},
+    )
+    outcome = _worker(transport, FakeModels(_model(pipeline))).run_once()
+    assert outcome is not None
+    assert not outcome.committed
+    assert transport.calls[-2:] == ["abort", "rewind"]
+    assert 2 <= transport.calls.count("commit") < 50
+    assert transport.committed == []
+
+
+def test_a_fatal_error_stops_the_worker_with_a_non_zero_exit(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    transport = FakeTransport(
+        deque([_messages([encode(applications[0])])]),
+        failures={"commit": [FatalTransportError("producer fenced")]},
+    )
+    assert _worker(transport, FakeModels(_model(pipeline))).run() == 1
+    assert transport.closed
+    assert transport.committed == []
+
+
+def test_a_failed_abort_is_fatal(pipeline: object, applications: list[LoanApplication]) -> None:
+    transport = FakeTransport(
+        deque([_messages([encode(applications[0])])]),
+        failures={
+            "commit": [AbortableTransactionError("x")],
+            "abort": [RetriableTransportError("broker gone")] * 50,
+        },
+    )
+    assert _worker(transport, FakeModels(_model(pipeline))).run() == 1
+
+
+def test_stop_finishes_the_batch_in_hand_then_exits_zero(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    batches = deque([_messages([encode(a)], first=i) for i, a in enumerate(applications[:3])])
+    transport = FakeTransport(batches)
+    worker = _worker(transport, FakeModels(_model(pipeline)))
+    transport.on_commit.append(worker.stop)
+
+    assert worker.run() == 0
+    assert transport.calls == ["start", "begin", "produce", "send_offsets", "commit"]
+    assert transport.closed
+    assert len(batches) == 2
+
+
+def test_a_batch_is_scored_by_one_model_and_a_swap_applies_to_the_next(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    transport = FakeTransport(
+        deque(
+            [
+                _messages([encode(a) for a in applications[:4]], first=0),
+                _messages([encode(a) for a in applications[4:8]], first=4),
+            ]
+        )
+    )
+    models = FakeModels(_model(pipeline, "1"))
+    worker = _worker(transport, models)
+    transport.on_commit.append(lambda: setattr(models, "current", _model(pipeline, "2")))
+
+    worker.run_once()
+    worker.run_once()
+
+    versions = [
+        dict(r.headers)[MODEL_VERSION_HEADER] for r in _on(transport.committed, "loan-scores")
+    ]
+    assert versions == [b"1"] * 4 + [b"2"] * 4
+    bodies = [
+        orjson.loads(r.value or b"")["model_version"]
+        for r in _on(transport.committed, "loan-scores")
+    ]
+    assert bodies == ["1"] * 4 + ["2"] * 4
+
+
+def test_no_model_means_not_ready_and_not_consuming(pipeline: object) -> None:
+    transport = FakeTransport(deque())
+    models = FakeModels(None)
+    worker = _worker(transport, models)
+    assert worker.readiness() == ["no model loaded", "not consuming yet"]
+    worker.stop()
+    assert worker.run() == 0
+    assert transport.calls == []
+    assert not transport.closed
+
+
+def test_kafka_unavailable_at_start_is_retried_then_ready(pipeline: object) -> None:
+    transport = FakeTransport(deque(), failures={"start": [RetriableTransportError("no broker")]})
+    worker = _worker(transport, FakeModels(_model(pipeline)))
+    transport.on_commit.append(worker.stop)
+    original_consume = transport.consume
+
+    def consume_then_stop(max_messages: int, timeout_s: float) -> list[Message]:
+        assert worker.readiness() == []
+        worker.stop()
+        return original_consume(max_messages, timeout_s)
+
+    transport.consume = consume_then_stop  # type: ignore[method-assign]
+    assert worker.run() == 0
+    assert transport.calls == ["start", "start"]
+
+
+def test_metrics_count_outcomes(pipeline: object, applications: list[LoanApplication]) -> None:
+    transport = FakeTransport(deque([_messages([encode(applications[0]), b"", b"{"])]))
+    metrics = Metrics()
+    Worker(
+        _settings(), transport=transport, models=FakeModels(_model(pipeline)), metrics=metrics
+    ).run_once()
+
+    def value(name: str, labels: dict[str, str] | None = None) -> float | None:
+        return metrics.registry.get_sample_value(name, labels or {})
+
+    assert value("scorer_messages_consumed_total") == 3
+    assert value("scorer_applications_scored_total") == 1
+    assert value("scorer_dead_letters_total", {"error_type": "empty"}) == 1
+    assert value("scorer_dead_letters_total", {"error_type": "invalid-json"}) == 1
+    assert value("scorer_dead_letters_total", {"error_type": "oversized"}) == 0
+    assert value("scorer_transactions_total", {"outcome": "committed"}) == 1
+    assert value("scorer_batch_size_count") == 1
+    for stage in ("decode", "score", "produce", "commit"):
+        assert value("scorer_stage_latency_seconds_count", {"stage": stage}) == 1
+    assert value("scorer_consumer_lag", {"topic": _INPUT, "partition": "0"}) == 0
