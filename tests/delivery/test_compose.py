@@ -1,0 +1,272 @@
+"""docker-compose.yml: valid per the Compose Specification, and in agreement with the code.
+
+The schema is vendored (compose-spec.json, from compose-spec/compose-spec's
+schema/compose-spec.json as shipped by check-jsonschema 0.39.0; Apache-2.0, see
+LICENSE.compose-spec), so the check needs no network and no Docker engine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import jsonschema
+import pytest
+from mlflow import cli as mlflow_cli
+
+from consumer.settings import Settings as WorkerSettings
+from contracts import topics
+from producer.settings import Settings as ProducerSettings
+from tests.delivery.conftest import ROOT, interpolate, settings_env_names, variables_in
+from training.settings import TrainingSettings
+
+APP_SERVICES = ("trainer", "scorer", "producer", "follower")
+_ENV = {"POSTGRES_PASSWORD": "not-a-real-password"}
+
+
+def _services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    environment = service.get("environment", {})
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    return {str(k): str(v) for k, v in environment.items()}
+
+
+def _entrypoint_jobs() -> set[str]:
+    script = (ROOT / "docker" / "entrypoint.sh").read_text(encoding="utf-8")
+    return {job.strip() for arm in re.findall(r"^\s+([\w| -]+)\)$", script, re.M)
+            for job in arm.split("|")} - {"*"}  # fmt: skip
+
+
+# -- the specification ----------------------------------------------------------------------
+
+
+def test_compose_file_validates_against_the_compose_specification(
+    compose: dict[str, Any],
+) -> None:
+    schema = json.loads((ROOT / "tests" / "delivery" / "compose-spec.json").read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(compose)]
+    assert errors == []
+
+
+def test_schema_check_rejects_an_invalid_service() -> None:
+    schema = json.loads((ROOT / "tests" / "delivery" / "compose-spec.json").read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    bad = {"services": {"scorer": {"image": "x", "depends_on": {"kafka": {"condition": "up"}}}}}
+    assert list(validator.iter_errors(bad))
+
+
+# -- the worker -----------------------------------------------------------------------------
+
+
+def test_every_variable_set_on_the_worker_is_a_worker_setting(compose: dict[str, Any]) -> None:
+    names = set(_environment(_services(compose)["scorer"]))
+    unknown = {name for name in names if name.upper() not in settings_env_names(WorkerSettings)}
+    assert unknown == set(), f"the worker ignores {unknown}"
+    # The two settings without defaults must be set, with the worker's own names.
+    assert {"KAFKA_BOOTSTRAP_SERVERS", "MLFLOW_TRACKING_URI"} <= names
+
+
+def test_trainer_and_producer_variables_are_their_settings(compose: dict[str, Any]) -> None:
+    services = _services(compose)
+    trainer = set(_environment(services["trainer"]))
+    assert trainer - settings_env_names(TrainingSettings) == set()
+    for name in ("producer", "follower"):
+        assert set(_environment(services[name])) - settings_env_names(ProducerSettings) == set()
+
+
+def test_worker_port_is_the_settings_default_and_not_fixed_on_the_host(
+    compose: dict[str, Any],
+) -> None:
+    scorer = _services(compose)["scorer"]
+    assert "container_name" not in scorer, "a fixed name forbids --scale"
+    http_port = WorkerSettings.model_fields["http_port"].default
+    assert "SCORER_HTTP_PORT" not in _environment(scorer)
+    (mapping,) = scorer["ports"]
+    host, container = interpolate(mapping).rsplit(":", 1)
+    assert int(container) == http_port
+    # Published on a range (each replica takes the next free port), never one fixed port.
+    low, high = (int(part) for part in host.split("-"))
+    assert high - low + 1 >= 6
+
+
+def test_worker_is_hardened(compose: dict[str, Any]) -> None:
+    scorer = _services(compose)["scorer"]
+    assert scorer["read_only"] is True
+    assert any(mount.split(":")[0] == "/tmp" for mount in scorer["tmpfs"])
+    uid = str(scorer["user"]).split(":")[0]
+    assert uid not in ("0", "root")
+    assert scorer["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in scorer["security_opt"]
+
+
+def test_worker_starts_after_its_dependencies_are_ready(compose: dict[str, Any]) -> None:
+    assert _services(compose)["scorer"]["depends_on"] == {
+        "kafka": {"condition": "service_healthy"},
+        "topic-init": {"condition": "service_completed_successfully"},
+        "mlflow": {"condition": "service_healthy"},
+        "trainer": {"condition": "service_completed_successfully"},
+    }
+
+
+def test_services_waited_on_as_healthy_have_a_healthcheck(compose: dict[str, Any]) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    services = _services(compose)
+    for service in services.values():
+        for name, dependency in service.get("depends_on", {}).items():
+            if dependency["condition"] != "service_healthy":
+                continue
+            target = services[name]
+            own = target.get("healthcheck", {})
+            assert not own.get("disable"), f"{name} is waited on but its healthcheck is disabled"
+            built = target.get("build", {}).get("target")
+            # Either the service defines a check, or it runs an image of ours that has one.
+            assert own.get("test") or (built and "HEALTHCHECK" in dockerfile), name
+
+
+# -- images and commands agree with the Dockerfile ------------------------------------------
+
+
+def test_app_services_run_the_image_built_from_the_runtime_target(
+    compose: dict[str, Any],
+) -> None:
+    services = _services(compose)
+    images = {interpolate(services[name]["image"]) for name in APP_SERVICES}
+    assert len(images) == 1
+    for name in APP_SERVICES:
+        assert services[name]["build"] == {"context": ".", "target": "runtime"}
+    assert services["mlflow"]["build"]["target"] == "mlflow-server"
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert {"runtime", "mlflow-server"} <= set(stages)
+
+
+def test_app_commands_are_jobs_the_entrypoint_knows(compose: dict[str, Any]) -> None:
+    jobs = _entrypoint_jobs()
+    assert {"worker", "train", "train-if-no-champion", "producer", "publish", "follow"} <= jobs
+    for name in APP_SERVICES:
+        command = _services(compose)[name]["command"]
+        assert command[0] in jobs, f"{name} runs {command[0]!r}, not an entrypoint job"
+
+
+def test_demo_services_are_behind_the_demo_profile(compose: dict[str, Any]) -> None:
+    services = _services(compose)
+    profiled = {name for name, service in services.items() if service.get("profiles")}
+    assert profiled == {"producer", "follower"}
+    assert all(services[name]["profiles"] == ["demo"] for name in profiled)
+
+
+def test_trainer_reads_the_data_read_only_and_runs_once(compose: dict[str, Any]) -> None:
+    trainer = _services(compose)["trainer"]
+    (volume,) = trainer["volumes"]
+    _source, target, mode = interpolate(volume).split(":")
+    assert mode == "ro"
+    assert _environment(trainer)["RUMOS_DATA"].startswith(f"{target}/")
+    assert trainer["restart"] == "no"
+    assert trainer["command"] == ["train-if-no-champion"]
+
+
+# -- Kafka topics and the MLflow server --------------------------------------------------------
+
+
+def test_topic_init_creates_every_contract_topic(compose: dict[str, Any]) -> None:
+    topic_init = _services(compose)["topic-init"]
+    specs = dict(
+        spec.split(":") for spec in interpolate(_environment(topic_init)["TOPICS"]).split()
+    )
+    contract = {
+        topics.APPLICATIONS_TOPIC,
+        topics.SCORES_TOPIC,
+        topics.PREDICTIONS_TOPIC,
+        topics.DEAD_LETTER_TOPIC,
+    }
+    assert set(specs) == contract
+    assert int(specs[topics.APPLICATIONS_TOPIC]) >= 6, "too few partitions to scale the worker"
+    assert topic_init["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+
+
+def test_kafka_is_a_single_node_kraft_broker_ready_for_transactions(
+    compose: dict[str, Any],
+) -> None:
+    kafka = _services(compose)["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    environment = {k: interpolate(v) for k, v in _environment(kafka).items()}
+    assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert environment["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert environment["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
+    assert environment["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert environment["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    advertised = environment["KAFKA_ADVERTISED_LISTENERS"]
+    assert "INTERNAL://kafka:9092" in advertised
+    for service in APP_SERVICES:
+        bootstrap = _environment(_services(compose)[service]).get("KAFKA_BOOTSTRAP_SERVERS")
+        assert bootstrap in (None, "kafka:9092")
+    # The host listener is advertised on the port that is published.
+    (published,) = kafka["ports"]
+    host_port = interpolate(published).split(":")[0]
+    assert f"EXTERNAL://localhost:{host_port}" in advertised
+
+
+def test_mlflow_server_options_exist_and_serve_artifacts_from_a_volume(
+    compose: dict[str, Any],
+) -> None:
+    mlflow = _services(compose)["mlflow"]
+    server = mlflow_cli.cli.commands["server"]
+    options = {opt for param in server.params for opt in param.opts}
+    env_vars = {param.envvar for param in server.params if param.envvar}
+    flags = dict(arg.partition("=")[::2] for arg in mlflow["command"])
+    assert set(flags) <= options, set(flags) - options
+    assert "--serve-artifacts" in flags
+    destination = flags["--artifacts-destination"]
+    assert any(v.split(":")[1] == destination for v in mlflow["volumes"])
+    assert set(_environment(mlflow)) <= env_vars
+    backend = interpolate(_environment(mlflow)["MLFLOW_BACKEND_STORE_URI"], _ENV)
+    assert backend.startswith("postgresql://")
+    for service in ("trainer", "scorer"):
+        assert _environment(_services(compose)[service])["MLFLOW_TRACKING_URI"] == (
+            f"http://mlflow:{flags['--port']}"
+        )
+
+
+# -- secrets and settings ---------------------------------------------------------------------
+
+
+def _variables(compose: dict[str, Any]) -> dict[str, str | None]:
+    """The ``${VAR}`` references in the file's values (its comments left out)."""
+    return variables_in(json.dumps(compose))
+
+
+def test_required_settings_fail_loudly_when_missing(compose: dict[str, Any]) -> None:
+    operator = _variables(compose)["POSTGRES_PASSWORD"]
+    assert operator == ":?"
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate("${POSTGRES_PASSWORD:?set it}")
+
+
+def test_secrets_are_only_variable_references(compose: dict[str, Any]) -> None:
+    reference = r"\$\{\w+(:\?[^}]*)?\}"
+    for name, service in _services(compose).items():
+        for key, value in _environment(service).items():
+            if re.search(r"PASSWORD|SECRET|TOKEN", key):
+                assert re.fullmatch(reference, value), f"{name}.{key} is not a ${{VAR}} reference"
+            userinfo = re.match(r"\w+://([^/@]*)@", value)
+            if userinfo:
+                _user, _, password = userinfo[1].partition(":")
+                assert re.fullmatch(reference, password), f"{name}.{key} embeds a password"
+
+
+def test_env_example_documents_every_variable(compose: dict[str, Any]) -> None:
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, re.M))
+    assert set(_variables(compose)) <= documented
+    assert re.search(r"^POSTGRES_PASSWORD=$", example, re.M), "the example holds no secret"
+
+
+def test_interpolate_follows_compose_rules() -> None:
+    assert interpolate("${A:-x}-${B}", {"B": "b"}) == "x-b"
+    assert interpolate("${A:-x}", {"A": "a"}) == "a"
+    assert interpolate("$${NOT}") == "${NOT}"
