@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from contracts import TARGET_COLUMN
 from contracts.registry import CHAMPION_ALIAS, EXPERIMENT_NAME
-from training.packaging import as_model_input, log_credit_model
+from training.packaging import as_model_input, log_credit_model, pinned_requirements
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ def register_champion(
                 threshold=threshold,
                 sample=feature_frame.head(50),
                 registered_model_name=model_name,
+                pip_requirements=pinned_requirements(),
             )
     version = str(info.registered_model_version)
     MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)

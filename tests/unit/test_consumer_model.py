@@ -1,0 +1,169 @@
+"""Model loading and hot reload: the registry loader (real MLflow, local store) and the watcher."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from consumer.errors import ModelLoadError
+from consumer.model import AliasWatcher, LoadedModel, ModelRef, RegistryLoader
+from consumer.ops import Metrics
+from tests.helpers.applications import applications_from_frame, as_frame
+from tests.helpers.champion import register_champion
+from training.packaging import as_model_input
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(tmp_path)  # the local store puts artifacts under the working directory
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _loader(uri: str, cache: Path, name: str = "credit-default") -> RegistryLoader:
+    return RegistryLoader(tracking_uri=uri, model_name=name, alias="champion", cache_dir=cache)
+
+
+def test_the_champion_loads_with_its_threshold_run_and_probabilities(
+    registry: str, tmp_path: Path, feature_frame: pd.DataFrame
+) -> None:
+    champion = register_champion(
+        registry, feature_frame, model_name="credit-default", threshold=0.3
+    )
+    loader = _loader(registry, tmp_path / "cache")
+
+    ref = loader.resolve()
+    model = loader.load(ref)
+
+    assert ref == ModelRef("credit-default", champion.version, champion.run_id)
+    assert (model.version, model.run_id, model.threshold) == ("1", champion.run_id, 0.3)
+    assert model.params["rows"] == "400"
+    assert model.metrics["threshold"] == 0.3
+    rows = as_model_input(as_frame(applications_from_frame(feature_frame, 100)))
+    offline = mlflow.pyfunc.load_model(champion.uri).predict(rows)
+    np.testing.assert_array_equal(model.pipeline.predict_proba(rows), np.asarray(offline))
+    assert model.describe()["version"] == "1"
+
+
+def test_a_cached_version_loads_without_the_artifact_store(
+    registry: str, tmp_path: Path, feature_frame: pd.DataFrame
+) -> None:
+    champion = register_champion(registry, feature_frame, model_name="credit-default")
+    cache = tmp_path / "cache"
+    _loader(registry, cache).load(ModelRef("credit-default", champion.version, champion.run_id))
+    assert (cache / "credit-default" / f"v1-{champion.run_id}" / "MLmodel").is_file()
+    for artifacts in ("mlruns", "mlartifacts"):
+        shutil.rmtree(tmp_path / artifacts, ignore_errors=True)
+
+    fresh = _loader(registry, cache)
+    model = fresh.load(fresh.resolve())
+
+    assert model.version == champion.version
+
+
+def test_a_missing_alias_is_a_model_load_error(registry: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"models:/absent@champion"):
+        _loader(registry, tmp_path / "cache", name="absent").resolve()
+
+
+def test_an_unreachable_registry_is_a_model_load_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unused_port: int
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(ModelLoadError, match="cannot resolve"):
+        _loader(f"http://127.0.0.1:{unused_port}", tmp_path).resolve()
+
+
+class FakeLoader:
+    """Resolves to ``version``; loading a version listed in ``broken`` fails."""
+
+    def __init__(self) -> None:
+        self.version = "1"
+        self.broken: set[str] = set()
+        self.resolvable = threading.Event()
+        self.resolvable.set()
+        self.loads: list[str] = []
+
+    def resolve(self) -> ModelRef:
+        if not self.resolvable.is_set():
+            raise ModelLoadError("registry unreachable")
+        return ModelRef("credit-default", self.version, f"run-{self.version}")
+
+    def load(self, ref: ModelRef) -> LoadedModel:
+        self.loads.append(ref.version)
+        if ref.version in self.broken:
+            raise ModelLoadError(f"version {ref.version} is broken")
+        return LoadedModel(ref.name, ref.version, ref.run_id, 0.5, pipeline=None)  # type: ignore[arg-type]
+
+
+def _loads(metrics: Metrics, outcome: str) -> float | None:
+    return metrics.registry.get_sample_value("scorer_model_loads_total", {"outcome": outcome})
+
+
+def test_the_watcher_loads_once_per_version_and_keeps_the_old_one_on_failure() -> None:
+    loader, metrics = FakeLoader(), Metrics()
+    watcher = AliasWatcher(loader, interval_s=60, events=metrics)
+    assert watcher.current is None
+
+    watcher.check()
+    watcher.check()
+    assert watcher.current is not None
+    assert watcher.current.version == "1"
+    assert loader.loads == ["1"]
+
+    loader.version, loader.broken = "2", {"2"}
+    with pytest.raises(ModelLoadError):
+        watcher.check()
+    assert watcher.current.version == "1"
+
+    loader.version = "3"
+    watcher.check()
+    assert watcher.current.version == "3"
+    assert loader.loads == ["1", "2", "3"]
+    assert (_loads(metrics, "success"), _loads(metrics, "failure")) == (2, 0)
+    assert metrics.registry.get_sample_value("scorer_model_version") == 3
+    assert (
+        metrics.registry.get_sample_value(
+            "scorer_model_info", {"name": "credit-default", "version": "3", "run_id": "run-3"}
+        )
+        == 1
+    )
+
+
+def test_the_watcher_thread_retries_until_the_registry_answers() -> None:
+    loader, metrics = FakeLoader(), Metrics()
+    loader.resolvable.clear()
+    watcher = AliasWatcher(loader, interval_s=0.02, events=metrics)
+    watcher.start()
+    try:
+        _wait_for(lambda: (_loads(metrics, "failure") or 0) >= 2)
+        assert watcher.current is None
+        loader.resolvable.set()
+        assert watcher.wait_loaded(10)
+        loader.version = "2"
+        _wait_for(lambda: watcher.current is not None and watcher.current.version == "2")
+    finally:
+        watcher.stop()
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        time.sleep(0.01)
