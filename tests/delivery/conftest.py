@@ -1,127 +1,13 @@
-"""Shared readers for the delivery files (Dockerfile, compose, workflows) and their linters.
-
-These tests need no Docker engine: they read the files, check them against each other and
-against the code they run (the worker's Settings, the CLI modules), and run the linters
-installed into the project's virtualenv by scripts/bootstrap.
-"""
+"""Fixtures for the delivery tests: the Dockerfile, compose file and workflows as data."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pydantic import AliasChoices
-from pydantic_settings import BaseSettings
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
-
-_INTERPOLATION = re.compile(
-    r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
-)
-
-
-def venv_tool(name: str) -> str:
-    """The path of a linter in the virtualenv's bin; a failure (never a skip) when missing."""
-    found = shutil.which(name, path=str(VENV_BIN))
-    if found is None:
-        pytest.fail(
-            f"{name} is not installed in {VENV_BIN}: run scripts/bootstrap "
-            "(pyproject's dev extras install hadolint, zizmor and shellcheck; "
-            "bootstrap builds actionlint with Go)"
-        )
-    return found
-
-
-def run_tool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    """Run a linter with the venv's bin first on PATH (actionlint finds shellcheck there)."""
-    env = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home())}
-    return subprocess.run(
-        list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
-def interpolate(value: str, env: dict[str, str] | None = None) -> str:
-    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` with ``env`` set.
-
-    A ``:?`` variable missing from ``env`` raises ``KeyError``, as compose refuses to start.
-    """
-    env = env or {}
-
-    def _one(match: re.Match[str]) -> str:
-        name, op, arg = match["name"], match["op"], match["arg"]
-        if env.get(name):
-            return env[name]
-        if op in (":-", "-"):
-            return arg
-        if op in (":?", "?"):
-            raise KeyError(f"{name}: {arg}")
-        return ""
-
-    return _INTERPOLATION.sub(_one, value.replace("$$", "\0")).replace("\0", "$")
-
-
-def variables_in(text: str) -> dict[str, str | None]:
-    """Every ``${VAR...}`` in ``text``: name -> its operator (``:-``, ``:?``) or None."""
-    return {m["name"]: m["op"] for m in _INTERPOLATION.finditer(text)}
-
-
-def settings_env_names(settings: type[BaseSettings]) -> set[str]:
-    """The environment variable names a pydantic-settings class reads (upper case)."""
-    prefix = str(settings.model_config.get("env_prefix", ""))
-    names: set[str] = set()
-    for field_name, field in settings.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, str):
-            names.add(alias.upper())
-        elif isinstance(alias, AliasChoices):
-            names.update(c.upper() for c in alias.choices if isinstance(c, str))
-        else:
-            names.add(f"{prefix}{field_name}".upper())
-    return names
-
-
-@dataclass(frozen=True)
-class Instruction:
-    """One Dockerfile instruction, continuation lines joined, in its build stage."""
-
-    keyword: str
-    arguments: str
-    stage: str
-    line: int
-
-
-def parse_dockerfile(text: str) -> list[Instruction]:
-    """Instructions in order; comment lines (also inside continuations) are dropped."""
-    instructions: list[Instruction] = []
-    stage = ""
-    pending: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if not pending:
-            start = number
-        continued = stripped.endswith("\\")
-        pending.append(stripped.removesuffix("\\").strip())
-        if continued:
-            continue
-        keyword, _, arguments = " ".join(pending).partition(" ")
-        pending = []
-        keyword = keyword.upper()
-        if keyword == "FROM":
-            parts = arguments.split()
-            stage = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else parts[0]
-        instructions.append(Instruction(keyword, arguments.strip(), stage, start))
-    return instructions
+from tests.delivery.support import ROOT, Instruction, parse_dockerfile
 
 
 @pytest.fixture(scope="session")
@@ -130,14 +16,9 @@ def dockerfile() -> list[Instruction]:
 
 
 @pytest.fixture(scope="session")
-def compose_text() -> str:
-    return (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="session")
-def compose(compose_text: str) -> dict[str, Any]:
+def compose() -> dict[str, Any]:
     """docker-compose.yml as data (YAML merge keys resolved, variables not interpolated)."""
-    return yaml.safe_load(compose_text)
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")

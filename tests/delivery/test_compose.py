@@ -18,7 +18,7 @@ from mlflow import cli as mlflow_cli
 from consumer.settings import Settings as WorkerSettings
 from contracts import topics
 from producer.settings import Settings as ProducerSettings
-from tests.delivery.conftest import ROOT, interpolate, settings_env_names, variables_in
+from tests.delivery.support import ROOT, interpolate, settings_env_names, variables_in
 from training.settings import TrainingSettings
 
 APP_SERVICES = ("trainer", "scorer", "producer", "follower")

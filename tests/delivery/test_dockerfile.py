@@ -16,7 +16,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from consumer.settings import Settings
-from tests.delivery.conftest import (
+from tests.delivery.support import (
     ROOT,
     Instruction,
     parse_dockerfile,
@@ -170,7 +170,7 @@ def test_every_writable_path_is_under_tmp(dockerfile: list[Instruction]) -> None
     environment = " ".join(i.arguments for i in _only(_stage(dockerfile, "runtime"), "ENV"))
     values = dict(re.findall(r"(\w+)=(\S+)", environment))
     for name in ("HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR", "SCORER_MODEL_CACHE_DIR"):
-        assert values[name].startswith("/tmp/"), f"{name}={values[name]} is not under /tmp"
+        assert values[name] == "/tmp" or values[name].startswith("/tmp/"), name
     assert not Path(str(Settings.model_fields["model_cache_dir"].default)).is_absolute(), (
         "the worker's default cache dir is relative: the image must override it"
     )

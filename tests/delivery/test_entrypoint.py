@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
-from tests.delivery.conftest import ROOT, VENV_BIN
+from tests.delivery.support import ROOT, VENV_BIN
 
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.delivery.conftest import ROOT, run_tool, venv_tool
+from tests.delivery.support import ROOT, run_tool, venv_tool
 
 _PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 _VERSION_COMMENT = re.compile(r"#\s*v\d+\.\d+\.\d+\s*$")
