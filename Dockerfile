@@ -39,8 +39,9 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # ---------------------------------------------------------------------------------------
 # The MLflow tracking server for docker-compose.yml: the official image lacks a PostgreSQL
 # driver, so this adds psycopg2-binary and drops root. /mlartifacts (the artifact store, a
-# named volume in compose) is created here so the volume inherits the non-root owner. Keep its minor version equal to the
-# client's (pyproject pins mlflow 3.17.x; dependabot.yml holds it to patch updates).
+# named volume in compose) is created here so the volume inherits the non-root owner.
+# Keep its minor version equal to the client's (pyproject pins mlflow 3.17.x;
+# dependabot.yml holds it to patch updates).
 FROM ghcr.io/mlflow/mlflow:v3.17.0 AS mlflow-server
 
 RUN --mount=type=cache,target=/root/.cache/pip \
