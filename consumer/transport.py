@@ -30,6 +30,7 @@ from consumer.settings import KafkaValue, Settings
 from consumer.sinks import OutboundRecord
 
 _log = logging.getLogger(__name__)
+_client_log = logging.getLogger("consumer.librdkafka")
 
 PartitionKey = tuple[str, int]
 """(topic, partition)."""
@@ -136,8 +137,10 @@ class KafkaTransport:
         self._problem: str | None = "producer not initialised"
         self._assigned: frozenset[PartitionKey] = frozenset()
         try:
-            self._consumer = Consumer({**consumer_config(settings), "error_cb": self._on_error})
-            self._producer = Producer({**producer_config(settings), "error_cb": self._on_error})
+            # librdkafka's own log lines join ours (as JSON) via the logger property.
+            callbacks = {"error_cb": self._on_error, "logger": _client_log}
+            self._consumer = Consumer({**consumer_config(settings), **callbacks})
+            self._producer = Producer({**producer_config(settings), **callbacks})
         except KafkaException as exc:
             raise FatalTransportError(f"invalid Kafka configuration: {exc}") from exc
 

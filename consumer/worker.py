@@ -24,6 +24,7 @@ resumes exactly after the last committed batch. A worker that misses a rebalance
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -125,6 +126,9 @@ class Worker:
         try:
             if not self._wait_for_model() or not self._start_transport():
                 return 0
+            # Libraries and the model live as long as the process: keep the cyclic
+            # collector from re-scanning them on every collection (a few % of throughput).
+            gc.freeze()
             while not self._stopping.is_set():
                 self.run_once()
         except FatalTransportError as exc:

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import mlflow
+import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
@@ -64,11 +66,12 @@ def register_champion(
     rows: int = 400,
     seed: int = 0,
     alias: str = CHAMPION_ALIAS,
+    experiment: str = EXPERIMENT_NAME,
 ) -> RegisteredChampion:
     """Fit, log, register a new version of ``model_name`` and point ``alias`` at it."""
     pipeline = fit_tiny_pipeline(feature_frame, rows=rows, seed=seed)
     with _tracking(tracking_uri):
-        mlflow.set_experiment(EXPERIMENT_NAME)
+        mlflow.set_experiment(experiment)
         with mlflow.start_run() as run:
             mlflow.log_params({"model": "logistic_regression", "rows": rows, "seed": seed})
             mlflow.log_metric("threshold", threshold)
@@ -82,3 +85,10 @@ def register_champion(
     version = str(info.registered_model_version)
     MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)
     return RegisteredChampion(model_name, version, run.info.run_id, threshold, pipeline)
+
+
+def offline_probabilities(tracking_uri: str, model_uri: str, features: pd.DataFrame) -> np.ndarray:
+    """Probabilities of default the registered model gives through MLflow's own pyfunc."""
+    with _tracking(tracking_uri):
+        model = mlflow.pyfunc.load_model(model_uri)
+    return np.asarray(model.predict(as_model_input(features)))[:, 1]

@@ -1,0 +1,171 @@
+"""End to end: ``python -m consumer`` on a real broker with a real MLflow server.
+
+1,000 real applications in, exactly 1,000 committed scores and 1,000 prediction
+records out, each probability equal to what the registered model gives offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from confluent_kafka import Message
+
+from contracts import FEATURE_COLUMNS
+from contracts.score import LoanScore, PredictionRecord
+from contracts.topics import CORRELATION_ID_HEADER, MODEL_VERSION_HEADER
+from tests.fixtures.kafka import TopicFactory, unique_name
+from tests.fixtures.mlflow_server import MlflowNamespace
+from tests.helpers.applications import applications_from_frame, as_frame, encode
+from tests.helpers.champion import offline_probabilities, register_champion
+from tests.helpers.worker import (
+    ScorerProcess,
+    ScorerTopics,
+    free_port,
+    publish,
+    read_committed,
+    read_to_end,
+    scorer_env,
+)
+
+pytestmark = pytest.mark.integration
+
+_COUNT = 1_000
+
+
+@pytest.fixture
+def topics(new_topic: TopicFactory) -> ScorerTopics:
+    return ScorerTopics(
+        applications=new_topic("applications", partitions=3),
+        scores=new_topic("scores"),
+        dead_letters=new_topic("dlq"),
+        predictions=new_topic("predictions"),
+    )
+
+
+@pytest.fixture
+def scorers() -> Iterator[list[ScorerProcess]]:
+    started: list[ScorerProcess] = []
+    yield started
+    for scorer in started:
+        scorer.stop_quietly()
+
+
+def _headers(message: Message) -> dict[str, bytes]:
+    return {name: value for name, value in message.headers() or [] if isinstance(value, bytes)}
+
+
+def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
+    kafka_bootstrap_servers: str,
+    mlflow_tracking_uri: str,
+    mlflow_namespace: MlflowNamespace,
+    feature_frame: pd.DataFrame,
+    topics: ScorerTopics,
+    scorers: list[ScorerProcess],
+    tmp_path: Path,
+) -> None:
+    champion = register_champion(
+        mlflow_tracking_uri,
+        feature_frame,
+        model_name=mlflow_namespace.model_name,
+        experiment=mlflow_namespace.experiment,
+    )
+    env = scorer_env(
+        bootstrap_servers=kafka_bootstrap_servers,
+        tracking_uri=mlflow_tracking_uri,
+        group_id=unique_name("scorer"),
+        model_name=champion.model_name,
+        cache_dir=tmp_path / "models",
+        worker_id="e2e-0",
+        http_port=free_port(),
+        **topics.env(),
+    )
+    scorer = ScorerProcess(env, tmp_path / "worker.log")
+    scorers.append(scorer)
+    scorer.wait_ready()
+
+    applications = applications_from_frame(feature_frame, _COUNT, prefix=unique_name("e2e"))
+    publish(
+        kafka_bootstrap_servers,
+        topics.applications,
+        (
+            (a.application_id.encode(), encode(a), [(CORRELATION_ID_HEADER, f"corr-{i}".encode())])
+            for i, a in enumerate(applications)
+        ),
+    )
+    read_committed(
+        kafka_bootstrap_servers,
+        [topics.scores, topics.predictions],
+        lambda read: all(len(messages) >= _COUNT for messages in read.values()),
+        group_id=unique_name("reader"),
+    )
+    status, described = scorer.get("/model")
+    _, metrics_text = scorer.get("/metrics")
+    assert scorer.terminate() == 0, scorer.log_tail()
+
+    # The worker is stopped, so the topics' ends are final: read everything there is.
+    read = read_to_end(
+        kafka_bootstrap_servers,
+        [topics.scores, topics.predictions, topics.dead_letters],
+        group_id=unique_name("audit"),
+    )
+    scores: dict[str, tuple[LoanScore, Message]] = {}
+    for message in read[topics.scores]:
+        score = LoanScore.model_validate_json(message.value() or b"")
+        scores[score.application_id] = (score, message)
+    predictions = [
+        PredictionRecord.model_validate_json(m.value() or b"") for m in read[topics.predictions]
+    ]
+    ids = [a.application_id for a in applications]
+
+    assert len(read[topics.scores]) == _COUNT, "duplicate or missing scores"
+    assert sorted(scores) == sorted(ids)
+    assert sorted(p.application_id for p in predictions) == sorted(ids)
+    assert read[topics.dead_letters] == []
+
+    offline = offline_probabilities(mlflow_tracking_uri, champion.uri, as_frame(applications))
+    online = np.array([scores[i][0].default_probability for i in ids])
+    np.testing.assert_allclose(online, offline, rtol=0, atol=1e-9)
+    for index, application_id in enumerate(ids):
+        score, message = scores[application_id]
+        assert message.key() == application_id.encode()
+        assert score.predicted_default == (score.default_probability >= champion.threshold)
+        assert (score.threshold, score.model_name, score.model_version) == (
+            champion.threshold,
+            champion.model_name,
+            champion.version,
+        )
+        assert _headers(message) == {
+            MODEL_VERSION_HEADER: champion.version.encode(),
+            CORRELATION_ID_HEADER: f"corr-{index}".encode(),
+        }
+    assert {(p.model_run_id, p.model_version, p.worker_id) for p in predictions} == {
+        (champion.run_id, champion.version, "e2e-0")
+    }
+    assert sorted((p.input_partition, p.input_offset) for p in predictions) == sorted(
+        {(p.input_partition, p.input_offset) for p in predictions}
+    )
+    assert all(p.input_topic == topics.applications for p in predictions)
+    assert all(1 <= p.batch_size <= 500 for p in predictions)
+
+    assert status == 200
+    assert (described["version"], described["run_id"], described["threshold"]) == (
+        champion.version,
+        champion.run_id,
+        champion.threshold,
+    )
+    assert described["params"]["rows"] == "400"
+    assert f"scorer_applications_scored_total {float(_COUNT)}" in metrics_text.splitlines()
+    batch_lines = [
+        line
+        for line in scorer.log_path.read_text().splitlines()
+        if line.startswith("{") and orjson.loads(line).get("message") == "batch"
+    ]
+    assert sum(orjson.loads(line)["scored"] for line in batch_lines) == _COUNT
+    assert batch_lines, "no batch log line"
+    for line in batch_lines:  # no feature values in the log
+        assert not set(orjson.loads(line)) & set(FEATURE_COLUMNS)
