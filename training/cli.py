@@ -1,0 +1,197 @@
+"""``python -m training``: train (default), ``promote VERSION`` and ``rollback``.
+
+A thin layer over :func:`training.train` and :mod:`training.registry`: it builds the
+settings, renders the outcome, and turns the package's errors into a one-line
+message and an exit code (2: bad input, unknown version, nothing to roll back;
+1: anything else, including a training call that promoted nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from training.errors import (
+    DatasetError,
+    NoPreviousChampionError,
+    TrainingError,
+    UnknownVersionError,
+)
+from training.registry import AliasState, promote, registry_client, rollback
+from training.results import TrainingReport
+from training.settings import RegistrySettings, TrainingSettings
+from training.trainer import train
+
+_USER_ERRORS = (DatasetError, UnknownVersionError, NoPreviousChampionError)
+_SettingsT = TypeVar("_SettingsT", RegistrySettings, TrainingSettings)
+_T = TypeVar("_T")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    help="Train the credit-default candidates and manage the champion alias.",
+)
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(help="MLflow tracking URI [env MLFLOW_TRACKING_URI; default sqlite:///mlflow.db]"),
+]
+ModelName = Annotated[
+    str | None, typer.Option(help="registered model [env RUMOS_TRAINING_MODEL_NAME]")
+]
+
+
+@app.callback(invoke_without_command=True)
+def train_command(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="dataset CSV [env RUMOS_DATA; default data/credit_default.csv]"),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment")] = None,
+    model_name: ModelName = None,
+    quick: Annotated[
+        bool | None, typer.Option("--quick/--full", help="subsample, tiny grids, 3 folds")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of splits, folds and models")] = None,
+    cost_fn: Annotated[
+        float | None, typer.Option(help="cost of a missed defaulter [default 5]")
+    ] = None,
+    cost_fp: Annotated[
+        float | None, typer.Option(help="cost of a good client flagged [default 1]")
+    ] = None,
+    latency_budget_us: Annotated[
+        float | None, typer.Option(help="max batch inference µs/row of a champion [default 20]")
+    ] = None,
+    families: Annotated[
+        list[str] | None,
+        typer.Option(help="families to train, comma-separated or repeated [default: all]"),
+    ] = None,
+) -> None:
+    """Train every candidate family, register each one, and promote the champion."""
+    if ctx.invoked_subcommand is not None:
+        return
+    console = Console(stderr=True, soft_wrap=True)
+    settings = _settings(
+        TrainingSettings,
+        console,
+        data=data,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        model_name=model_name,
+        quick=quick,
+        seed=seed,
+        cost_fn=cost_fn,
+        cost_fp=cost_fp,
+        latency_budget_us=latency_budget_us,
+        families=families,
+    )
+    report = _run(console, lambda: train(settings, console=console))
+    _render_report(Console(soft_wrap=True), report)
+    if report.champion is None:
+        console.print(
+            f"[red]nothing promoted:[/] {escape(report.selection_reason)}", highlight=False
+        )
+        raise typer.Exit(1)
+
+
+@app.command("promote")
+def promote_command(
+    version: Annotated[str, typer.Argument(help="the version to make champion")],
+    tracking_uri: TrackingUri = None,
+    model_name: ModelName = None,
+) -> None:
+    """Move ``champion`` to VERSION; the former champion becomes ``previous``."""
+    console = Console(stderr=True, soft_wrap=True)
+    settings = _settings(
+        RegistrySettings, console, tracking_uri=tracking_uri, model_name=model_name
+    )
+    client = registry_client(settings)
+    state = _run(
+        console,
+        lambda: promote(client, settings.model_name, version, reason="promoted by hand (CLI)"),
+    )
+    _render_state(Console(soft_wrap=True), settings.model_name, state)
+
+
+@app.command("rollback")
+def rollback_command(tracking_uri: TrackingUri = None, model_name: ModelName = None) -> None:
+    """Swap ``champion`` and ``previous`` (roll back the last promotion)."""
+    console = Console(stderr=True, soft_wrap=True)
+    settings = _settings(
+        RegistrySettings, console, tracking_uri=tracking_uri, model_name=model_name
+    )
+    client = registry_client(settings)
+    state = _run(console, lambda: rollback(client, settings.model_name))
+    _render_state(Console(soft_wrap=True), settings.model_name, state)
+
+
+def _settings(kind: type[_SettingsT], console: Console, **overrides: Any) -> _SettingsT:
+    """Settings from the environment, overridden by the options actually given."""
+    try:
+        return kind(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        console.print(f"[red]error:[/] invalid settings: {escape(problems)}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def _run(console: Console, action: Callable[[], _T]) -> _T:
+    try:
+        return action()
+    except TrainingError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2 if isinstance(exc, _USER_ERRORS) else 1) from exc
+
+
+def _render_report(console: Console, report: TrainingReport) -> None:
+    table = Table(
+        title=f"{report.model_name}: candidates ({report.wall_seconds:.0f} s)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("family", no_wrap=True)
+    for column in ("version", "ROC-AUC", "cost", "threshold", "µs/row", "★"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for c in report.candidates:
+        table.add_row(
+            str(c.family),
+            c.version,
+            f"{c.roc_auc:.4f}",
+            f"{c.expected_cost:.4f}",
+            f"{c.threshold:.4f}",
+            f"{c.inference_us_per_row:.1f}",
+            "★" if c is report.champion else "",
+        )
+    console.print(table)
+    if report.champion is not None:
+        console.print(
+            f"champion: version {report.champion.version} ({report.selection_reason}); "
+            f"previous: {report.previous_version or 'none'}"
+        )
+
+
+def _render_state(console: Console, model_name: str, state: AliasState) -> None:
+    verb = "now" if state.changed else "already"
+    console.print(
+        f"{model_name}: champion is {verb} version {state.champion}; "
+        f"previous: {state.previous or 'none'}"
+    )
+
+
+def main() -> None:
+    """Entry point of ``python -m training``."""
+    app()

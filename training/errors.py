@@ -1,0 +1,23 @@
+"""The training package's exceptions: one root, so callers can catch everything it raises."""
+
+from __future__ import annotations
+
+
+class TrainingError(Exception):
+    """Root of every error the training package raises on purpose."""
+
+
+class DatasetError(TrainingError):
+    """The dataset CSV is missing, unreadable or violates the message contract's domains."""
+
+
+class RegistryError(TrainingError):
+    """A model-registry operation cannot be carried out as asked."""
+
+
+class UnknownVersionError(RegistryError):
+    """The requested version of the registered model does not exist."""
+
+
+class NoPreviousChampionError(RegistryError):
+    """Rollback was asked for but no version holds the ``previous`` alias."""

@@ -1,0 +1,86 @@
+"""Typed configuration of the training command, read from CLI options and the environment.
+
+Built once in ``main()`` (or by the caller of :func:`training.train`) and passed down;
+nothing in the package reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, PositiveFloat, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from contracts.registry import EXPERIMENT_NAME, MODEL_NAME
+
+DEFAULT_DATA_PATH = Path("data/credit_default.csv")
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+class Family(StrEnum):
+    """The candidate model families, in the order they are trained."""
+
+    LOGISTIC_REGRESSION = "logistic_regression"
+    KNN = "knn"
+    SVM = "svm"
+    DECISION_TREE = "decision_tree"
+    RANDOM_FOREST = "random_forest"
+    MLP = "mlp"
+    HIST_GRADIENT_BOOSTING = "hist_gradient_boosting"
+
+
+class RegistrySettings(BaseSettings):
+    """Where the tracking server and the registered model live.
+
+    ``tracking_uri`` comes from ``MLFLOW_TRACKING_URI`` (the variable MLflow itself
+    uses) unless given explicitly, and defaults to a local SQLite store.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUMOS_TRAINING_", extra="ignore", validate_by_name=True
+    )
+
+    tracking_uri: str = Field(
+        default=DEFAULT_TRACKING_URI,
+        validation_alias="MLFLOW_TRACKING_URI",
+    )
+    model_name: str = Field(default=MODEL_NAME, min_length=1)
+
+
+class TrainingSettings(RegistrySettings):
+    """Everything one training call needs.
+
+    Costs are per application: ``cost_fn`` for a defaulter the model lets through,
+    ``cost_fp`` for a good client it flags. ``latency_budget_us`` bounds the batch
+    inference time per row a candidate may have to become champion.
+    """
+
+    data: Path = Field(default=DEFAULT_DATA_PATH, validation_alias="RUMOS_DATA")
+    experiment: str = Field(default=EXPERIMENT_NAME, min_length=1)
+    artifact_location: str | None = Field(
+        default=None,
+        description="artifact root for the experiment when training creates it "
+        "(None: the tracking server's default)",
+    )
+    quick: bool = False
+    seed: int = 42
+    cost_fn: PositiveFloat = 5.0
+    cost_fp: PositiveFloat = 1.0
+    latency_budget_us: PositiveFloat = 20.0
+    families: Annotated[tuple[Family, ...], NoDecode] = tuple(Family)
+    n_jobs: int = Field(default=2, description="parallel cross-validation fits (joblib)")
+
+    @field_validator("families", mode="before")
+    @classmethod
+    def _split_families(cls, value: Any) -> Any:
+        """Accept ``"knn,svm"`` (CLI or environment) as well as a sequence."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            flat = [p.strip() for item in value for p in str(item).split(",") if p.strip()]
+            if not flat:
+                raise ValueError("at least one family is needed")
+            return tuple(dict.fromkeys(flat))
+        return value
