@@ -11,6 +11,7 @@ not (invalid rows, failed deliveries, Kafka unreachable, scores missing at the t
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 import sys
 import uuid
@@ -22,7 +23,9 @@ from typing import Annotated, Final, TextIO
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -36,7 +39,7 @@ from rich.table import Table
 from contracts.topics import APPLICATIONS_TOPIC, SCORES_TOPIC
 from producer.errors import ProducerError, SourceError
 from producer.following import FollowReport, follow_scores
-from producer.kafka import create_consumer, create_producer, ensure_topic
+from producer.kafka import LIBRDKAFKA_LOGGER, create_consumer, create_producer, ensure_topic
 from producer.publishing import Publishable, PublishReport, publish
 from producer.records import InvalidRecord, RecordSource
 from producer.settings import Settings
@@ -184,7 +187,7 @@ def _user_errors() -> Iterator[None]:
 
 def _load_settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         # Only names and reasons: the rejected values may be secrets.
         problems = "; ".join(
@@ -192,6 +195,14 @@ def _load_settings() -> Settings:
         )
         _err.print(f"[red]error:[/red] invalid settings: {problems}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from exc
+    except SettingsError as exc:  # a value that is not even parseable (malformed JSON)
+        _err.print(f"[red]error:[/red] invalid settings: {exc}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from exc
+    librdkafka = logging.getLogger(LIBRDKAFKA_LOGGER)
+    librdkafka.setLevel(settings.kafka_log_level)
+    librdkafka.addHandler(RichHandler(console=_err, show_path=False))
+    librdkafka.propagate = False
+    return settings
 
 
 def _open_source(

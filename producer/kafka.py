@@ -5,12 +5,16 @@ Library errors are translated to ``KafkaClientError`` here, at the boundary.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from producer.errors import KafkaClientError
 from producer.settings import Settings
+
+LIBRDKAFKA_LOGGER: Final = "producer.librdkafka"
+"""librdkafka's own log lines go to this Python logger (served on poll), not raw to stderr."""
 
 # Delivery guarantees the publisher relies on: never weakened by PRODUCER_KAFKA_EXTRA.
 _GUARANTEES: Final = {"enable.idempotence": True, "acks": "all"}
@@ -24,6 +28,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "message.timeout.ms": settings.delivery_timeout_ms,
         **settings.kafka_common(),
         **_GUARANTEES,
+        "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
     }
 
 
@@ -40,6 +45,7 @@ def consumer_config(
         **settings.kafka_common(),
         "group.id": group_id,
         "isolation.level": "read_committed",
+        "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
     }
 
 
@@ -81,7 +87,7 @@ def ensure_topic(
     except KafkaException as exc:
         reason = describe_kafka_error(exc)
         raise KafkaClientError(
-            f"no Kafka broker answered at {bootstrap} within {timeout_s:g}s: {reason}"
+            f"no Kafka broker answered at {bootstrap} (waited up to {timeout_s:g}s): {reason}"
         ) from exc
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:

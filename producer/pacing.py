@@ -8,6 +8,9 @@ from typing import Final
 # Burst capacity, as seconds of rate: enough to catch up after a coarse sleep (poll timeouts
 # have millisecond granularity) without letting the long-run rate drift.
 _BURST_SECONDS: Final = 0.05
+# Refill arithmetic leaves a token at 0.9999999999…: waiting for the missing 1e-15 s would
+# not move a float clock at all, so that counts as a whole token.
+_TOKEN_TOLERANCE: Final = 1e-9
 
 
 class TokenBucket:
@@ -41,7 +44,7 @@ class TokenBucket:
             now = self._clock()
             self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
             self._last = now
-            if self._tokens >= 1.0:
+            if self._tokens >= 1.0 - _TOKEN_TOLERANCE:
                 self._tokens -= 1.0
                 return
             self._wait((1.0 - self._tokens) / self._rate)

@@ -12,7 +12,7 @@ Values under secret-looking keys become ``SecretStr``: they never show in reprs 
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         "after this long is reported as failed.",
     )
     flush_timeout_s: float = Field(default=120.0, gt=0)
+    kafka_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="CRITICAL",
+        description="Threshold for librdkafka's own log lines. Its connection errors are "
+        "reported by the CLI as one message anyway; lower this to debug a connection.",
+    )
     kafka_extra: dict[str, KafkaValue] = Field(default_factory=dict)
 
     @field_validator("kafka_extra", mode="after")
