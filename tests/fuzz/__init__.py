@@ -1,0 +1,1 @@
+"""Hostile-input corpus and the decoder fuzz target (``scripts/fuzz-decoder`` runs it)."""
