@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap lint test test-unit demo train bench kafka-up kafka-down schema clean
+.PHONY: bootstrap lint test test-unit demo train bench kafka-up kafka-down schema clean \
+	security security-code security-deps fuzz
 
 bootstrap:
 	@scripts/bootstrap
@@ -39,3 +40,21 @@ kafka-down:
 
 schema: bootstrap
 	$(PY) -m contracts.schema
+
+## security: bandit on the code and pip-audit on the installed dependencies (docs/security.md)
+security: security-code security-deps
+
+security-code: bootstrap
+	$(PY) -m bandit -q -c pyproject.toml -r contracts training consumer producer
+
+# --strict: a dependency the vulnerability service cannot look up fails the audit instead
+# of passing silently. Needs network access to the service (AUDIT_SERVICE=pypi or osv).
+AUDIT_SERVICE ?= pypi
+security-deps: bootstrap
+	$(PY) -m pip_audit --strict --skip-editable --progress-spinner off \
+		--vulnerability-service $(AUDIT_SERVICE)
+
+## fuzz: fuzz the worker's decoder for FUZZ_SECONDS (default 300)
+FUZZ_SECONDS ?= 300
+fuzz: bootstrap
+	scripts/fuzz-decoder --seconds $(FUZZ_SECONDS)
