@@ -230,7 +230,6 @@ def _resolve_format(source: Path, source_format: SourceFormat) -> SourceFormat:
         ".csv": SourceFormat.CSV,
         ".jsonl": SourceFormat.JSONL,
         ".ndjson": SourceFormat.JSONL,
-        ".json": SourceFormat.JSONL,
     }
     try:
         return by_suffix[source.suffix.lower()]
@@ -347,7 +346,7 @@ def _score_stream(output: Path | None) -> Iterator[TextIO | None]:
 def _stdout_sink(output_format: OutputFormat) -> JsonLinesSink | TableSink:
     if output_format is OutputFormat.JSON:
         return JsonLinesSink(sys.stdout)
-    return TableSink(Console(highlight=False))
+    return TableSink(Console(highlight=False, soft_wrap=True))
 
 
 def _follow(

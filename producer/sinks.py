@@ -27,7 +27,10 @@ class JsonLinesSink:
 
 
 class TableSink:
-    """Prints one aligned row per score under a header printed before the first row."""
+    """Prints one aligned row per score under a header printed before the first row.
+
+    The console should not wrap (``soft_wrap=True``): one score, one line.
+    """
 
     def __init__(self, console: Console) -> None:
         self._console = console
@@ -42,6 +45,6 @@ class TableSink:
         model = escape(f"{score.model_name} v{score.model_version}")
         self._console.print(
             f"{escape(score.application_id):<24} {score.default_probability:>10.4f} {decision} "
-            f"{score.threshold:>9.3f} {model:<20} {score.scored_at.isoformat()}",
+            f"{score.threshold:>9.3f} {model:<20} {score.scored_at:%Y-%m-%d %H:%M:%S}",
             highlight=False,
         )

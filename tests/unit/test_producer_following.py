@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
+from rich.console import Console
 
 from contracts.score import LoanScore
 from contracts.topics import CORRELATION_ID_HEADER, SCORES_TOPIC
 from producer import KafkaClientError, ReceivedScore, follow_scores
+from producer.sinks import JsonLinesSink, TableSink
 
 
 def _score(n: int) -> LoanScore:
@@ -146,3 +149,28 @@ def test_ctrl_c_stops_following_cleanly() -> None:
 
     assert len(received) == 2
     assert report.stopped == "interrupted"
+
+
+def test_json_lines_sink_writes_one_score_object_per_line() -> None:
+    stream = io.StringIO()
+    sink = JsonLinesSink(stream)
+
+    for n in range(2):
+        sink(ReceivedScore(_score(n), correlation_id=None, partition=0, offset=n))
+
+    lines = stream.getvalue().splitlines()
+    assert [LoanScore.model_validate_json(line) for line in lines] == [_score(0), _score(1)]
+
+
+def test_table_sink_prints_a_header_once_then_one_line_per_score() -> None:
+    stream = io.StringIO()
+    sink = TableSink(Console(file=stream, soft_wrap=True, no_color=True, highlight=False))
+
+    for n in range(3):
+        sink(ReceivedScore(_score(n), correlation_id=None, partition=0, offset=n))
+
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("application_id")
+    assert lines[1].split()[:3] == ["app-0", "0.2500", "ok"]
+    assert "credit-default v3" in lines[3]
