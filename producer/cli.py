@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -115,7 +116,9 @@ def publish_command(
     with _user_errors():
         records = _open_source(source, source_format, synthetic, count, seed)
         total = records.total
-        limited: Iterator[Publishable] = itertools.islice(records, count) if count else records
+        limited: Iterator[Publishable] = (
+            records if count is None else itertools.islice(records, count)
+        )
         if count is not None and total is not None:
             total = min(count, total)
         if dry_run:
@@ -178,10 +181,10 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except SourceError as exc:
-        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        _err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from exc
     except ProducerError as exc:
-        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        _err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_INCOMPLETE) from exc
 
 
@@ -193,10 +196,10 @@ def _load_settings() -> Settings:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        _err.print(f"[red]error:[/red] invalid settings: {problems}", highlight=False)
+        _err.print(f"[red]error:[/red] invalid settings: {escape(problems)}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from exc
     except SettingsError as exc:  # a value that is not even parseable (malformed JSON)
-        _err.print(f"[red]error:[/red] invalid settings: {exc}", highlight=False)
+        _err.print(f"[red]error:[/red] invalid settings: {escape(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from exc
     librdkafka = logging.getLogger(LIBRDKAFKA_LOGGER)
     librdkafka.setLevel(settings.kafka_log_level)
@@ -312,7 +315,7 @@ def _print_report(report: PublishReport, show_invalid: int) -> None:
         table.add_row(name, value)
     Console().print(table)
     for reason, failures in report.failures.most_common():
-        _err.print(f"[red]failed[/red] {failures:,}: {reason}", highlight=False)
+        _err.print(f"[red]failed[/red] {failures:,}: {escape(reason)}", highlight=False)
     if report.interrupted:
         _err.print("[yellow]interrupted:[/yellow] the rest of the source was not sent")
     _print_invalid(report.invalid, show_invalid)
@@ -324,7 +327,7 @@ def _print_invalid(invalid: list[InvalidRecord], limit: int) -> None:
     table = Table("line", "field", "reason", title=f"{len(invalid):,} invalid rows (not sent)")
     for record in invalid[:limit]:
         for issue in record.issues:
-            table.add_row(str(record.line), issue.field, issue.reason)
+            table.add_row(str(record.line), escape(issue.field), escape(issue.reason))
     _err.print(table)
     if len(invalid) > limit:
         _err.print(f"… and {len(invalid) - limit:,} more invalid rows", highlight=False)
@@ -377,7 +380,7 @@ def _follow(
             topic=topic,
             count=count,
             timeout_s=timeout,
-            on_problem=lambda problem: _err.print(f"[yellow]skipped:[/yellow] {problem}"),
+            on_problem=lambda problem: _err.print(f"[yellow]skipped:[/yellow] {escape(problem)}"),
         )
     finally:
         consumer.close()

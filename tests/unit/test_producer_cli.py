@@ -52,10 +52,18 @@ def test_dry_run_of_synthetic_applications_prints_its_seed() -> None:
     assert "50 valid, 0 invalid" in output
 
 
+def test_count_zero_publishes_nothing(credit_csv: Path) -> None:
+    code, output = _invoke("publish", str(credit_csv), "--count", "0", "--dry-run")
+
+    assert code == 0
+    assert "0 valid, 0 invalid" in output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["publish", "missing.csv"], "cannot read missing.csv"),
+        (["publish", "[bold]x.csv"], "cannot read [bold]x.csv"),  # printed, not rich markup
         (["publish", "applications.txt"], "pass --format csv|jsonl"),
         (["publish"], "give exactly one of a SOURCE file or --synthetic"),
         (["publish", "a.csv", "--synthetic"], "give exactly one of a SOURCE file or --synthetic"),
