@@ -197,7 +197,11 @@ CANDIDATES: Final[dict[Family, CandidateSpec]] = {
         CandidateSpec(
             Family.HIST_GRADIENT_BOOSTING,
             _hist_gradient_boosting,
-            grid={"model__learning_rate": [0.05, 0.1], "model__max_leaf_nodes": [15, 31]},
+            grid={
+                "model__learning_rate": [0.05, 0.1],
+                "model__max_leaf_nodes": [15, 31],
+                "model__l2_regularization": [0.0, 1.0],
+            },
             quick_grid={"model__learning_rate": [0.1]},
             # The fitted model keeps a functools.partial of check_array for its inputs.
             trusted_types=(
