@@ -43,10 +43,10 @@ app = typer.Typer(
 
 TrackingUri = Annotated[
     str | None,
-    typer.Option(help="MLflow tracking URI [env MLFLOW_TRACKING_URI; default sqlite:///mlflow.db]"),
+    typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default sqlite:///mlflow.db)"),
 ]
 ModelName = Annotated[
-    str | None, typer.Option(help="registered model [env RUMOS_TRAINING_MODEL_NAME]")
+    str | None, typer.Option(help="registered model (env RUMOS_TRAINING_MODEL_NAME)")
 ]
 
 
@@ -55,7 +55,7 @@ def train_command(
     ctx: typer.Context,
     data: Annotated[
         Path | None,
-        typer.Option(help="dataset CSV [env RUMOS_DATA; default data/credit_default.csv]"),
+        typer.Option(help="dataset CSV (env RUMOS_DATA; default data/credit_default.csv)"),
     ] = None,
     tracking_uri: TrackingUri = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment")] = None,
@@ -65,17 +65,17 @@ def train_command(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed of splits, folds and models")] = None,
     cost_fn: Annotated[
-        float | None, typer.Option(help="cost of a missed defaulter [default 5]")
+        float | None, typer.Option(help="cost of a missed defaulter (default 5)")
     ] = None,
     cost_fp: Annotated[
-        float | None, typer.Option(help="cost of a good client flagged [default 1]")
+        float | None, typer.Option(help="cost of a good client flagged (default 1)")
     ] = None,
     latency_budget_us: Annotated[
-        float | None, typer.Option(help="max batch inference µs/row of a champion [default 20]")
+        float | None, typer.Option(help="max batch inference µs/row of a champion (default 20)")
     ] = None,
     families: Annotated[
         list[str] | None,
-        typer.Option(help="families to train, comma-separated or repeated [default: all]"),
+        typer.Option(help="families to train, comma-separated or repeated (default: all)"),
     ] = None,
 ) -> None:
     """Train every candidate family, register each one, and promote the champion."""
@@ -111,7 +111,7 @@ def promote_command(
     tracking_uri: TrackingUri = None,
     model_name: ModelName = None,
 ) -> None:
-    """Move ``champion`` to VERSION; the former champion becomes ``previous``."""
+    """Move the champion alias to VERSION; the former champion becomes previous."""
     console = Console(stderr=True, soft_wrap=True)
     settings = _settings(
         RegistrySettings, console, tracking_uri=tracking_uri, model_name=model_name
@@ -126,7 +126,7 @@ def promote_command(
 
 @app.command("rollback")
 def rollback_command(tracking_uri: TrackingUri = None, model_name: ModelName = None) -> None:
-    """Swap ``champion`` and ``previous`` (roll back the last promotion)."""
+    """Swap champion and previous: roll back the last promotion."""
     console = Console(stderr=True, soft_wrap=True)
     settings = _settings(
         RegistrySettings, console, tracking_uri=tracking_uri, model_name=model_name
