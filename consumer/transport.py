@@ -38,6 +38,9 @@ PartitionKey = tuple[str, int]
 _OP_TIMEOUT_S: Final = 10.0
 """Bound on one blocking librdkafka call; a retriable timeout is retried by the worker."""
 _QUEUE_FULL_POLL_S: Final = 0.05
+# librdkafka reports refused credentials and untrusted certificates only through error_cb
+# and retries them forever; waiting never fixes them, so they end the start-up at once.
+_CREDENTIAL_ERRORS: Final = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
 
 
 class Transport(Protocol):
@@ -136,6 +139,7 @@ class KafkaTransport:
         self._input_topic = settings.input_topic
         self._problem: str | None = "producer not initialised"
         self._assigned: frozenset[PartitionKey] = frozenset()
+        self._refused: str | None = None
         try:
             # librdkafka's own log lines join ours (as JSON) via the logger property.
             callbacks = {"error_cb": self._on_error, "logger": _client_log}
@@ -148,6 +152,9 @@ class KafkaTransport:
         try:
             self._producer.init_transactions(_OP_TIMEOUT_S)
         except KafkaException as exc:
+            self._producer.poll(0)  # serves error_cb, where an authentication failure shows
+            if self._refused is not None:
+                raise FatalTransportError(f"Kafka authentication failed: {self._refused}") from exc
             raise translate(exc, "init transactions") from exc
         self._problem = None
         self._consumer.subscribe(
@@ -260,6 +267,8 @@ class KafkaTransport:
         return False
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.code() in _CREDENTIAL_ERRORS:
+            self._refused = f"{error.name()}: {error.str()}"
         if error.fatal():
             self._problem = f"fatal Kafka error: {error.name()}: {error.str()}"
             _log.error(self._problem)
