@@ -40,7 +40,13 @@ from rich.table import Table
 from contracts.topics import APPLICATIONS_TOPIC, SCORES_TOPIC
 from producer.errors import ProducerError, SourceError
 from producer.following import FollowReport, follow_scores
-from producer.kafka import LIBRDKAFKA_LOGGER, create_consumer, create_producer, ensure_topic
+from producer.kafka import (
+    LIBRDKAFKA_LOGGER,
+    check_connection,
+    create_consumer,
+    create_producer,
+    ensure_topic,
+)
 from producer.publishing import Publishable, PublishReport, publish
 from producer.records import InvalidRecord, RecordSource
 from producer.settings import Settings
@@ -274,6 +280,7 @@ def _publish_with_progress(
     records: Iterator[Publishable], total: int | None, topic: str, rate: float
 ) -> PublishReport:
     settings = _load_settings()
+    check_connection(settings)
     producer = create_producer(settings)
     ensure_topic(
         producer,
@@ -363,6 +370,7 @@ def _follow(
 ) -> FollowReport:
     # A throwaway group has no position worth committing; a named one resumes from its own.
     group_id = group or f"{FOLLOW_GROUP_PREFIX}-{uuid.uuid4().hex[:12]}"
+    check_connection(settings)
     consumer = create_consumer(
         settings, group_id=group_id, from_beginning=from_beginning, commit=group is not None
     )

@@ -6,9 +6,11 @@ Library errors are translated to ``KafkaClientError`` here, at the boundary.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 from producer.errors import KafkaClientError
 from producer.settings import Settings
@@ -18,6 +20,10 @@ LIBRDKAFKA_LOGGER: Final = "producer.librdkafka"
 
 # Delivery guarantees the publisher relies on: never weakened by PRODUCER_KAFKA_EXTRA.
 _GUARANTEES: Final = {"enable.idempotence": True, "acks": "all"}
+# librdkafka reports refused credentials and untrusted certificates only through error_cb
+# and retries them forever; waiting never fixes them, so check_connection stops at once.
+_CREDENTIAL_ERRORS: Final = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
+_PROBE_TIMEOUT_S: Final = 0.5
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -72,6 +78,40 @@ def create_consumer(
         raise KafkaClientError(
             f"invalid Kafka consumer configuration: {describe_kafka_error(exc)}"
         ) from exc
+
+
+def check_connection(settings: Settings) -> None:
+    """Return once a broker answers a metadata request; else raise ``KafkaClientError``.
+
+    Fails within about a second, saying "authentication failed" and librdkafka's reason,
+    when the broker refuses the credentials or its certificate is not trusted; otherwise
+    keeps asking until ``connect_timeout_s`` and then reports the broker unreachable.
+    """
+    bootstrap = settings.kafka_bootstrap_servers
+    refusals: list[KafkaError] = []
+    config: dict[str, Any] = {
+        **settings.kafka_common(),
+        "error_cb": refusals.append,
+        "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
+    }
+    admin = AdminClient(config)
+    deadline = time.monotonic() + settings.connect_timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=_PROBE_TIMEOUT_S)
+            return
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb, where an authentication failure shows
+            refused = [error for error in refusals if error.code() in _CREDENTIAL_ERRORS]
+            if refused:
+                raise KafkaClientError(
+                    f"Kafka authentication failed at {bootstrap}: {refused[0].str()}"
+                ) from exc
+            if time.monotonic() >= deadline:
+                raise KafkaClientError(
+                    f"no Kafka broker answered at {bootstrap} "
+                    f"(waited up to {settings.connect_timeout_s:g}s): {describe_kafka_error(exc)}"
+                ) from exc
 
 
 def ensure_topic(
