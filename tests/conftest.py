@@ -10,7 +10,11 @@ import pytest
 
 from contracts import FEATURE_BY_CSV_COLUMN, TARGET_COLUMN
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.mlflow_server"]
+pytest_plugins = [
+    "tests.fixtures.kafka",
+    "tests.fixtures.kafka_secure",
+    "tests.fixtures.mlflow_server",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
