@@ -13,6 +13,7 @@ import sys
 from typing import Final
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from consumer.errors import FatalTransportError
 from consumer.logs import configure_logging
@@ -40,6 +41,9 @@ def _settings_or_exit() -> Settings:
             field = str(error["loc"][0]) if error["loc"] else "settings"
             name = field if field.isupper() else f"{ENV_PREFIX}{field.upper()}"
             print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SettingsError as exc:  # a JSON setting that is not JSON; the value is not shown
+        print(f"invalid settings: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
