@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 import mlflow
 import mlflow.artifacts
@@ -111,7 +112,7 @@ class RegistryLoader:
             version = self._client.get_model_version_by_alias(self._model_name, self._alias)
         except _REGISTRY_ERRORS as exc:
             raise ModelLoadError(
-                f"cannot resolve models:/{self._model_name}@{self._alias}: {_first_line(exc)}"
+                f"cannot resolve models:/{self._model_name}@{self._alias}: {self._reason(exc)}"
             ) from exc
         return ModelRef(self._model_name, str(version.version), version.run_id)
 
@@ -123,7 +124,7 @@ class RegistryLoader:
             run = self._client.get_run(ref.run_id) if ref.run_id else None
         except _REGISTRY_ERRORS as exc:
             raise ModelLoadError(
-                f"cannot load {ref.name} version {ref.version}: {_first_line(exc)}"
+                f"cannot load {ref.name} version {ref.version}: {self._reason(exc)}"
             ) from exc
         pipeline = pyfunc_model.get_raw_model()
         if not callable(getattr(pipeline, "predict_proba", None)):
@@ -137,6 +138,12 @@ class RegistryLoader:
             metrics=dict(run.data.metrics) if run else {},
             params=dict(run.data.params) if run else {},
         )
+
+    def _reason(self, exc: BaseException) -> str:
+        """``exc``'s first line without the tracking URI's password: MLflow errors quote URLs."""
+        reason = _first_line(exc)
+        password = urlsplit(self._tracking_uri).password
+        return reason.replace(password, "***") if password else reason
 
     def _cached_artifacts(self, ref: ModelRef) -> Path:
         key = _UNSAFE_PATH_CHARS.sub("_", f"v{ref.version}-{ref.run_id or 'no-run'}")
