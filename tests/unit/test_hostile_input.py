@@ -24,9 +24,15 @@ from consumer.settings import Settings
 from contracts import PERSONAL_FIELDS, LoanApplication
 from contracts.topics import DeadLetterReason
 from producer.encoding import EncodingError, encode_application, restamp_encoded
-from producer.records import InvalidRecord
+from producer.records import InvalidRecord, invalid_from_validation
 from producer.sources import read_jsonl
-from tests.fuzz.corpus import CORPUS_MAX_BYTES, HOSTILE_CORPUS, HostileCase, with_raw
+from tests.fuzz.corpus import (
+    CORPUS_MAX_BYTES,
+    HOSTILE_CORPUS,
+    HostileCase,
+    valid_payload,
+    with_raw,
+)
 from tests.fuzz.invariants import FUZZ_MAX_BYTES, check_decoding
 from tests.fuzz.strategies import hostile_values, json_values, valid_payloads
 
@@ -137,6 +143,10 @@ def test_failure_messages_never_echo_the_rejected_value(
     failure = decode_application(with_raw(field, raw.encode()), max_bytes=CORPUS_MAX_BYTES)
     assert isinstance(failure, DecodeFailure)
     assert secret not in failure.message
+    if shape in ("string", "list", "object"):  # the producer's CSV path: Python values
+        with pytest.raises(ValidationError) as caught:
+            LoanApplication.model_validate({**valid_payload(), field: json.loads(raw)})
+        assert secret not in invalid_from_validation(2, caught.value).describe()
 
 
 @_budget(500)
