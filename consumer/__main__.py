@@ -1,7 +1,9 @@
 """``python -m consumer``: build the settings, wire the worker, run it until a signal.
 
 Exit codes: 0 after SIGTERM/SIGINT (the batch in hand is committed first), 1 on a
-fatal Kafka error, 2 on invalid settings.
+fatal Kafka error (e.g. fenced by a newer instance with the same worker id), 2 on
+invalid settings or an unusable HTTP port / Kafka configuration, 3 when the stall
+watchdog finds the loop stuck (see ``consumer.worker``); restart on 1 and 3.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         description="Defaults to '<group_id>-<worker_id>'; see effective_transactional_id.",
     )
     transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
+    stall_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A loop step taking longer exits the process (code 3) for a restart; "
+        "must exceed the transaction timeout.",
+    )
     linger_ms: int = Field(default=5, ge=0)
     producer_batch_bytes: int = Field(default=1_000_000, ge=1)
     kafka_extra: dict[str, KafkaValue] = Field(default_factory=dict)
@@ -111,6 +117,12 @@ class Settings(BaseSettings):
     @classmethod
     def _wrap_secrets(cls, value: dict[str, KafkaValue]) -> dict[str, KafkaValue]:
         return _mask_secrets(value)
+
+    @model_validator(mode="after")
+    def _stall_outlasts_transactions(self) -> Settings:
+        if self.stall_timeout_s * 1000 <= self.transaction_timeout_ms:
+            raise ValueError("stall_timeout_s must be longer than transaction_timeout_ms")
+        return self
 
     @property
     def effective_transactional_id(self) -> str:

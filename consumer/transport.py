@@ -254,8 +254,15 @@ class KafkaTransport:
         return self._problem
 
     def close(self) -> None:
-        self._consumer.close()
-        self._producer.flush(_OP_TIMEOUT_S)
+        """Leave the group and flush; best effort (after a fatal error both may fail)."""
+        for action, call in (
+            ("close consumer", self._consumer.close),
+            ("flush producer", lambda: self._producer.flush(_OP_TIMEOUT_S)),
+        ):
+            try:
+                call()
+            except KafkaException as exc:
+                _log.warning("%s failed: %s", action, exc)
 
     def _is_data(self, message: Message) -> bool:
         error = message.error()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -55,9 +56,21 @@ from contracts import LoanApplication
 _log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+EXIT_OK: Final = 0
+EXIT_FATAL: Final = 1
+"""A fatal Kafka error (fenced by a newer instance, unrecoverable client state)."""
+EXIT_STALLED: Final = 3
+"""The watchdog found the loop stuck in one step past ``stall_timeout_s``."""
+
 _MODEL_WAIT_S: Final = 0.5
 _FIRST_RETRY_S: Final = 0.1
 _MAX_RETRY_S: Final = 5.0
+
+
+def _exit_stalled() -> None:
+    logging.shutdown()  # flush the critical line before the hard exit
+    os._exit(EXIT_STALLED)  # a stuck C call never returns: no clean shutdown is possible
 
 
 class ModelSource(Protocol):
@@ -90,6 +103,7 @@ class Worker:
         models: ModelSource,
         metrics: Metrics,
         clock: Callable[[], float] = time.perf_counter,
+        on_stall: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._transport = transport
@@ -101,8 +115,10 @@ class Worker:
             predictions=settings.predictions_topic,
             dead_letters=settings.dead_letter_topic,
         )
+        self._on_stall = on_stall or _exit_stalled
         self._stopping = threading.Event()
         self._started = False
+        self._step: tuple[str, float] = ("starting", clock())
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit, close and return (signal-safe)."""
@@ -129,19 +145,21 @@ class Worker:
             # Libraries and the model live as long as the process: keep the cyclic
             # collector from re-scanning them on every collection (a few % of throughput).
             gc.freeze()
+            threading.Thread(target=self._watch, name="stall-watchdog", daemon=True).start()
             while not self._stopping.is_set():
                 self.run_once()
         except FatalTransportError as exc:
             _log.critical("stopping on a fatal Kafka error", extra={"reason": str(exc)})
-            return 1
+            return EXIT_FATAL
         finally:
             if self._started:
                 self._transport.close()
         _log.info("stopped cleanly")
-        return 0
+        return EXIT_OK
 
     def run_once(self) -> BatchOutcome | None:
         """Consume and handle one batch; None when nothing arrived within the wait."""
+        self._enter("consume")
         messages = self._transport.consume(
             self._settings.batch_max_messages, self._settings.batch_max_wait_ms / 1000
         )
@@ -223,25 +241,28 @@ class Worker:
         timeout_s = self._settings.transaction_timeout_ms / 1000
         deadline = self._clock() + timeout_s
         try:
-            self._retrying(transport.begin, deadline)
+            self._retrying("begin", transport.begin, deadline)
+            self._enter("produce")
             transport.produce(records)
             produced = self._clock()
-            self._retrying(lambda: transport.send_offsets(next_offsets), deadline)
-            self._retrying(transport.commit, deadline)
+            self._retrying("send offsets", lambda: transport.send_offsets(next_offsets), deadline)
+            self._retrying("commit", transport.commit, deadline)
         except AbortableTransactionError as exc:
             _log.warning("aborting the batch transaction", extra={"reason": str(exc)})
             try:
-                self._retrying(transport.abort, self._clock() + timeout_s)
+                self._retrying("abort", transport.abort, self._clock() + timeout_s)
             except AbortableTransactionError as abort_exc:
                 raise FatalTransportError(
                     f"cannot abort the transaction: {abort_exc}"
                 ) from abort_exc
+            self._enter("rewind")
             transport.rewind(batch_start)
             return None
         return produced
 
-    def _retrying(self, call: Callable[[], _T], deadline: float) -> _T:
+    def _retrying(self, step: str, call: Callable[[], _T], deadline: float) -> _T:
         """``call()``, repeated on retriable errors until ``deadline`` (then abortable)."""
+        self._enter(step)
         delay = _FIRST_RETRY_S
         while True:
             try:
@@ -252,6 +273,30 @@ class Worker:
                 _log.warning("retrying a Kafka call", extra={"reason": str(exc)})
                 time.sleep(delay)
                 delay = min(_MAX_RETRY_S, delay * 2)
+
+    def _enter(self, step: str) -> None:
+        self._step = (step, self._clock())
+
+    def _watch(self) -> None:
+        """Exit the process if one step outlasts ``stall_timeout_s``.
+
+        librdkafka can block in a transactional call past its timeout when the
+        coordinator disappears mid-call (confluentinc/librdkafka#5456, #5511); a
+        signal cannot interrupt it either. Exiting is safe: the open transaction is
+        aborted when the restarted worker (same transactional.id) initialises, or by
+        the broker after the transaction timeout, and nothing was committed twice.
+        """
+        limit = self._settings.stall_timeout_s
+        while not self._stopping.wait(min(1.0, limit / 4)):
+            step, since = self._step
+            stalled = self._clock() - since
+            if stalled > limit:
+                _log.critical(
+                    "worker stalled, exiting for a restart",
+                    extra={"step": step, "stalled_s": round(stalled, 1), "exit_code": EXIT_STALLED},
+                )
+                self._on_stall()
+                return
 
     def _observe(
         self,

@@ -127,3 +127,10 @@ def test_exactly_once_client_settings(env: pytest.MonkeyPatch) -> None:
 def test_redact_uri_keeps_uris_without_passwords() -> None:
     assert redact_uri("http://mlflow:5000") == "http://mlflow:5000"
     assert redact_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+
+
+def test_the_stall_timeout_must_outlast_a_transaction(env: pytest.MonkeyPatch) -> None:
+    env.setenv("SCORER_TRANSACTION_TIMEOUT_MS", "60000")
+    env.setenv("SCORER_STALL_TIMEOUT_S", "60")
+    with pytest.raises(ValidationError, match="stall_timeout_s must be longer"):
+        Settings()  # type: ignore[call-arg]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -436,3 +437,52 @@ def test_metrics_count_outcomes(pipeline: object, applications: list[LoanApplica
     for stage in ("decode", "score", "produce", "commit"):
         assert value("scorer_stage_latency_seconds_count", {"stage": stage}) == 1
     assert value("scorer_consumer_lag", {"topic": _INPUT, "partition": "0"}) == 0
+
+
+def test_a_step_stuck_past_the_stall_timeout_triggers_the_watchdog(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    release = threading.Event()
+    stalls: list[str] = []
+    transport = FakeTransport(deque([_messages([encode(applications[0])])]))
+    transport.on_commit.append(lambda: release.wait(30))  # a commit that hangs, as librdkafka can
+    settings = _settings(transaction_timeout_ms=1_000, stall_timeout_s=1.2)
+    worker = Worker(
+        settings,
+        transport=transport,
+        models=FakeModels(_model(pipeline)),
+        metrics=Metrics(),
+        on_stall=lambda: (stalls.append("stalled"), worker.stop(), release.set()),
+    )
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    runner.join(30)
+
+    assert not runner.is_alive()
+    assert stalls == ["stalled"]
+
+
+def test_a_quiet_stream_is_not_a_stall(pipeline: object) -> None:
+    stalls: list[str] = []
+    transport = FakeTransport(deque())
+    worker = Worker(
+        _settings(transaction_timeout_ms=1_000, stall_timeout_s=1.2),
+        transport=transport,
+        models=FakeModels(_model(pipeline)),
+        metrics=Metrics(),
+        on_stall=lambda: stalls.append("stalled"),
+    )
+    consumed = 0
+    original = transport.consume
+
+    def consume_for_two_seconds(max_messages: int, timeout_s: float) -> list[Message]:
+        nonlocal consumed
+        consumed += 1
+        if consumed * timeout_s >= 2.0:
+            worker.stop()
+        threading.Event().wait(timeout_s)  # an idle broker: consume waits its full timeout
+        return original(max_messages, timeout_s)
+
+    transport.consume = consume_for_two_seconds  # type: ignore[method-assign]
+    assert worker.run() == 0
+    assert stalls == []
