@@ -134,3 +134,11 @@ def test_the_stall_timeout_must_outlast_a_transaction(env: pytest.MonkeyPatch) -
     env.setenv("SCORER_STALL_TIMEOUT_S", "60")
     with pytest.raises(ValidationError, match="stall_timeout_s must be longer"):
         Settings()  # type: ignore[call-arg]
+
+
+def test_log_level_is_checked_and_case_insensitive(env: pytest.MonkeyPatch) -> None:
+    env.setenv("SCORER_LOG_LEVEL", "debug")
+    assert Settings().log_level == "DEBUG"  # type: ignore[call-arg]
+    env.setenv("SCORER_LOG_LEVEL", "chatty")
+    with pytest.raises(ValidationError, match="log_level"):
+        Settings()  # type: ignore[call-arg]
