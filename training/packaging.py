@@ -29,12 +29,20 @@ from contracts.registry import THRESHOLD_METADATA_KEY
 
 MODEL_ARTIFACT_NAME = "model"
 _RUNTIME_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
-_INPUT_EXAMPLE_ROWS = 5
 
 
 def as_model_input(features: pd.DataFrame) -> pd.DataFrame:
     """The model's input frame: the contract features, in order, as float64."""
     return features.loc[:, list(FEATURE_COLUMNS)].astype(np.float64)
+
+
+def typical_applicant(model_input: pd.DataFrame) -> pd.DataFrame:
+    """One synthetic row: each feature's median over ``model_input``, rounded to a whole number.
+
+    An aggregate of many applicants describes none of them, so it is safe to ship as an
+    input example, and it stays inside the contract's domains (medians of valid values).
+    """
+    return model_input.median().round().to_frame().T.astype(np.float64)
 
 
 def log_credit_model(
@@ -48,7 +56,9 @@ def log_credit_model(
 ) -> ModelInfo:
     """Log ``pipeline`` into the active run in the scorer's format; optionally register it.
 
-    ``sample`` is a frame of contract features used for the signature and input example.
+    ``sample`` is a frame of contract features used for the signature. The stored input
+    example is :func:`typical_applicant` of it, never a real client's row: model
+    artifacts are copied to every scorer's cache and must carry no personal data.
     ``skops_trusted_types`` names the scikit-learn internals beyond skops' default
     allow-list that the pipeline holds (trees, optimisers, calibrators); they are
     recorded in ``MLmodel`` so the model loads with no extra argument. MLflow checks
@@ -62,7 +72,7 @@ def log_credit_model(
         pipeline,
         name=MODEL_ARTIFACT_NAME,
         signature=signature,
-        input_example=model_input.head(_INPUT_EXAMPLE_ROWS),
+        input_example=typical_applicant(model_input),
         metadata={THRESHOLD_METADATA_KEY: float(threshold)},
         pyfunc_predict_fn="predict_proba",
         registered_model_name=registered_model_name,

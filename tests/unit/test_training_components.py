@@ -14,6 +14,7 @@ from training.candidates import CANDIDATES, make_search
 from training.data import QUICK_ROWS, load_dataset, split_dataset
 from training.evaluation import CostMatrix, choose_threshold, expected_cost
 from training.fairness import MIN_GROUP_SIZE, disparities, group_table
+from training.packaging import as_model_input, typical_applicant
 from training.results import CandidateResult
 from training.selection import select_champion
 
@@ -286,3 +287,13 @@ def test_small_groups_are_reported_but_not_in_the_differences() -> None:
     assert small.n == 5 < MIN_GROUP_SIZE
     assert np.isnan(small.tpr)  # no defaulter in the group
     assert disparities(table).loc["marriage", "demographic_parity_difference"] == 0.0
+
+
+def test_input_example_is_a_synthetic_typical_applicant(sample_csv: Path) -> None:
+    features = as_model_input(load_dataset(sample_csv).features)
+    example = typical_applicant(features)
+    assert example.shape == (1, len(FEATURE_COLUMNS))
+    assert list(example.columns) == list(FEATURE_COLUMNS)
+    assert example.iloc[0]["limit_bal"] == features["limit_bal"].median()
+    # No real client's row is shipped with the model.
+    assert not (features == example.iloc[0]).all(axis=1).any()
