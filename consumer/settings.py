@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         default=64 * 1024, ge=1, description="Larger application values are dead-lettered."
     )
+    dead_letter_max_value_bytes: int = Field(
+        default=900_000,
+        ge=1,
+        description="Dead letters carry the original value up to this size (below the "
+        "topic's max.message.bytes); a larger, oversized one is referenced, not copied.",
+    )
 
     worker_id: str = Field(default_factory=_default_worker_id, min_length=1)
     transactional_id: str | None = Field(
@@ -124,9 +130,11 @@ class Settings(BaseSettings):
         return _mask_secrets(value)
 
     @model_validator(mode="after")
-    def _stall_outlasts_transactions(self) -> Settings:
+    def _consistent_limits(self) -> Settings:
         if self.stall_timeout_s * 1000 <= self.transaction_timeout_ms:
             raise ValueError("stall_timeout_s must be longer than transaction_timeout_ms")
+        if self.dead_letter_max_value_bytes < self.max_message_bytes:
+            raise ValueError("dead_letter_max_value_bytes must be at least max_message_bytes")
         return self
 
     @property

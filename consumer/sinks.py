@@ -118,14 +118,26 @@ def scored_records(
     return records
 
 
-def dead_letter_record(message: Message, failure: DecodeFailure, topic: str) -> OutboundRecord:
-    """The input's key and value unchanged, with headers naming the error and the source."""
+def dead_letter_record(
+    message: Message, failure: DecodeFailure, topic: str, *, max_value_bytes: int
+) -> OutboundRecord:
+    """The input's key and value unchanged, with headers naming the error and the source.
+
+    A value over ``max_value_bytes`` (only an oversized one can be) is not copied: a
+    record the dead-letter topic cannot hold would abort every retry of the batch
+    and stop the stream. The message then says so; the source headers locate it.
+    """
+    value = message.value()
+    reason = failure.message
+    if value is not None and len(value) > max_value_bytes:
+        reason += f"; not copied here (over {max_value_bytes} bytes): read it at the source offset"
+        value = None
     headers: Headers = [
         (ERROR_TYPE_HEADER, failure.reason.value.encode()),
-        (ERROR_MESSAGE_HEADER, failure.message.encode()),
+        (ERROR_MESSAGE_HEADER, reason.encode()),
         (SOURCE_TOPIC_HEADER, str(message.topic()).encode()),
         (SOURCE_PARTITION_HEADER, str(message.partition()).encode()),
         (SOURCE_OFFSET_HEADER, str(message.offset()).encode()),
         (CORRELATION_ID_HEADER, correlation_id(message)),
     ]
-    return OutboundRecord(topic, message.key(), message.value(), headers)
+    return OutboundRecord(topic, message.key(), value, headers)

@@ -207,7 +207,14 @@ class Worker:
             next_offsets[key] = offset + 1
             result = decode_application(message.value(), max_bytes=max_bytes)
             if isinstance(result, DecodeFailure):
-                dead_letters.append(dead_letter_record(message, result, self._topics.dead_letters))
+                dead_letters.append(
+                    dead_letter_record(
+                        message,
+                        result,
+                        self._topics.dead_letters,
+                        max_value_bytes=self._settings.dead_letter_max_value_bytes,
+                    )
+                )
                 reasons[result.reason.value] += 1
             else:
                 accepted.append((message, result))

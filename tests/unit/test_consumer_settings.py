@@ -142,3 +142,9 @@ def test_log_level_is_checked_and_case_insensitive(env: pytest.MonkeyPatch) -> N
     env.setenv("SCORER_LOG_LEVEL", "chatty")
     with pytest.raises(ValidationError, match="log_level"):
         Settings()  # type: ignore[call-arg]
+
+
+def test_dead_letters_must_hold_every_accepted_size(env: pytest.MonkeyPatch) -> None:
+    env.setenv("SCORER_MAX_MESSAGE_BYTES", "2000000")
+    with pytest.raises(ValidationError, match="dead_letter_max_value_bytes must be at least"):
+        Settings()  # type: ignore[call-arg]

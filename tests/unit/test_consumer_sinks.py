@@ -102,7 +102,7 @@ def test_dead_letters_keep_key_and_bytes_and_name_the_error(
 ) -> None:
     message = Message(topic="apps", partition=1, offset=42, key=key, value=value)
     failure = DecodeFailure(DeadLetterReason.NOT_UTF8, "the value is not UTF-8 text")
-    record = dead_letter_record(message, failure, "dlq")
+    record = dead_letter_record(message, failure, "dlq", max_value_bytes=100)
     assert (record.topic, record.key, record.value) == ("dlq", key, value)
     assert dict(record.headers) == {
         ERROR_TYPE_HEADER: b"not-utf8",
@@ -120,3 +120,14 @@ def test_correlation_id_prefers_the_producers_header() -> None:
     )
     assert correlation_id(_message(5, b"x", [(CORRELATION_ID_HEADER, b"")])) == b"apps/3/5"
     assert correlation_id(_message(5, b"x")) == b"apps/3/5"
+
+
+def test_a_value_too_large_for_the_dead_letter_topic_is_referenced_not_copied() -> None:
+    message = Message(topic="apps", partition=0, offset=9, key=b"k", value=b"x" * 101)
+    failure = DecodeFailure(DeadLetterReason.OVERSIZED, "the value is 101 bytes")
+    record = dead_letter_record(message, failure, "dlq", max_value_bytes=100)
+    assert (record.key, record.value) == (b"k", None)
+    headers = dict(record.headers)
+    assert headers[ERROR_TYPE_HEADER] == b"oversized"
+    assert headers[ERROR_MESSAGE_HEADER].startswith(b"the value is 101 bytes; not copied here")
+    assert (headers[SOURCE_PARTITION_HEADER], headers[SOURCE_OFFSET_HEADER]) == (b"0", b"9")
