@@ -9,11 +9,12 @@ PY := $(VENV)/bin/python
 bootstrap:
 	@scripts/bootstrap
 
-## lint: ruff (with the security rules) and mypy, before any test
+## lint: ruff (with the security rules), mypy and bandit, before any test
 lint: bootstrap
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(MAKE) --no-print-directory security-code
 
 ## test: the whole suite, integration tests included (they start Kafka and MLflow themselves)
 test: lint
