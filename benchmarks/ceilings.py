@@ -1,0 +1,189 @@
+"""The two ceilings a worker is measured against.
+
+Ceiling A, Kafka passthrough: the worker's own transport (``consumer.transport``) in
+the worker's own loop shape, consume → begin → produce → send offsets → commit, with
+the worker's batch settings, and no decoding, model or serialization in between. Each
+input record is copied to the scores and the predictions topic, so it produces as
+many records per input as the worker does.
+
+Ceiling B, the champion alone: the champion's ``predict_proba`` on a ready frame of
+the worker's batch size, timed repeatedly. The worker's other per-row stages
+(decoding, feature assembly) are timed the same way, in isolation, for comparison.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from confluent_kafka import Message
+from pydantic import BaseModel
+
+from benchmarks.errors import PhaseError
+from benchmarks.stack import Champion, point_mlflow_at
+from consumer.decoding import decode_application
+from consumer.errors import ScorerError
+from consumer.model import LoadedModel, RegistryLoader
+from consumer.scoring import feature_frame
+from consumer.settings import Settings
+from consumer.sinks import Headers, OutboundRecord
+from consumer.transport import KafkaTransport, PartitionKey
+from contracts import LoanApplication
+from contracts.registry import CHAMPION_ALIAS
+from producer import encode_application
+
+_WARMUP_CALLS: Final = 3
+
+
+@dataclass
+class PassthroughRun:
+    """Transactions committed, and seconds spent per step of the loop."""
+
+    transactions: int = 0
+    seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("consume", "produce", "commit"), 0.0)
+    )
+
+
+def passthrough(
+    settings: Settings,
+    expected: int,
+    *,
+    on_batch: Callable[[int], None] = lambda _moved: None,
+    timeout_s: float,
+) -> PassthroughRun:
+    """Move ``expected`` records from the input to both output topics, one transaction per
+    consumed batch. Steps are timed like the worker's stages: ``produce`` is begin +
+    produce, ``commit`` is send offsets + commit."""
+    try:
+        transport = KafkaTransport(settings)
+    except ScorerError as exc:
+        raise PhaseError(f"passthrough: {exc}") from exc
+    run = PassthroughRun()
+    moved = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        transport.start()
+        while moved < expected:
+            if time.monotonic() > deadline:
+                raise PhaseError(f"passthrough moved {moved} of {expected} in {timeout_s:.0f}s")
+            started = time.perf_counter()
+            messages = transport.consume(
+                settings.batch_max_messages, settings.batch_max_wait_ms / 1000
+            )
+            if not messages:
+                continue
+            consumed = time.perf_counter()
+            transport.begin()
+            transport.produce(_copies(messages, settings))
+            produced = time.perf_counter()
+            transport.send_offsets(_next_offsets(messages))
+            transport.commit()
+            committed = time.perf_counter()
+            run.seconds["consume"] += consumed - started
+            run.seconds["produce"] += produced - consumed
+            run.seconds["commit"] += committed - produced
+            moved += len(messages)
+            run.transactions += 1
+            on_batch(moved)
+    except ScorerError as exc:
+        raise PhaseError(f"passthrough: {exc}") from exc
+    finally:
+        transport.close()
+    return run
+
+
+def _copies(messages: Sequence[Message], settings: Settings) -> list[OutboundRecord]:
+    records = []
+    for message in messages:
+        raw = message.headers() or []
+        headers: Headers = list(raw.items() if isinstance(raw, dict) else raw)
+        for topic in (settings.scores_topic, settings.predictions_topic):
+            records.append(OutboundRecord(topic, message.key(), message.value(), headers))
+    return records
+
+
+def _next_offsets(messages: Sequence[Message]) -> dict[PartitionKey, int]:
+    return {
+        (message.topic() or "", message.partition() or 0): (message.offset() or 0) + 1
+        for message in messages
+    }
+
+
+class StageCosts(BaseModel):
+    """Microseconds per row of each in-process stage, at one batch size (median of calls)."""
+
+    batch_size: int
+    calls: int
+    decode_us_per_row: float
+    features_us_per_row: float
+    model_us_per_row: float
+
+    @property
+    def model_rows_per_s(self) -> float:
+        return 1e6 / self.model_us_per_row
+
+
+def load_champion(champion: Champion, cache_dir: Path) -> LoadedModel:
+    """The champion, loaded exactly as the worker loads it."""
+    loader = RegistryLoader(
+        tracking_uri=champion.tracking_uri,
+        model_name=champion.model_name,
+        alias=CHAMPION_ALIAS,
+        cache_dir=cache_dir,
+    )
+    try:
+        point_mlflow_at(champion.tracking_uri)
+        return loader.load(loader.resolve())
+    except ScorerError as exc:
+        raise PhaseError(f"cannot load the champion: {exc}") from exc
+
+
+def stage_costs(
+    model: LoadedModel,
+    applications: Sequence[LoanApplication],
+    *,
+    seconds: float,
+    max_bytes: int,
+) -> StageCosts:
+    """Time the worker's decode, feature assembly and model call on ``applications`` (one batch).
+
+    Each stage is called repeatedly for about a third of ``seconds``; the median call
+    is reported, the least disturbed by other work on a shared machine short of the best.
+    """
+    size = len(applications)
+    now = datetime.now(UTC)
+    values = [encode_application(app, now)[1] for app in applications]
+    frame = feature_frame(applications)
+    budget = seconds / 3
+
+    def decode() -> object:
+        return [decode_application(value, max_bytes=max_bytes) for value in values]
+
+    decode_s, _ = _median_call(decode, budget)
+    features_s, _ = _median_call(lambda: feature_frame(applications), budget)
+    model_s, calls = _median_call(lambda: model.pipeline.predict_proba(frame), budget)
+    return StageCosts(
+        batch_size=size,
+        calls=calls,
+        decode_us_per_row=decode_s / size * 1e6,
+        features_us_per_row=features_s / size * 1e6,
+        model_us_per_row=model_s / size * 1e6,
+    )
+
+
+def _median_call(call: Callable[[], object], budget_s: float) -> tuple[float, int]:
+    for _ in range(_WARMUP_CALLS):
+        call()
+    durations: list[float] = []
+    stop = time.perf_counter() + budget_s
+    while time.perf_counter() < stop or len(durations) < _WARMUP_CALLS:
+        started = time.perf_counter()
+        call()
+        durations.append(time.perf_counter() - started)
+    return statistics.median(durations), len(durations)

@@ -1,0 +1,129 @@
+"""Applications for the run, published with the producer package's own ``publish``
+(idempotent producer, correlation-id header, ``submitted_at`` stamped at send time).
+
+Three ways: as fast as possible (``send``); paced at a steady rate (``send`` with a
+rate); or held back inside one open transaction (``HeldBack``) so that
+``read_committed`` consumers see all of them at the same instant, when it commits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from confluent_kafka import KafkaException, Producer
+
+from benchmarks.errors import PhaseError
+from benchmarks.stack import unique_name
+from contracts import LoanApplication
+from producer import PublishReport, Settings, create_producer, publish, synthetic_applications
+
+_HELD_TRANSACTION_TIMEOUT_MS: Final = 600_000
+_TRANSACTION_CALL_TIMEOUT_S: Final = 60.0
+
+Progress = Callable[[PublishReport], None]
+
+
+def applications(count: int, seed: int) -> list[LoanApplication]:
+    """``count`` valid synthetic applications with ids unique to ``seed``."""
+    return list(stream(count, seed))
+
+
+def stream(count: int, seed: int) -> Iterable[LoanApplication]:
+    """The same applications as ``applications``, generated lazily (flat memory)."""
+    return (
+        record
+        for record in synthetic_applications(count, seed)
+        if isinstance(record, LoanApplication)
+    )
+
+
+class _SleepingPoll:
+    """A producer whose ``poll(timeout)`` sleeps for the timeout, then serves callbacks.
+
+    ``publish`` paces by calling ``poll`` with the wait until the next token. Above
+    1,000 records a second that wait is under a millisecond, which librdkafka truncates
+    to zero: the pacing loop would spin on one core and hold the GIL that the latency
+    reader thread needs. ``time.sleep`` waits without either.
+    """
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        self._producer.produce(*args, **kwargs)
+
+    def poll(self, timeout: float = -1) -> int:
+        if timeout > 0:
+            time.sleep(timeout)
+        return int(self._producer.poll(0))
+
+    def flush(self, timeout: float = -1) -> int:
+        return int(self._producer.flush(timeout))
+
+
+def _checked(report: PublishReport, count: int) -> PublishReport:
+    if not report.complete or report.delivered != count:
+        raise PhaseError(
+            f"publishing to {report.topic}: {report.delivered} of {count} delivered "
+            f"({dict(report.failures)}, interrupted={report.interrupted})"
+        )
+    return report
+
+
+def send(
+    bootstrap_servers: str,
+    topic: str,
+    records: Iterable[LoanApplication],
+    *,
+    count: int,
+    rate: float = 0.0,
+    progress: Progress | None = None,
+) -> PublishReport:
+    """Publish ``count`` ``records`` to ``topic`` at ``rate`` a second (0: as fast as possible).
+
+    Raises ``PhaseError`` unless every record was delivered.
+    """
+    producer = create_producer(
+        Settings(kafka_bootstrap_servers=bootstrap_servers, client_id="bench-producer")
+    )
+    paced = _SleepingPoll(producer)
+    report = publish(records, producer=paced, topic=topic, rate=rate, progress=progress)
+    return _checked(report, count)
+
+
+class HeldBack:
+    """Applications written inside one transaction left open until ``release()``."""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self.topic = topic
+        self._producer = create_producer(
+            Settings(
+                kafka_bootstrap_servers=bootstrap_servers,
+                client_id="bench-preload",
+                kafka_extra={
+                    "transactional.id": unique_name("bench-preload"),
+                    "transaction.timeout.ms": _HELD_TRANSACTION_TIMEOUT_MS,
+                },
+            )
+        )
+
+    def fill(
+        self, records: Iterable[LoanApplication], *, count: int, progress: Progress | None = None
+    ) -> PublishReport:
+        """Write ``records`` (all acknowledged on return, none visible to read_committed)."""
+        try:
+            self._producer.init_transactions(_TRANSACTION_CALL_TIMEOUT_S)
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            raise PhaseError(f"cannot open the preload transaction: {exc}") from exc
+        report = publish(records, producer=self._producer, topic=self.topic, progress=progress)
+        return _checked(report, count)
+
+    def release(self) -> None:
+        """Commit: every record becomes visible at once."""
+        try:
+            self._producer.commit_transaction(_TRANSACTION_CALL_TIMEOUT_S)
+        except KafkaException as exc:
+            raise PhaseError(f"cannot commit the preload transaction: {exc}") from exc

@@ -1,0 +1,126 @@
+"""What the run ran on, and how much CPU and memory its processes used (Linux ``/proc``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from pydantic import BaseModel
+
+_PROC: Final = Path("/proc")
+_CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+# /proc/<pid>/stat fields after the command name: utime and stime are the 12th and 13th.
+_UTIME_FIELD: Final = 11
+
+
+class MachineInfo(BaseModel):
+    """The machine a run measured, with its load when the run started."""
+
+    nproc: int
+    cpu_model: str
+    memory_gib: float
+    load_average: tuple[float, float, float]
+    python: str
+    platform: str
+
+
+def machine_info() -> MachineInfo:
+    """This machine, now."""
+    return MachineInfo(
+        nproc=os.cpu_count() or 1,
+        cpu_model=_cpu_model(),
+        memory_gib=round(_meminfo_kib("MemTotal") / 1024**2, 1),
+        load_average=load_average(),
+        python=platform.python_version(),
+        platform=platform.platform(terse=True),
+    )
+
+
+def load_average() -> tuple[float, float, float]:
+    one, five, fifteen = os.getloadavg()
+    return (round(one, 2), round(five, 2), round(fifteen, 2))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in (_PROC / "cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _meminfo_kib(key: str) -> int:
+    for line in (_PROC / "meminfo").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used (its threads included); 0 once it is gone."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[_UTIME_FIELD]) + int(fields[_UTIME_FIELD + 1])) / _CLOCK_TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of ``pid`` (``VmHWM``) in MB (10^6 bytes); 0 when unknown."""
+    try:
+        status = (_PROC / str(pid) / "status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return 0.0
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent not idle since boot (all processes, all cores)."""
+    fields = [int(v) for v in (_PROC / "stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / _CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds of some processes and of the machine at one instant."""
+
+    at: float
+    per_process: dict[str, float]
+    machine: float
+
+
+def cpu_snapshot(pids: dict[str, int]) -> CpuSnapshot:
+    """CPU seconds of each named pid, and of the whole machine, now."""
+    return CpuSnapshot(
+        at=time.monotonic(),
+        per_process={name: cpu_seconds(pid) for name, pid in pids.items()},
+        machine=busy_cpu_seconds(),
+    )
+
+
+def cores_used(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, float]:
+    """Average cores each process used between two snapshots, plus ``others`` (every other
+    process on the machine: other users' work is noise in a measurement) and ``machine``
+    (everything)."""
+    wall = end.at - start.at
+    if wall <= 0:
+        return {}
+    used = {
+        name: round((end.per_process[name] - start.per_process.get(name, 0.0)) / wall, 2)
+        for name in end.per_process
+    }
+    machine = (end.machine - start.machine) / wall
+    used["others"] = round(max(0.0, machine - sum(used.values())), 2)
+    used["machine"] = round(machine, 2)
+    return used

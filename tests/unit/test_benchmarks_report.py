@@ -1,0 +1,252 @@
+"""The benchmark's verdicts and reports: targets judged, tables rendered, README rewritten."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from benchmarks.ceilings import StageCosts
+from benchmarks.machine import MachineInfo
+from benchmarks.profiling import FunctionShare
+from benchmarks.report import (
+    README_END,
+    README_START,
+    markdown,
+    replace_table,
+    write,
+)
+from benchmarks.results import BenchResults, Floor, LatencyPoint, Throughput, with_verdicts
+
+
+def _drain(name: str, processes: int, rate: float, **extra: object) -> Throughput:
+    fields: dict[str, object] = {
+        "name": name,
+        "processes": processes,
+        "records": 200_000,
+        "rate": rate,
+        "window_s": 200_000 / rate,
+        "drain_s": 200_000 / rate + 1,
+        "cores": {"broker": 0.6, "machine": 1.2},
+    }
+    return Throughput.model_validate(fields | extra)
+
+
+def _point(rate: int, p99: float) -> LatencyPoint:
+    return LatencyPoint(
+        rate=rate,
+        achieved_rate=rate * 0.99,
+        count=rate * 20,
+        p50_ms=p99 / 3,
+        p95_ms=p99 / 1.5,
+        p99_ms=p99,
+        max_ms=p99 * 1.2,
+        mean_ms=p99 / 2.5,
+        cores={"broker": 0.3},
+    )
+
+
+def _results(
+    *,
+    ceiling_a: float = 20_000.0,
+    floor: float = 200.0,
+    one: float = 12_000.0,
+    two: float = 13_000.0,
+    two_busy: float = 1.95,
+    p99_at_2000: float | None = 150.0,
+    rss: float = 300.0,
+    latency_rss: float = 310.0,
+) -> BenchResults:
+    points = [_point(500, 90.0)]
+    if p99_at_2000 is not None:
+        points.append(_point(2_000, p99_at_2000))
+    return BenchResults(
+        started_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+        duration_s=600.0,
+        quick=False,
+        machine=MachineInfo(
+            nproc=2,
+            cpu_model="Test CPU",
+            memory_gib=24.0,
+            load_average=(1.5, 1.0, 0.5),
+            python="3.11.7",
+            platform="Linux",
+        ),
+        load_average_end=(2.0, 1.5, 1.0),
+        config={
+            "messages": 200_000,
+            "partitions": 6,
+            "batch_max_messages": 500,
+            "batch_max_wait_ms": 100,
+            "producer_extra": {},
+        },
+        champion={"family": "random_forest", "version": "5"},
+        ceiling_a=_drain("ceiling A", 1, ceiling_a, transactions=400),
+        ceiling_b=StageCosts(
+            batch_size=500,
+            calls=100,
+            decode_us_per_row=3.0,
+            features_us_per_row=1.0,
+            model_us_per_row=4.0,
+        ),
+        floor=Floor(records=2_000, seconds=2_000 / floor, rate=floor),
+        workers=[
+            _drain("worker x 1", 1, one, peak_rss_mb={"w1": rss}),
+            _drain(
+                "worker x 2",
+                2,
+                two,
+                peak_rss_mb={"w2-1": rss - 10, "w2-2": rss - 20},
+                cores={"broker": 0.7, "w2-1": 0.6, "w2-2": 0.6, "machine": two_busy},
+            ),
+        ],
+        latency=points,
+        latency_peak_rss_mb=latency_rss,
+        profile=[
+            FunctionShare(function="KafkaTransport.commit (consumer/transport.py)", share=0.4)
+        ],
+        profile_note="py-spy",
+    )
+
+
+def _status(results: BenchResults, name: str) -> str:
+    return next(t.status for t in results.targets if t.name == name)
+
+
+def test_ratios_compare_one_worker_with_the_ceiling_and_the_floor() -> None:
+    results = with_verdicts(_results(ceiling_a=20_000, floor=200, one=12_000, two=18_000))
+
+    assert results.ratios["worker/ceiling_a"] == pytest.approx(0.6)
+    assert results.ratios["worker/floor"] == pytest.approx(60.0)
+    assert results.ratios["two_workers/one_worker"] == pytest.approx(1.5)
+
+
+def test_targets_met_at_their_bounds() -> None:
+    results = with_verdicts(
+        _results(
+            ceiling_a=20_000,
+            floor=200,
+            one=10_000,
+            two=16_000,
+            p99_at_2000=200.0,
+            rss=400.0,
+            latency_rss=400.0,
+        )
+    )
+
+    assert {t.name: t.status for t in results.targets} == {
+        "worker vs ceiling A": "met",
+        "worker vs naive floor": "met",
+        "two workers vs one": "met",
+        "end-to-end latency": "met",
+        "worker memory": "met",
+    }
+
+
+def test_targets_missed_just_past_their_bounds() -> None:
+    results = with_verdicts(
+        _results(ceiling_a=20_000, floor=200, one=9_999, two=15_990, p99_at_2000=200.5, rss=400.5)
+    )
+
+    assert all(t.status == "missed" for t in results.targets)
+
+
+def test_memory_target_counts_the_latency_worker_too() -> None:
+    results = with_verdicts(_results(rss=300.0, latency_rss=450.0))
+
+    assert _status(results, "worker memory") == "missed"
+    assert "450 MB" in next(t.measured for t in results.targets if t.name == "worker memory")
+
+
+def test_latency_target_is_not_measured_without_the_2000_rate() -> None:
+    results = with_verdicts(_results(p99_at_2000=None))
+
+    assert _status(results, "end-to-end latency") == "not measured"
+
+
+def test_missed_scaling_on_saturated_cores_says_the_cores_do_not_allow_it() -> None:
+    results = with_verdicts(_results(one=12_000, two=13_000, two_busy=1.95))
+    scaling = next(t for t in results.targets if t.name == "two workers vs one")
+
+    assert scaling.status == "missed"
+    assert "the cores do not allow it" in scaling.note
+    assert "1.95 of 2 cores" in scaling.note
+
+
+def test_missed_scaling_on_idle_cores_is_not_blamed_on_them() -> None:
+    results = with_verdicts(_results(one=12_000, two=13_000, two_busy=1.2))
+    scaling = next(t for t in results.targets if t.name == "two workers vs one")
+
+    assert scaling.status == "missed"
+    assert "not CPU-bound" in scaling.note
+
+
+def test_markdown_names_machine_load_every_measure_and_verdict() -> None:
+    text = markdown(with_verdicts(_results(p99_at_2000=250.0)))
+
+    assert "2 x Test CPU, 24.0 GiB" in text
+    assert "at start 1.50 / 1.00 / 0.50" in text
+    assert "| Ceiling A: Kafka passthrough | 20,000 msg/s |" in text
+    assert "| Ceiling B: champion alone | 4.00 µs/row |" in text
+    assert "| Floor: naive scorer | 200 msg/s |" in text
+    assert "| Worker x 2 | 13,000 scores/s |" in text
+    assert "| 2,000/s | 1,980/s | 40,000 | 83 ms | 167 ms | 250 ms |" in text
+    assert "| end-to-end latency | p99 ≤ 200 ms at 2,000/s | p99 250 ms | **missed** |" in text
+    assert "40.0% `KafkaTransport.commit (consumer/transport.py)`" in text
+
+
+def test_markdown_shows_worker_overrides_when_there_are_some() -> None:
+    results = _results()
+    results = results.model_copy(
+        update={"config": {**results.config, "producer_extra": {"retry.backoff.ms": 10}}}
+    )
+
+    assert "Worker overrides: producer_extra {'retry.backoff.ms': 10}." in markdown(results)
+
+
+def test_replace_table_swaps_only_the_marked_block() -> None:
+    readme = f"# Benchmarks\n\nintro\n\n{README_START}\nold table\n{README_END}\n\n## How\n"
+
+    updated = replace_table(readme, "new table\n")
+
+    assert (
+        updated == f"# Benchmarks\n\nintro\n\n{README_START}\nnew table\n{README_END}\n\n## How\n"
+    )
+
+
+def test_replace_table_appends_a_section_when_there_are_no_markers() -> None:
+    updated = replace_table("# Benchmarks\n", "the table")
+
+    assert updated.startswith("# Benchmarks\n\n## Latest results\n\n")
+    assert f"{README_START}\nthe table\n{README_END}" in updated
+
+
+def test_replace_table_keeps_backslashes_in_the_table_literal() -> None:
+    assert r"C:\temp \1" in replace_table(f"{README_START}\n{README_END}", r"C:\temp \1")
+
+
+def test_write_produces_json_markdown_plot_and_readme(tmp_path: Path) -> None:
+    results = with_verdicts(_results())
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Benchmarks\n\n{README_START}\n{README_END}\n")
+
+    table = write(results, tmp_path / "run", readme)
+
+    assert table == tmp_path / "run" / "results.md"
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["workers"][0]["rate"] == 12_000.0
+    assert BenchResults.model_validate(saved) == results
+    assert (tmp_path / "run" / "latency.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert table.read_text() in readme.read_text()
+
+
+def test_write_leaves_the_readme_alone_when_told_none(tmp_path: Path) -> None:
+    write(with_verdicts(_results()), tmp_path / "run", None)
+
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "latency.png",
+        "results.json",
+        "results.md",
+    ]
