@@ -32,20 +32,25 @@ def bench(
     messages: Annotated[int | None, typer.Option(help="applications preloaded and drained")] = None,
     naive_messages: Annotated[int | None, typer.Option(help="messages for the naive floor")] = None,
     rates: Annotated[
-        str | None, typer.Option(help="latency rates per second, comma-separated [500,1000,2000]")
+        str | None, typer.Option(help="latency rates per second, comma-separated (500,1000,2000)")
     ] = None,
     latency_seconds: Annotated[float | None, typer.Option(help="publishing time per rate")] = None,
     warmup_seconds: Annotated[float | None, typer.Option(help="first seconds left out")] = None,
-    partitions: Annotated[int | None, typer.Option(help="partitions per topic [6]")] = None,
+    partitions: Annotated[int | None, typer.Option(help="partitions per topic (6)")] = None,
     profile: Annotated[
-        bool | None, typer.Option("--profile/--no-profile", help="py-spy one worker [on]")
+        bool | None, typer.Option("--profile/--no-profile", help="py-spy one worker (default: on)")
     ] = None,
-    data: Annotated[Path | None, typer.Option(help="dataset CSV for training [RUMOS_DATA]")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="dataset CSV for training (env RUMOS_DATA)")
+    ] = None,
     results_dir: Annotated[Path | None, typer.Option(help="where runs are written")] = None,
     readme: Annotated[
         Path | None,
-        typer.Option(help="README whose table is rewritten [full runs: benchmarks/README.md]"),
+        typer.Option(help="README whose table is rewritten (full runs: benchmarks/README.md)"),
     ] = None,
+    no_readme: Annotated[
+        bool, typer.Option("--no-readme", help="leave every README alone (experiments)")
+    ] = False,
 ) -> None:
     """Measure scoring throughput and latency against their ceilings, on a local broker."""
     console = Console(stderr=True)
@@ -62,6 +67,7 @@ def bench(
         data=data,
         results_dir=results_dir,
         readme=readme,
+        no_readme=no_readme,
     )
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -85,9 +91,12 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _settings(console: Console, **options: Any) -> BenchSettings:
+def _settings(console: Console, *, no_readme: bool, **options: Any) -> BenchSettings:
+    given = {k: v for k, v in options.items() if v is not None}
+    if no_readme:
+        given["readme"] = None
     try:
-        return BenchSettings(**{k: v for k, v in options.items() if v is not None})
+        return BenchSettings(**given)
     except ValidationError as exc:
         for error in exc.errors(include_url=False, include_input=False):
             field = ".".join(str(part) for part in error["loc"]) or "options"
