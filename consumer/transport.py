@@ -137,6 +137,12 @@ class KafkaTransport:
 
     def __init__(self, settings: Settings) -> None:
         self._input_topic = settings.input_topic
+        self._topics = (
+            settings.input_topic,
+            settings.scores_topic,
+            settings.predictions_topic,
+            settings.dead_letter_topic,
+        )
         self._problem: str | None = "producer not initialised"
         self._assigned: frozenset[PartitionKey] = frozenset()
         self._refused: str | None = None
@@ -149,6 +155,7 @@ class KafkaTransport:
             raise FatalTransportError(f"invalid Kafka configuration: {exc}") from exc
 
     def start(self) -> None:
+        self._require_topics()
         try:
             self._producer.init_transactions(_OP_TIMEOUT_S)
         except KafkaException as exc:
@@ -263,6 +270,20 @@ class KafkaTransport:
                 call()
             except KafkaException as exc:
                 _log.warning("%s failed: %s", action, exc)
+
+    def _require_topics(self) -> None:
+        """Raise ``RetriableTransportError`` naming any of the worker's topics that is missing.
+
+        Producing to a missing topic would fail every transaction; waiting here keeps
+        the worker not-ready, with the reason in its log, until the topics exist.
+        """
+        try:
+            known = self._producer.list_topics(timeout=_OP_TIMEOUT_S).topics
+        except KafkaException as exc:
+            raise translate(exc, "list topics") from exc
+        missing = [t for t in self._topics if t not in known or known[t].error is not None]
+        if missing:
+            raise RetriableTransportError(f"topics do not exist (yet): {', '.join(missing)}")
 
     def _is_data(self, message: Message) -> bool:
         error = message.error()

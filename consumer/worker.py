@@ -64,6 +64,8 @@ EXIT_STALLED: Final = 3
 """The watchdog found the loop stuck in one step past ``stall_timeout_s``."""
 
 _MODEL_WAIT_S: Final = 0.5
+_ABORTS_NOT_READY: Final = 3
+"""Consecutive aborted batches after which the worker reports itself not ready."""
 _FIRST_RETRY_S: Final = 0.1
 _MAX_RETRY_S: Final = 5.0
 
@@ -118,6 +120,7 @@ class Worker:
         self._on_stall = on_stall or _exit_stalled
         self._stopping = threading.Event()
         self._started = False
+        self._aborts_in_row = 0
         self._step: tuple[str, float] = ("starting", clock())
 
     def stop(self) -> None:
@@ -135,6 +138,8 @@ class Worker:
             reasons.append(problem)
         elif not self._transport.assignment():
             reasons.append("no partitions assigned")
+        if self._aborts_in_row >= _ABORTS_NOT_READY:
+            reasons.append(f"the last {self._aborts_in_row} transactions were aborted")
         return reasons
 
     def run(self) -> int:
@@ -264,7 +269,9 @@ class Worker:
                 ) from abort_exc
             self._enter("rewind")
             transport.rewind(batch_start)
+            self._aborts_in_row += 1
             return None
+        self._aborts_in_row = 0
         return produced
 
     def _retrying(self, step: str, call: Callable[[], _T], deadline: float) -> _T:

@@ -6,7 +6,8 @@ records out, each probability equal to what the registered model gives offline.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import orjson
 import pandas as pd
 import pytest
 from confluent_kafka import Message
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from contracts import FEATURE_COLUMNS
 from contracts.score import LoanScore, PredictionRecord
@@ -169,3 +171,84 @@ def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
     assert batch_lines, "no batch log line"
     for line in batch_lines:  # no feature values in the log
         assert not set(orjson.loads(line)) & set(FEATURE_COLUMNS)
+
+
+def test_the_worker_waits_not_ready_for_its_model_and_topics_then_scores(
+    kafka_bootstrap_servers: str,
+    kafka_admin: AdminClient,
+    mlflow_tracking_uri: str,
+    mlflow_namespace: MlflowNamespace,
+    feature_frame: pd.DataFrame,
+    new_topic: TopicFactory,
+    scorers: list[ScorerProcess],
+    tmp_path: Path,
+) -> None:
+    topics = ScorerTopics(
+        applications=new_topic("applications"),
+        scores=unique_name("scores-later"),  # created only once the worker is up
+        dead_letters=new_topic("dlq"),
+        predictions=new_topic("predictions"),
+    )
+    scorer = ScorerProcess(
+        scorer_env(
+            bootstrap_servers=kafka_bootstrap_servers,
+            tracking_uri=mlflow_tracking_uri,
+            group_id=unique_name("scorer"),
+            model_name=mlflow_namespace.model_name,  # nothing registered under it yet
+            cache_dir=tmp_path / "models",
+            worker_id="waiting-0",
+            http_port=free_port(),
+            reload_interval_s="1",
+            **topics.env(),
+        ),
+        tmp_path / "worker.log",
+    )
+    scorers.append(scorer)
+
+    _wait_for(scorer, lambda: "no model loaded" in _reasons(scorer))
+    assert scorer.get("/healthz") == (200, {"status": "alive"})
+    assert scorer.get("/model")[0] == 503
+
+    champion = register_champion(
+        mlflow_tracking_uri,
+        feature_frame,
+        model_name=mlflow_namespace.model_name,
+        experiment=mlflow_namespace.experiment,
+    )
+    _wait_for(scorer, lambda: f"topics do not exist (yet): {topics.scores}" in scorer.log_tail())
+    assert _reasons(scorer) == ["not consuming yet"], "ready without its scores topic"
+
+    kafka_admin.create_topics([NewTopic(topics.scores, num_partitions=1)])[topics.scores].result(30)
+    scorer.wait_ready()
+    applications = applications_from_frame(feature_frame, 20, prefix=unique_name("late"))
+    publish(
+        kafka_bootstrap_servers,
+        topics.applications,
+        ((a.application_id.encode(), encode(a), None) for a in applications),
+    )
+    read = read_committed(
+        kafka_bootstrap_servers,
+        [topics.scores],
+        lambda read: len(read[topics.scores]) >= len(applications),
+        group_id=unique_name("reader"),
+    )
+    versions = {
+        LoanScore.model_validate_json(m.value() or b"").model_version for m in read[topics.scores]
+    }
+    assert versions == {champion.version}
+    assert scorer.terminate() == 0, scorer.log_tail()
+
+
+def _reasons(scorer: ScorerProcess) -> list[str]:
+    status, body = scorer.get("/readyz")
+    return list(body["reasons"]) if status == 503 else []
+
+
+def _wait_for(scorer: ScorerProcess, condition: Callable[[], bool], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if scorer.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(
+                f"condition not reached (exit {scorer.process.poll()}):\n{scorer.log_tail()}"
+            )
+        time.sleep(0.2)

@@ -486,3 +486,25 @@ def test_a_quiet_stream_is_not_a_stall(pipeline: object) -> None:
     transport.consume = consume_for_two_seconds  # type: ignore[method-assign]
     assert worker.run() == 0
     assert stalls == []
+
+
+def test_repeated_aborts_make_the_worker_not_ready_until_a_commit(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    transport = FakeTransport(
+        deque([_messages([encode(applications[0])])]),
+        failures={"commit": [AbortableTransactionError("unknown topic")] * 3},
+    )
+    transport.start()
+    worker = _worker(transport, FakeModels(_model(pipeline)))
+
+    for _ in range(3):
+        outcome = worker.run_once()
+        assert outcome is not None
+        assert not outcome.committed
+    assert "the last 3 transactions were aborted" in worker.readiness()
+
+    outcome = worker.run_once()
+    assert outcome is not None
+    assert outcome.committed
+    assert not any("aborted" in reason for reason in worker.readiness())
