@@ -74,13 +74,22 @@ def cpu_seconds(pid: int) -> float:
 
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory of ``pid`` (``VmHWM``) in MB (10^6 bytes); 0 when unknown."""
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` now (``VmRSS``) in MB; 0 when unknown."""
+    return _status_mb(pid, "VmRSS")
+
+
+def _status_mb(pid: int, field: str) -> float:
     try:
         status = (_PROC / str(pid) / "status").read_text()
     except OSError:
         return 0.0
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e6
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) * 1024 / 1e6, 1)
     return 0.0
 
 

@@ -30,7 +30,11 @@ def _drain_row(label: str, run: Throughput, unit: str) -> str:
     if run.transactions:
         notes.append(f"{run.transactions:,} transactions")
     if run.peak_rss_mb:
-        notes.append("peak RSS " + ", ".join(f"{mb:.0f} MB" for mb in run.peak_rss_mb.values()))
+        ready = ", ".join(f"{mb:.0f}" for mb in run.ready_rss_mb.values())
+        peaks = ", ".join(f"{mb:.0f}" for mb in run.peak_rss_mb.values())
+        notes.append(
+            f"RSS once ready {ready} MB, peak {peaks} MB" if ready else f"peak RSS {peaks} MB"
+        )
     if run.stage_us:
         stages = ", ".join(
             f"{stage} {run.stage_us[stage]:.1f}" for stage in _STAGES if stage in run.stage_us
@@ -88,7 +92,8 @@ def markdown(results: BenchResults) -> str:
         "| --- | ---: | --- |",
         _drain_row("Ceiling A: Kafka passthrough", results.ceiling_a, "msg/s"),
         f"| Ceiling B: champion alone | {b.model_us_per_row:.2f} µs/row | "
-        f"{b.model_rows_per_s:,.0f} rows/s at batch {b.batch_size}; in isolation: decode "
+        f"{b.model_rows_per_s:,.0f} rows/s per core at batch {b.batch_size} (CPU time; wall "
+        f"{b.model_wall_us_per_row:.2f} µs/row); in isolation: decode "
         f"{b.decode_us_per_row:.1f} µs/row, feature assembly {b.features_us_per_row:.1f} µs/row |",
         f"| Floor: naive scorer | {floor.rate:,.0f} msg/s | {floor.records:,} messages in "
         f"{floor.seconds:.1f} s |",

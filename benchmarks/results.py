@@ -37,6 +37,8 @@ class Throughput(BaseModel):
     """First output record to last, all writers."""
     cores: dict[str, float]
     """Average cores used during the drain, per process and for the whole machine."""
+    ready_rss_mb: dict[str, float] = {}
+    """Resident memory of each worker once ready (champion loaded), before any record."""
     peak_rss_mb: dict[str, float] = {}
     stage_us: dict[str, float] = {}
     """Worker-reported microseconds per application, per stage (``/metrics``)."""
@@ -108,13 +110,7 @@ def with_verdicts(results: BenchResults) -> BenchResults:
         "two_workers/one_worker": ratio(two.rate, one.rate) if one and two else None,
     }
     targets = [
-        _at_least(
-            "worker vs ceiling A",
-            f"≥ {WORKER_VS_CEILING_A:.0%} of passthrough",
-            ratios["worker/ceiling_a"],
-            WORKER_VS_CEILING_A,
-            percent=True,
-        ),
+        _versus_passthrough(ratios["worker/ceiling_a"], results.ceiling_a, one),
         _at_least(
             "worker vs naive floor",
             f"≥ {WORKER_VS_FLOOR:.0f}x naive",
@@ -139,6 +135,27 @@ def _at_least(
         return Target(name=name, goal=goal, measured="—", status="not measured")
     measured = f"{value:.0%}" if percent else f"{value:.1f}x"
     return Target(name=name, goal=goal, measured=measured, status=_status(value >= bound))
+
+
+def _versus_passthrough(value: float | None, ceiling: Throughput, one: Throughput | None) -> Target:
+    target = _at_least(
+        "worker vs ceiling A",
+        f"≥ {WORKER_VS_CEILING_A:.0%} of passthrough",
+        value,
+        WORKER_VS_CEILING_A,
+        percent=True,
+    )
+    if value is None or value <= 1 or one is None:
+        return target
+    passthrough, worker = ceiling.stage_us.get("commit"), one.stage_us.get("commit")
+    if passthrough is None or worker is None:
+        return target
+    note = (
+        f"the passthrough is slower than the worker: it spent {passthrough:.0f} µs per record "
+        f"sending offsets and committing, the worker {worker:.0f}; back to back, its next "
+        "transaction waits out the previous one's commit markers (README, findings)"
+    )
+    return target.model_copy(update={"note": note})
 
 
 def _status(met: bool) -> Status:
@@ -184,9 +201,16 @@ def _memory(results: BenchResults) -> Target:
     peaks += [results.latency_peak_rss_mb] if results.latency_peak_rss_mb > 0 else []
     if not peaks:
         return Target(name="worker memory", goal=goal, measured="—", status="not measured")
+    ready = [mb for run in results.workers for mb in run.ready_rss_mb.values()]
+    note = (
+        f"{max(ready):.0f} MB once ready with the champion loaded, before any record"
+        if ready
+        else ""
+    )
     return Target(
         name="worker memory",
         goal=goal,
         measured=f"{max(peaks):.0f} MB peak",
         status=_status(max(peaks) <= RSS_BUDGET_MB),
+        note=note,
     )

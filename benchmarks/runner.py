@@ -40,6 +40,7 @@ from benchmarks.machine import (
     load_average,
     machine_info,
     peak_rss_mb,
+    rss_mb,
 )
 from benchmarks.naive import naive_scorer
 from benchmarks.profiling import FunctionShare, Profiler, py_spy, summarize
@@ -199,12 +200,13 @@ class Run:
         ]
         with self.step(f"worker x {processes}: starting, waiting for every one to be ready"):
             _wait_all_ready(workers, self.settings.phase_timeout_s)
+        ready = {w.name: rss_mb(w.pid) for w in workers}
         held.release()
         pids = {"broker": self.stack.broker.pid, **{w.name: w.pid for w in workers}}
         with self.step(f"worker x {processes}: draining", total=count) as task:
             start, end = self._until_scored(workers, count, pids, task)
         metrics = [w.metrics() for w in workers]
-        peaks = {w.name: round(peak_rss_mb(w.pid), 1) for w in workers}
+        peaks = {w.name: peak_rss_mb(w.pid) for w in workers}
         for worker in workers:
             if (code := worker.terminate()) != 0:
                 raise PhaseError(f"worker {worker.name} exited with {code} when stopped")
@@ -225,6 +227,7 @@ class Run:
         busy_s = sum(span(ts).seconds for ts in predictions.timestamps.values())
         run = run.model_copy(
             update={
+                "ready_rss_mb": ready,
                 "peak_rss_mb": peaks,
                 "stage_us": _stage_us(metrics, scores.records, busy_s),
                 "transactions": int(
@@ -340,7 +343,7 @@ class Run:
                 )
         peak = peak_rss_mb(worker.pid)
         worker.terminate()
-        return points, round(peak, 1)
+        return points, peak
 
     def read_back(self, topic: str, label: Labeller | None = None) -> TopicContents:
         with self.step(f"reading back {topic}", total=None) as task:

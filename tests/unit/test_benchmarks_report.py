@@ -83,17 +83,25 @@ def _results(
             "producer_extra": {},
         },
         champion={"family": "random_forest", "version": "5"},
-        ceiling_a=_drain("ceiling A", 1, ceiling_a, transactions=400),
+        ceiling_a=_drain("ceiling A", 1, ceiling_a, transactions=400, stage_us={"commit": 90.0}),
         ceiling_b=StageCosts(
             batch_size=500,
             calls=100,
             decode_us_per_row=3.0,
             features_us_per_row=1.0,
             model_us_per_row=4.0,
+            model_wall_us_per_row=5.0,
         ),
         floor=Floor(records=2_000, seconds=2_000 / floor, rate=floor),
         workers=[
-            _drain("worker x 1", 1, one, peak_rss_mb={"w1": rss}),
+            _drain(
+                "worker x 1",
+                1,
+                one,
+                ready_rss_mb={"w1": 350.0},
+                peak_rss_mb={"w1": rss},
+                stage_us={"commit": 20.0},
+            ),
             _drain(
                 "worker x 2",
                 2,
@@ -158,6 +166,26 @@ def test_memory_target_counts_the_latency_worker_too() -> None:
 
     assert _status(results, "worker memory") == "missed"
     assert "450 MB" in next(t.measured for t in results.targets if t.name == "worker memory")
+
+
+def test_memory_target_notes_the_footprint_once_ready() -> None:
+    memory = next(t for t in with_verdicts(_results()).targets if t.name == "worker memory")
+
+    assert memory.note.startswith("350 MB once ready with the champion loaded")
+
+
+def test_a_worker_faster_than_the_passthrough_is_explained_by_commit_costs() -> None:
+    results = with_verdicts(_results(ceiling_a=10_000, one=20_000))
+    target = next(t for t in results.targets if t.name == "worker vs ceiling A")
+
+    assert target.measured == "200%"
+    assert "spent 90 µs per record sending offsets and committing, the worker 20" in target.note
+
+
+def test_a_worker_slower_than_the_passthrough_needs_no_explanation() -> None:
+    results = with_verdicts(_results(ceiling_a=20_000, one=12_000))
+
+    assert next(t.note for t in results.targets if t.name == "worker vs ceiling A") == ""
 
 
 def test_latency_target_is_not_measured_without_the_2000_rate() -> None:
