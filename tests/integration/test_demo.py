@@ -1,0 +1,189 @@
+"""``python -m scripts.demo`` run as ``make demo`` runs it: a subprocess that starts a real
+Kafka broker and MLflow server, trains, starts the worker, scores the applications and
+stops everything it started, whether it succeeds, fails a stage or is interrupted.
+
+"Nothing left running" is checked on the process table: no live process has a pid the
+demo reported, belongs to the session of one (MLflow's uvicorn and job workers, the
+broker's JVM), or names the demo's work directory on its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.services import ROOT
+
+pytestmark = pytest.mark.integration
+
+_DEMO_TIMEOUT_S = 540
+_COUNT = 1_000
+
+
+def _demo_command(workdir: Path, summary: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "scripts.demo",
+        "--workdir",
+        str(workdir),
+        "--summary-json",
+        str(summary),
+        *args,
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+
+
+def _run_demo(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    summary = tmp_path / "summary.json"
+    result = subprocess.run(
+        _demo_command(tmp_path / "work", summary, *args),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=_DEMO_TIMEOUT_S,
+        check=False,
+    )
+    return result, json.loads(summary.read_text(encoding="utf-8"))
+
+
+def _live_processes() -> dict[int, tuple[int, str]]:
+    """Every live (non-zombie) process: pid → (session id, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited while we looked
+        fields = stat.rsplit(")", 1)[1].split()
+        state, session = fields[0], int(fields[3])
+        if state != "Z":
+            found[int(entry.name)] = (session, command)
+    return found
+
+
+def _leftovers(pids: list[int], workdir: Path) -> list[str]:
+    """Live processes the demo started: its pids, their sessions' members, or ones naming
+    its work directory."""
+    return [
+        f"{pid}: {command[:200]}"
+        for pid, (session, command) in _live_processes().items()
+        if pid in pids or session in pids or str(workdir) in command
+    ]
+
+
+def _assert_nothing_left(summary: Any, workdir: Path) -> None:
+    pids = [pid for pid in summary["pids"].values() if pid]
+    assert _leftovers(pids, workdir) == []
+    if summary["kafka_dir"]:
+        status = subprocess.run(
+            [str(ROOT / "scripts" / "kafka-local"), "status", "--dir", summary["kafka_dir"]],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert status.returncode == 3, status.stdout + status.stderr  # 3: not running
+
+
+def test_demo_scores_every_application_then_stops_everything(
+    tmp_path: Path, credit_csv: Path
+) -> None:
+    result, summary = _run_demo(tmp_path, "--data", str(credit_csv))
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert summary["ok"] is True
+    assert summary["failure"] is None
+    assert summary["published"] == _COUNT
+    assert summary["scores"] + summary["dead_letters"] == _COUNT
+    assert summary["scores"] == _COUNT  # every dataset row is a valid application
+    assert summary["duplicates"] == 0
+    champion = summary["champion"]
+    assert champion["name"] == "credit-default"
+    assert 0.5 < champion["roc_auc"] <= 1.0
+    assert 0.0 < champion["threshold"] < 1.0
+    assert 0.0 <= summary["predicted_default_rate"] <= 1.0
+    assert summary["end_to_end_s"] > 0
+    assert set(summary["pids"]) == {"broker", "mlflow", "worker"}
+    assert summary["kept_running"] is False
+    # The printed summary says the same.
+    assert f"{_COUNT:,} scores, 0 dead letters, 0 duplicates" in result.stdout
+    assert f"credit-default version {champion['version']}" in result.stdout
+    assert summary["mlflow_url"] in result.stdout
+    _assert_nothing_left(summary, tmp_path / "work")
+
+
+def test_missing_data_fails_with_one_clear_line_and_starts_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent.csv"
+
+    result, summary = _run_demo(tmp_path, "--data", str(missing))
+
+    assert result.returncode == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("demo failed: Checking the data: no dataset at")
+    assert str(missing) in errors[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert summary["ok"] is False
+    assert summary["pids"] == {}
+    _assert_nothing_left(summary, tmp_path / "work")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_run_stops_everything_started_so_far(
+    tmp_path: Path, credit_csv: Path, signum: signal.Signals
+) -> None:
+    """Interrupted while training: Kafka and MLflow are up and must be stopped."""
+    summary_path = tmp_path / "summary.json"
+    process = subprocess.Popen(
+        _demo_command(tmp_path / "work", summary_path, "--data", str(credit_csv)),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen = _read_until(process, "Training in quick mode", timeout_s=300)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 128 + signum, seen + stdout + stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"demo failed: interrupted by {signum.name} (Training in quick mode)"
+    )
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    assert set(summary["pids"]) == {"broker", "mlflow"}
+    assert "stopped Kafka, MLflow" in stdout
+    _assert_nothing_left(summary, tmp_path / "work")
+
+
+def _read_until(process: subprocess.Popen[str], marker: str, timeout_s: float) -> str:
+    """The demo's output up to the line containing ``marker``; fails if it exits first."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    for line in process.stdout:  # one line per stage event: blocks only between stages
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+        assert time.monotonic() < deadline, f"no {marker!r} within {timeout_s}s:\n{seen}"
+    pytest.fail(f"the demo exited ({process.wait()}) before {marker!r}:\n{''.join(seen)}")
