@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
+from consumer.sinks import Headers
+
 ROOT = Path(__file__).resolve().parents[2]
 _POLL_S = 0.2
 _LOG_TAIL_CHARS = 6000
@@ -171,7 +173,7 @@ class ScorerTopics:
 def publish(
     bootstrap_servers: str,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]],
+    records: Iterable[tuple[bytes | None, bytes | None, Headers | None]],
 ) -> None:
     """Produce ``(key, value, headers)`` records in order (idempotent) and wait for all acks."""
     producer = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True})
@@ -226,14 +228,23 @@ def read_committed(
 
 
 def read_to_end(
-    bootstrap_servers: str, topics: list[str], *, group_id: str, timeout_s: float = 120.0
+    bootstrap_servers: str,
+    topics: list[str],
+    *,
+    group_id: str,
+    timeout_s: float = 120.0,
+    uncommitted: bool = False,
 ) -> dict[str, list[Message]]:
     """Every committed record of ``topics``, read until each partition reports its end.
 
     Use it once no transaction is open on the topics (writers stopped): the end of a
     partition is then final, so extra or duplicate records cannot arrive later.
+    ``uncommitted=True`` reads aborted records too (``read_uncommitted``).
     """
-    consumer = _committed_reader(bootstrap_servers, group_id, **{"enable.partition.eof": True})
+    extra: dict[str, object] = {"enable.partition.eof": True}
+    if uncommitted:
+        extra["isolation.level"] = "read_uncommitted"
+    consumer = _committed_reader(bootstrap_servers, group_id, **extra)
     metadata = consumer.list_topics(timeout=30).topics
     pending = {(t, p) for t in topics for p in metadata[t].partitions}
     consumer.subscribe(topics)

@@ -58,7 +58,9 @@ def scorers() -> Iterator[list[ScorerProcess]]:
 
 
 def _headers(message: Message) -> dict[str, bytes]:
-    return {name: value for name, value in message.headers() or [] if isinstance(value, bytes)}
+    headers = message.headers() or []
+    assert isinstance(headers, list)
+    return {name: value for name, value in headers if isinstance(value, bytes)}
 
 
 def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(

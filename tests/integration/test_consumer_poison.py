@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from confluent_kafka import Message
 
+from consumer.sinks import Headers
 from contracts import FEATURE_COLUMNS
 from contracts.score import LoanScore
 from contracts.topics import (
@@ -107,7 +108,9 @@ def scorers() -> Iterator[list[ScorerProcess]]:
 
 
 def _headers(message: Message) -> dict[str, bytes]:
-    return {name: value for name, value in message.headers() or [] if isinstance(value, bytes)}
+    headers = message.headers() or []
+    assert isinstance(headers, list)
+    return {name: value for name, value in headers if isinstance(value, bytes)}
 
 
 def test_every_bad_record_is_dead_lettered_intact_and_the_rest_scored(
@@ -144,7 +147,7 @@ def test_every_bad_record_is_dead_lettered_intact_and_the_rest_scored(
     valid = applications_from_frame(feature_frame, _VALID, prefix=unique_name("ok"))
     # Interleave: a poison record after every 15 valid ones, the corpus twice over;
     # one poison record has no key at all.
-    records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]] = []
+    records: list[tuple[bytes | None, bytes | None, Headers | None]] = []
     expected_dead: dict[bytes | None, tuple[bytes | None, DeadLetterReason, str | None]] = {}
     poison = iter(_POISON * 2)
     for index, application in enumerate(valid):

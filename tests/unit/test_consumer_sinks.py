@@ -129,5 +129,7 @@ def test_a_value_too_large_for_the_dead_letter_topic_is_referenced_not_copied() 
     assert (record.key, record.value) == (b"k", None)
     headers = dict(record.headers)
     assert headers[ERROR_TYPE_HEADER] == b"oversized"
-    assert headers[ERROR_MESSAGE_HEADER].startswith(b"the value is 101 bytes; not copied here")
+    message_header = headers[ERROR_MESSAGE_HEADER]
+    assert isinstance(message_header, bytes)
+    assert message_header.startswith(b"the value is 101 bytes; not copied here")
     assert (headers[SOURCE_PARTITION_HEADER], headers[SOURCE_OFFSET_HEADER]) == (b"0", b"9")

@@ -452,8 +452,14 @@ def test_a_step_stuck_past_the_stall_timeout_triggers_the_watchdog(
         transport=transport,
         models=FakeModels(_model(pipeline)),
         metrics=Metrics(),
-        on_stall=lambda: (stalls.append("stalled"), worker.stop(), release.set()),
+        on_stall=lambda: on_stall(),
     )
+
+    def on_stall() -> None:
+        stalls.append("stalled")
+        worker.stop()
+        release.set()
+
     runner = threading.Thread(target=worker.run)
     runner.start()
     runner.join(30)
