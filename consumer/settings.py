@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     consumer_extra: dict[str, KafkaValue] = Field(default_factory=dict)
     producer_extra: dict[str, KafkaValue] = Field(default_factory=dict)
 
+    monitor_personal_fields: bool = Field(
+        default=False,
+        description="Copy sex, education, marriage and age into prediction records for "
+        "fairness and drift monitoring. Off: no personal data leaves the worker but the scores.",
+    )
+
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65_535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -16,7 +16,7 @@ import orjson
 from confluent_kafka import Message
 
 from consumer.decoding import DecodeFailure
-from contracts import LoanApplication
+from contracts import PERSONAL_FIELDS, LoanApplication
 from contracts.topics import (
     CORRELATION_ID_HEADER,
     ERROR_MESSAGE_HEADER,
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from consumer.scoring import Scores
 
 Headers = list[tuple[str, str | bytes | None]]
+
+_PERSONAL_FIELDS = tuple(sorted(PERSONAL_FIELDS))
 
 
 class OutboundRecord(NamedTuple):
@@ -82,8 +84,14 @@ def scored_records(
     model: LoadedModel,
     info: BatchInfo,
     topics: OutputTopics,
+    *,
+    with_personal_fields: bool = False,
 ) -> list[OutboundRecord]:
-    """A ``LoanScore`` and a ``PredictionRecord`` for each accepted application."""
+    """A ``LoanScore`` and a ``PredictionRecord`` for each accepted application.
+
+    Prediction records carry the applicant's personal fields (``PERSONAL_FIELDS``)
+    only when ``with_personal_fields`` is set, for fairness and drift monitoring.
+    """
     version = model.version.encode()
     scored_at = info.scored_at.isoformat()
     records: list[OutboundRecord] = []
@@ -113,6 +121,10 @@ def scored_records(
             "input_offset": message.offset(),
             "worker_id": info.worker_id,
         }
+        if with_personal_fields:
+            prediction["personal_fields"] = {
+                name: getattr(application, name) for name in _PERSONAL_FIELDS
+            }
         records.append(OutboundRecord(topics.scores, key, orjson.dumps(score), headers))
         records.append(OutboundRecord(topics.predictions, key, orjson.dumps(prediction), headers))
     return records

@@ -232,7 +232,15 @@ class Worker:
             latency_ms=(scored - started) * 1000,
             worker_id=self._settings.worker_id,
         )
-        records = scored_records(accepted, scores, model, info, self._topics) + dead_letters
+        records = scored_records(
+            accepted,
+            scores,
+            model,
+            info,
+            self._topics,
+            with_personal_fields=self._settings.monitor_personal_fields,
+        )
+        records += dead_letters
         produced = self._transact(records, next_offsets, batch_start)
         outcome = BatchOutcome(len(messages), len(accepted), dict(reasons), produced is not None)
         self._observe(outcome, model, (started, decoded, scored, produced, self._clock()))

@@ -46,3 +46,8 @@ class PredictionRecord(BaseModel):
     input_offset: int
     worker_id: str
     scored_at: datetime
+    personal_fields: dict[str, int] | None = Field(
+        default=None,
+        description="sex, education, marriage and age; only when the worker's "
+        "SCORER_MONITOR_PERSONAL_FIELDS is on (off by default)",
+    )

@@ -92,8 +92,30 @@ def test_scores_and_prediction_records(feature_frame: pd.DataFrame) -> None:
         11,
     )
     assert prediction.batch_latency_ms == 1.5
-    # Prediction metadata carries no feature values (personal data).
-    assert set(orjson.loads(records[3].value or b"")) == set(PredictionRecord.model_fields)
+    # Prediction metadata carries no feature values (personal data) unless asked to.
+    assert set(orjson.loads(records[3].value or b"")) == set(PredictionRecord.model_fields) - {
+        "personal_fields"
+    }
+
+
+def test_personal_fields_reach_prediction_records_only_when_enabled(
+    feature_frame: pd.DataFrame,
+) -> None:
+    application = applications_from_frame(feature_frame, 1)[0]
+    accepted = [(_message(10, encode(application)), application)]
+    scores = Scores(np.array([0.2]), np.array([False]))
+    records = scored_records(accepted, scores, _MODEL, _INFO, _TOPICS, with_personal_fields=True)
+
+    prediction = PredictionRecord.model_validate_json(records[1].value or b"")
+    assert prediction.personal_fields == {
+        "age": application.age,
+        "education": application.education,
+        "marriage": application.marriage,
+        "sex": application.sex,
+    }
+    # The score a downstream team reads never carries them.
+    assert "personal_fields" not in orjson.loads(records[0].value or b"")
+    assert "limit_bal" not in orjson.loads(records[1].value or b"")
 
 
 @pytest.mark.parametrize(("key", "value"), [(b"k", b"\xff\x00 raw"), (None, None), (b"k", b"")])
