@@ -1,0 +1,255 @@
+"""One fault test's world: fresh topics and group, a registered champion, the workers it runs.
+
+``Scenario`` starts workers (``python -m consumer`` subprocesses) and paced publishers,
+and always stops what it started, whatever the test did. ``Audit`` is what the output
+topics hold once every worker has stopped: with no transaction open, the ends of the
+topics are final, so "exactly one" is checked on everything that will ever be there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from confluent_kafka import Message
+from mlflow.tracking import MlflowClient
+
+from contracts.registry import CHAMPION_ALIAS
+from contracts.score import LoanScore, PredictionRecord
+from tests.fixtures.kafka import TopicFactory, unique_name
+from tests.fixtures.mlflow_server import MlflowNamespace
+from tests.helpers.champion import RegisteredChampion, register_champion
+from tests.helpers.observe import metric_value
+from tests.helpers.stream import PacedPublisher
+from tests.helpers.worker import (
+    ScorerProcess,
+    ScorerTopics,
+    free_port,
+    read_committed,
+    read_to_end,
+    scorer_env,
+)
+
+FAST_WORKER = {
+    # Small batches make many transactions, so a kill lands at a random step of one.
+    "batch_max_messages": "100",
+    "batch_max_wait_ms": "50",
+    "reload_interval_s": "1",
+    "transaction_timeout_ms": "10000",
+    "stall_timeout_s": "30",
+    # A killed member leaves the group after 6 s (the broker's minimum), not 45 s.
+    "consumer_extra": '{"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}',
+}
+"""Worker settings for fault tests: the defaults scaled down so faults heal in seconds."""
+
+_SCORED = "scorer_applications_scored_total"
+_KILL_POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Every committed record of a scenario's topics, read once all writers stopped."""
+
+    inputs: list[Message]
+    scores: list[LoanScore]
+    predictions: list[PredictionRecord]
+    dead_letters: list[Message]
+
+    def assert_exactly_once(self, ids: Sequence[str]) -> None:
+        """Each of ``ids`` was published once and has exactly one score and one prediction."""
+        assert len(set(ids)) == len(ids), "the test published an id twice"
+        published = Counter((m.key() or b"").decode() for m in self.inputs)
+        assert published == Counter(ids), "the input topic does not hold each application once"
+        for what, seen in (
+            ("score", Counter(s.application_id for s in self.scores)),
+            ("prediction", Counter(p.application_id for p in self.predictions)),
+        ):
+            duplicated = sorted(i for i, n in seen.items() if n > 1)
+            missing = sorted(set(ids) - set(seen))
+            unexpected = sorted(set(seen) - set(ids))
+            summary = (
+                f"{len(ids)} applications, {sum(seen.values())} {what}s: "
+                f"{len(duplicated)} duplicated {duplicated[:5]}, {len(missing)} missing "
+                f"{missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}"
+            )
+            assert not duplicated, summary
+            assert not missing, summary
+            assert not unexpected, summary
+        assert self.dead_letters == [], "a valid application was dead-lettered"
+
+    def versions_by_partition(self) -> dict[int, list[str]]:
+        """The model version of each input partition's records, in offset order."""
+        ordered = sorted(self.predictions, key=lambda p: (p.input_partition, p.input_offset))
+        versions: dict[int, list[str]] = {}
+        for prediction in ordered:
+            versions.setdefault(prediction.input_partition, []).append(prediction.model_version)
+        return versions
+
+    def assert_versions_never_go_back(self) -> None:
+        """Per input partition, in offset order, the model version never decreases."""
+        for partition, versions in self.versions_by_partition().items():
+            numbers = [int(v) for v in versions]
+            back = [i for i in range(1, len(numbers)) if numbers[i] < numbers[i - 1]]
+            assert not back, f"partition {partition}: version goes back at records {back[:5]}"
+
+
+@dataclass
+class Scenario:
+    """Topics, group, registry namespace and processes of one test; ``close()`` stops them."""
+
+    bootstrap_servers: str
+    tracking_uri: str
+    namespace: MlflowNamespace
+    feature_frame: pd.DataFrame
+    topics: ScorerTopics
+    workdir: Path
+    group_id: str = field(default_factory=lambda: unique_name("scorer"))
+    workers: list[ScorerProcess] = field(default_factory=list)
+    publishers: list[PacedPublisher] = field(default_factory=list)
+    _envs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        bootstrap_servers: str,
+        tracking_uri: str,
+        namespace: MlflowNamespace,
+        feature_frame: pd.DataFrame,
+        new_topic: TopicFactory,
+        workdir: Path,
+        partitions: int = 3,
+    ) -> Scenario:
+        topics = ScorerTopics(
+            applications=new_topic("applications", partitions=partitions),
+            scores=new_topic("scores"),
+            dead_letters=new_topic("dlq"),
+            predictions=new_topic("predictions"),
+        )
+        return cls(bootstrap_servers, tracking_uri, namespace, feature_frame, topics, workdir)
+
+    def register(
+        self, *, seed: int = 0, threshold: float = 0.35, alias: str = CHAMPION_ALIAS
+    ) -> RegisteredChampion:
+        """Fit and register a new version of the scenario's model; point ``alias`` at it."""
+        return register_champion(
+            self.tracking_uri,
+            self.feature_frame,
+            model_name=self.namespace.model_name,
+            experiment=self.namespace.experiment,
+            threshold=threshold,
+            seed=seed,
+            alias=alias,
+        )
+
+    def move_champion(self, version: str) -> None:
+        """Point ``champion`` at ``version``."""
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        client.set_registered_model_alias(self.namespace.model_name, CHAMPION_ALIAS, version)
+
+    def start_worker(
+        self, worker_id: str, *, wait_ready: bool = True, **settings: str
+    ) -> ScorerProcess:
+        """Start (or restart, with the same settings) the worker called ``worker_id``.
+
+        ``settings`` (``SCORER_<NAME>`` values) override ``FAST_WORKER`` on the first
+        start; a restart reuses the first start's environment, port and log file.
+        """
+        env = self._envs.get(worker_id)
+        if env is None:
+            env = scorer_env(
+                bootstrap_servers=self.bootstrap_servers,
+                tracking_uri=self.tracking_uri,
+                group_id=self.group_id,
+                model_name=self.namespace.model_name,
+                cache_dir=self.workdir / f"models-{worker_id}",
+                worker_id=worker_id,
+                http_port=free_port(),
+                **self.topics.env(),
+                **{**FAST_WORKER, **settings},
+            )
+            self._envs[worker_id] = env
+        worker = ScorerProcess(env, self.workdir / f"{worker_id}.log")
+        self.workers.append(worker)
+        if wait_ready:
+            worker.wait_ready()
+        return worker
+
+    def publish(self, records: Iterator[tuple[str, bytes]], *, rate_per_s: float) -> PacedPublisher:
+        """Start publishing ``records`` to the applications topic at a steady rate."""
+        publisher = PacedPublisher(
+            self.bootstrap_servers, self.topics.applications, records, rate_per_s=rate_per_s
+        )
+        self.publishers.append(publisher)
+        return publisher.start()
+
+    def wait_for_outcomes(self, ids: Sequence[str], timeout_s: float = 180.0) -> None:
+        """Return once every id has a committed score or dead letter (read_committed)."""
+        wanted = {i.encode() for i in ids}
+        read_committed(
+            self.bootstrap_servers,
+            [self.topics.scores, self.topics.dead_letters],
+            lambda read: wanted <= {m.key() for messages in read.values() for m in messages},
+            group_id=unique_name("progress"),
+            timeout_s=timeout_s,
+        )
+
+    def stop_workers(self) -> None:
+        """SIGTERM every live worker; each must finish its batch and exit 0."""
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                assert worker.terminate() == 0, worker.log_tail()
+
+    def audit(self) -> Audit:
+        """Read every topic to its end. Call after ``stop_workers()``."""
+        topics = self.topics
+        read = read_to_end(
+            self.bootstrap_servers,
+            [topics.applications, topics.scores, topics.predictions, topics.dead_letters],
+            group_id=unique_name("audit"),
+        )
+        return Audit(
+            inputs=read[topics.applications],
+            scores=[LoanScore.model_validate_json(m.value() or b"") for m in read[topics.scores]],
+            predictions=[
+                PredictionRecord.model_validate_json(m.value() or b"")
+                for m in read[topics.predictions]
+            ],
+            dead_letters=read[topics.dead_letters],
+        )
+
+    def close(self) -> None:
+        """Stop every publisher and kill every worker still running."""
+        for publisher in self.publishers:
+            publisher.abandon()
+        for worker in self.workers:
+            worker.stop_quietly()
+
+
+def scored_so_far(worker: ScorerProcess) -> float:
+    """Applications this worker process scored (its ``/metrics`` counter; 0 if it is silent)."""
+    status, body = worker.get("/metrics")
+    if status != 200:
+        return 0.0
+    return metric_value(body, _SCORED) or 0.0
+
+
+def kill_after_scoring(worker: ScorerProcess, count: float, timeout_s: float = 120.0) -> float:
+    """SIGKILL ``worker`` as soon as it has scored ``count`` applications; returns how many.
+
+    The kill lands wherever the loop happens to be: consuming, scoring, mid-transaction.
+    """
+    deadline = time.monotonic() + timeout_s
+    while (scored := scored_so_far(worker)) < count:
+        if worker.process.poll() is not None:
+            pytest.fail(f"worker exited with {worker.process.returncode}:\n{worker.log_tail()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"worker scored {scored} < {count} in {timeout_s}s:\n{worker.log_tail()}")
+        time.sleep(_KILL_POLL_S)  # a polling interval, not a wait for readiness
+    worker.kill()
+    return scored
