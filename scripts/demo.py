@@ -599,7 +599,10 @@ def _render(console: Console, summary: Summary) -> None:
             f"({summary.throughput_per_s:,.0f} applications/s)",
         )
     if summary.predicted_default_rate is not None:
-        table.add_row("predicted default", f"{summary.predicted_default_rate:.1%} of applications")
+        threshold = f" (probability ≥ {summary.champion.threshold:.3f})" if summary.champion else ""
+        table.add_row(
+            "predicted default", f"{summary.predicted_default_rate:.1%} of applications{threshold}"
+        )
     if summary.champion is not None:
         c = summary.champion
         table.add_row("champion", f"{c.name} version {c.version} ({c.family})")
