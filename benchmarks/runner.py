@@ -1,6 +1,6 @@
 """One benchmark run, phase by phase, on a stack it starts and always stops.
 
-Order: broker and champion; preload; ceiling A; ceiling B (in-process); the naive
+Order: broker, MLflow server and champion; preload; ceiling A; ceiling B (in-process); the naive
 floor; one then two workers draining; end-to-end latency; a py-spy profile of one
 worker. Every long step shows progress; every drain's throughput comes from record
 timestamps read back afterwards, so polling for progress never paces the loop measured.
@@ -446,6 +446,8 @@ def run_benchmark(settings: BenchSettings, console: Console) -> tuple[BenchResul
         run = Run(settings, stack, progress)
         with run.step("starting a local Kafka broker"):
             stack.start_broker()
+        with run.step("starting an MLflow server"):
+            stack.start_mlflow()
         with run.step("training the champion (python -m training --quick)"):
             champion = stack.train(data)
         run.say(f"champion: {champion.family}, version {champion.version}")

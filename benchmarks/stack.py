@@ -1,5 +1,5 @@
-"""The services a run measures: a local broker, a SQLite MLflow store with a trained
-champion, fresh topics, and ``python -m consumer`` worker processes.
+"""The services a run measures: a local broker, an MLflow server with a trained champion,
+fresh topics, and ``python -m consumer`` worker processes.
 
 Everything here is started explicitly and stopped by the caller (``Stack`` is a context
 manager whose exit stops what it started, also on Ctrl-C); nothing is shared with
@@ -39,6 +39,8 @@ KAFKA_LOCAL: Final = ROOT / "scripts" / "kafka-local"
 _BROKER_START_TIMEOUT_S: Final = 180
 _BROKER_STOP_TIMEOUT_S: Final = 60
 _TRAINING_TIMEOUT_S: Final = 900
+_SERVER_START_TIMEOUT_S: Final = 120.0
+_SERVER_STOP_TIMEOUT_S: Final = 30.0
 _TOPIC_TIMEOUT_S: Final = 30.0
 _WORKER_READY_TIMEOUT_S: Final = 180.0
 _WORKER_STOP_TIMEOUT_S: Final = 60.0
@@ -180,18 +182,91 @@ def _led(admin: AdminClient, topic: str, partitions: int) -> bool:
     )
 
 
-def train_champion(directory: Path, data: Path, log_path: Path) -> Champion:
-    """Run ``python -m training --quick`` into a SQLite store in ``directory``.
+class MlflowServer:
+    """``mlflow server`` on a free port: SQLite backend and proxied artifacts in ``directory``.
+
+    The workers reach the registry over HTTP, as deployed ones do (a SQLite tracking URI
+    would load MLflow's SQLAlchemy stores into every worker, about 50 MB more). The
+    server's job runner is off: it would start a pool of processes nothing here uses.
+    """
+
+    def __init__(self, directory: Path, log_path: Path) -> None:
+        self.directory = directory
+        self.log_path = log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            *_mlflow_command(),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.directory / 'mlflow.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(self.directory / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(  # own session: one killpg stops its workers
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                env=env,
+                start_new_session=True,
+            )
+        self._wait_healthy(self._process)
+
+    def stop(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=_SERVER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=_SERVER_STOP_TIMEOUT_S)
+
+    def _wait_healthy(self, process: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + _SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if process.poll() is not None:
+                raise StackError(
+                    f"mlflow server exited with {process.returncode}:\n{_tail(self.log_path)}"
+                )
+            time.sleep(_POLL_S)
+        raise StackError(f"mlflow server not healthy in time:\n{_tail(self.log_path)}")
+
+
+def _mlflow_command() -> list[str]:
+    """The venv's ``mlflow`` script next to this interpreter, else ``python -m mlflow``."""
+    script = Path(sys.executable).with_name("mlflow")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "mlflow"]
+
+
+def train_champion(tracking_uri: str, data: Path, workdir: Path, log_path: Path) -> Champion:
+    """Run ``python -m training --quick`` against ``tracking_uri`` (in ``workdir``).
 
     Every family is trained and the registry's own selection picks the champion, as
     in production; its output goes to ``log_path``.
     """
-    tracking_uri = f"sqlite:///{directory / 'mlflow.db'}"
-    env = {
-        **os.environ,
-        "RUMOS_TRAINING_ARTIFACT_LOCATION": str(directory / "artifacts"),
-        "COLUMNS": "120",
-    }
+    env = {**os.environ, "COLUMNS": "120"}
     command = [
         sys.executable,
         "-m",
@@ -210,7 +285,7 @@ def train_champion(directory: Path, data: Path, log_path: Path) -> Champion:
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=directory,
+                cwd=workdir,
                 env=env,
                 timeout=_TRAINING_TIMEOUT_S,
                 check=False,
@@ -316,6 +391,7 @@ class Stack:
         self.workdir = workdir
         self.logs = logs
         self.broker = Broker(workdir / "kafka")
+        self.mlflow = MlflowServer(workdir / "mlflow", logs / "mlflow-server.log")
         self._exit = ExitStack()
         self._champion: Champion | None = None
 
@@ -344,10 +420,14 @@ class Stack:
         self._exit.callback(self.broker.stop)  # also after a start that failed half-way
         self.broker.start()
 
+    def start_mlflow(self) -> None:
+        self._exit.callback(self.mlflow.stop)
+        self.mlflow.start()
+
     def train(self, data: Path) -> Champion:
-        mlflow_dir = self.workdir / "mlflow"
-        mlflow_dir.mkdir(parents=True, exist_ok=True)
-        self._champion = train_champion(mlflow_dir, data, self.logs / "training.log")
+        self._champion = train_champion(
+            self.mlflow.url, data, self.workdir, self.logs / "training.log"
+        )
         return self._champion
 
     def topics(self, prefix: str, partitions: int, *, input_topic: str | None = None) -> Topics:
