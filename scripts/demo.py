@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -387,6 +387,22 @@ def _publish(
     return report
 
 
+def _follower(settings: ProducerSettings) -> Consumer:
+    """A ``read_committed`` consumer of a fresh group, subscribed to scores and dead letters
+    from their beginning."""
+    try:
+        consumer = create_consumer(
+            settings,
+            group_id=f"demo-follow-{uuid.uuid4().hex[:12]}",
+            from_beginning=True,
+            commit=False,
+        )
+    except ProducerError as exc:
+        raise DemoError(str(exc)) from exc
+    consumer.subscribe([SCORES_TOPIC, DEAD_LETTER_TOPIC])
+    return consumer
+
+
 def _follow(
     consumer: Consumer,
     count: int,
@@ -482,14 +498,7 @@ def _run_stages(
         done(f"worker ready on {worker.url} (pid {worker.pid}), serving the champion")
 
     producer_settings = ProducerSettings(kafka_bootstrap_servers=broker.bootstrap_servers)
-    follower = create_consumer(
-        producer_settings,
-        group_id=f"demo-follow-{uuid.uuid4().hex[:12]}",
-        from_beginning=True,
-        commit=False,
-    )
-    try:
-        follower.subscribe([SCORES_TOPIC, DEAD_LETTER_TOPIC])  # joins while we publish
+    with closing(_follower(producer_settings)) as follower:  # joins its group while we publish
         publish_started = time.monotonic()
         with stages.run(f"Publishing {len(applications):,} applications", display="own") as done:
             published = _publish(applications, producer_settings, console)
@@ -500,11 +509,9 @@ def _run_stages(
             outcomes = _follow(
                 follower, settings.count, deadline, console, check_signals=stages.guard.check
             )
+            _record_outcomes(summary, outcomes, publish_started)
+            _check_outcomes(settings, outcomes)
             done(f"{outcomes.scores:,} scores, {outcomes.dead_letters:,} dead letters")
-    finally:
-        follower.close()
-    _record_outcomes(summary, outcomes, publish_started)
-    _check_outcomes(settings, outcomes)
 
 
 def _service(action: Callable[[], _T]) -> _T:
@@ -742,7 +749,8 @@ def run_demo(settings: DemoSettings, console: Console, err: Console) -> int:
             name = signal.Signals(guard.pending).name
             summary.failure, code = f"interrupted by {name} ({stages.current})", 128 + guard.pending
         elif isinstance(exc, DemoError):
-            summary.failure, code = f"{stages.current}: {exc}", EXIT_FAILED
+            stage = f"{stages.current}: " if stages.current else ""
+            summary.failure, code = f"{stage}{exc}", EXIT_FAILED
         else:
             raise  # a bug: the traceback matters (the services are still stopped)
     finally:
