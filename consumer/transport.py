@@ -38,6 +38,8 @@ PartitionKey = tuple[str, int]
 _OP_TIMEOUT_S: Final = 10.0
 """Bound on one blocking librdkafka call; a retriable timeout is retried by the worker."""
 _QUEUE_FULL_POLL_S: Final = 0.05
+_PREFETCH_KBYTES: Final = 8_192
+_RETRY_BACKOFF_MS: Final = 10
 # librdkafka reports refused credentials and untrusted certificates only through error_cb
 # and retries them forever; waiting never fixes them, so they end the start-up at once.
 _CREDENTIAL_ERRORS: Final = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
@@ -113,6 +115,9 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         # A new group starts at the beginning: applications published before the
         # first worker came up are scored, not skipped.
         "auto.offset.reset": "earliest",
+        # With the default 64 MiB prefetch queue a worker draining a backlog peaked ~80 MB
+        # higher (benchmarks/README.md); 8 MiB still holds over twenty 500-record batches.
+        "queued.max.messages.kbytes": _PREFETCH_KBYTES,
         **_plain(settings.kafka_extra),
         **_plain(settings.consumer_extra),
     }
@@ -127,6 +132,12 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "transaction.timeout.ms": settings.transaction_timeout_ms,
         "linger.ms": settings.linger_ms,
         "batch.size": settings.producer_batch_bytes,
+        # A transaction started while the previous one's commit markers are still being
+        # written gets CONCURRENT_TRANSACTIONS, and librdkafka retries after this backoff
+        # (default 100 ms): with it, send_offsets_to_transaction was half of a draining
+        # worker's time (py-spy, benchmarks/README.md). Retries still back off
+        # exponentially up to retry.backoff.max.ms.
+        "retry.backoff.ms": _RETRY_BACKOFF_MS,
         **_plain(settings.kafka_extra),
         **_plain(settings.producer_extra),
     }
