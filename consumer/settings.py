@@ -86,7 +86,13 @@ class Settings(BaseSettings):
     )
 
     batch_max_messages: int = Field(default=500, ge=1, le=100_000)
-    batch_max_wait_ms: int = Field(default=100, ge=1, le=60_000)
+    batch_max_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        le=60_000,
+        description="consume() waits this long for a full batch: below full load, it is "
+        "most of a record's end-to-end latency (benchmarks/README.md).",
+    )
     max_message_bytes: int = Field(
         default=64 * 1024, ge=1, description="Larger application values are dead-lettered."
     )
