@@ -156,13 +156,15 @@ class RegistryLoader:
         # directory that looks complete.
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
         try:
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{ref.name}/{ref.version}",
+            # The version's own artifact location, resolved through this loader's client:
+            # a ``models:/`` URI would be resolved through MLflow's process-global
+            # registry URI instead, whatever the arguments say.
+            downloaded = mlflow.artifacts.download_artifacts(
+                artifact_uri=self._client.get_model_version_download_uri(ref.name, ref.version),
                 dst_path=str(staging),
                 tracking_uri=self._tracking_uri,
-                registry_uri=self._tracking_uri,
             )
-            staging.rename(target)
+            Path(downloaded).rename(target)
         except OSError:
             if not target.is_dir():  # not a concurrent download by a sibling worker
                 raise

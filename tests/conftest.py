@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.tracking import _model_registry, _tracking_service
 
 from contracts import FEATURE_BY_CSV_COLUMN, TARGET_COLUMN
 
@@ -17,6 +19,27 @@ pytest_plugins = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
+_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris() -> Iterator[None]:
+    """Undo any test's change to MLflow's process-wide tracking and registry URIs.
+
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` write module globals and export
+    environment variables; a test that leaves them set sends later tests' registrations
+    to its store. The globals are private, hence this one fixture rather than each test.
+    """
+    tracking, registry = _tracking_service.utils, _model_registry.utils
+    saved_globals = (tracking._tracking_uri, registry._registry_uri)
+    saved_env = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
+    yield
+    tracking._tracking_uri, registry._registry_uri = saved_globals
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _dataset_path() -> Path:

@@ -76,6 +76,18 @@ def test_a_cached_version_loads_without_the_artifact_store(
     assert model.version == champion.version
 
 
+def test_the_loader_ignores_a_process_wide_registry_uri_set_elsewhere(
+    registry: str, tmp_path: Path, feature_frame: pd.DataFrame
+) -> None:
+    champion = register_champion(registry, feature_frame, model_name="credit-default")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'another-registry.db'}")
+
+    loader = _loader(registry, tmp_path / "cache")
+    model = loader.load(loader.resolve())
+
+    assert (model.version, model.run_id) == (champion.version, champion.run_id)
+
+
 def test_a_missing_alias_is_a_model_load_error(registry: str, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"models:/absent@champion"):
         _loader(registry, tmp_path / "cache", name="absent").resolve()
