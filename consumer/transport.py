@@ -166,14 +166,16 @@ class KafkaTransport:
             raise FatalTransportError(f"invalid Kafka configuration: {exc}") from exc
 
     def start(self) -> None:
-        self._require_topics()
+        step = "list topics"
         try:
+            self._require_topics()
+            step = "init transactions"
             self._producer.init_transactions(_OP_TIMEOUT_S)
         except KafkaException as exc:
             self._producer.poll(0)  # serves error_cb, where an authentication failure shows
             if self._refused is not None:
                 raise FatalTransportError(f"Kafka authentication failed: {self._refused}") from exc
-            raise translate(exc, "init transactions") from exc
+            raise translate(exc, step) from exc
         self._problem = None
         self._consumer.subscribe(
             [self._input_topic],
@@ -283,15 +285,13 @@ class KafkaTransport:
                 _log.warning("%s failed: %s", action, exc)
 
     def _require_topics(self) -> None:
-        """Raise ``RetriableTransportError`` naming any of the worker's topics that is missing.
+        """Raise ``RetriableTransportError`` naming any of the worker's topics that is missing
+        (``KafkaException`` when the broker cannot be asked).
 
         Producing to a missing topic would fail every transaction; waiting here keeps
         the worker not-ready, with the reason in its log, until the topics exist.
         """
-        try:
-            known = self._producer.list_topics(timeout=_OP_TIMEOUT_S).topics
-        except KafkaException as exc:
-            raise translate(exc, "list topics") from exc
+        known = self._producer.list_topics(timeout=_OP_TIMEOUT_S).topics
         missing = [t for t in self._topics if t not in known or known[t].error is not None]
         if missing:
             raise RetriableTransportError(f"topics do not exist (yet): {', '.join(missing)}")
