@@ -8,6 +8,7 @@ topics are final, so "exactly one" is checked on everything that will ever be th
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -49,6 +50,7 @@ FAST_WORKER = {
 
 _SCORED = "scorer_applications_scored_total"
 _KILL_POLL_S = 0.02
+_SUPERVISE_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,9 @@ class Scenario:
     group_id: str = field(default_factory=lambda: unique_name("scorer"))
     workers: list[ScorerProcess] = field(default_factory=list)
     publishers: list[PacedPublisher] = field(default_factory=list)
+    supervisors: list[Supervisor] = field(default_factory=list)
     _envs: dict[str, dict[str, str]] = field(default_factory=dict)
+    _latest: dict[str, ScorerProcess] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -176,9 +180,14 @@ class Scenario:
             self._envs[worker_id] = env
         worker = ScorerProcess(env, self.workdir / f"{worker_id}.log")
         self.workers.append(worker)
+        self._latest[worker_id] = worker
         if wait_ready:
             worker.wait_ready()
         return worker
+
+    def worker(self, worker_id: str) -> ScorerProcess:
+        """The latest process started as ``worker_id``."""
+        return self._latest[worker_id]
 
     def publish(self, records: Iterator[tuple[str, bytes]], *, rate_per_s: float) -> PacedPublisher:
         """Start publishing ``records`` to the applications topic at a steady rate."""
@@ -224,11 +233,41 @@ class Scenario:
         )
 
     def close(self) -> None:
-        """Stop every publisher and kill every worker still running."""
+        """Stop supervision and publishers, and kill every worker still running."""
+        for supervisor in self.supervisors:
+            supervisor.stop()
         for publisher in self.publishers:
             publisher.abandon()
         for worker in self.workers:
             worker.stop_quietly()
+
+
+class Supervisor:
+    """Restarts workers that exit on their own, as an orchestrator would (restart: always).
+
+    ``exits`` records each ``(worker_id, exit code)`` it saw, for the test to judge.
+    """
+
+    def __init__(self, scenario: Scenario, worker_ids: Sequence[str]) -> None:
+        self.exits: list[tuple[str, int]] = []
+        self._scenario = scenario
+        self._worker_ids = list(worker_ids)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        scenario.supervisors.append(self)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(_SUPERVISE_POLL_S):
+            for worker_id in self._worker_ids:
+                code = self._scenario.worker(worker_id).process.poll()
+                if code is not None:
+                    self.exits.append((worker_id, code))
+                    self._scenario.start_worker(worker_id, wait_ready=False)
 
 
 def scored_so_far(worker: ScorerProcess) -> float:
