@@ -8,7 +8,8 @@ backoff while MLflow or the alias is missing) and then re-checks the alias every
 reload interval. A new version is loaded completely before it is published with a
 single reference assignment, so the worker, which reads ``current`` once per batch,
 swaps models between batches and never sees a half-loaded one. A version that fails
-to load leaves the old one serving.
+to load, or whose input signature is not the contract's features, leaves the old one
+serving.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ import pandas as pd
 import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.types import Schema
 
 from consumer.errors import ModelLoadError
+from contracts import FEATURE_COLUMNS
 from contracts.registry import THRESHOLD_METADATA_KEY
 
 _log = logging.getLogger(__name__)
@@ -120,12 +123,19 @@ class RegistryLoader:
         """Download (or reuse from the cache) and load ``ref``. Raises ``ModelLoadError``."""
         try:
             local = self._cached_artifacts(ref)
-            pyfunc_model = mlflow.pyfunc.load_model(str(local))
             run = self._client.get_run(ref.run_id) if ref.run_id else None
         except _REGISTRY_ERRORS as exc:
             raise ModelLoadError(
                 f"cannot load {ref.name} version {ref.version}: {self._reason(exc)}"
             ) from exc
+        try:
+            pyfunc_model = mlflow.pyfunc.load_model(str(local))
+        except Exception as exc:  # a corrupt artifact fails in whichever library reads it
+            raise ModelLoadError(
+                f"{ref.name} version {ref.version}: its artifacts do not load: "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
+        _check_inputs(pyfunc_model.metadata.get_input_schema(), ref)
         pipeline = pyfunc_model.get_raw_model()
         if not callable(getattr(pipeline, "predict_proba", None)):
             raise ModelLoadError(f"{ref.name} version {ref.version} has no predict_proba")
@@ -171,6 +181,31 @@ class RegistryLoader:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
+
+
+def _check_inputs(schema: Schema | None, ref: ModelRef) -> None:
+    """Raise ``ModelLoadError`` unless the model takes exactly the contract's features, in order.
+
+    The worker scores a frame of ``FEATURE_COLUMNS``; a model fitted on other columns
+    would fail every batch, so it is refused here and the current model keeps serving.
+    """
+    names = schema.input_names() if schema is not None else None
+    if names == list(FEATURE_COLUMNS):
+        return
+    if names is None:
+        detail = "it has no input signature"
+    else:
+        missing = [name for name in FEATURE_COLUMNS if name not in names]
+        unexpected = [str(name) for name in names if name not in FEATURE_COLUMNS]
+        detail = (
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+            if missing or unexpected
+            else "columns in another order"
+        )
+    raise ModelLoadError(
+        f"{ref.name} version {ref.version} does not take the contract's "
+        f"{len(FEATURE_COLUMNS)} features: {detail}"
+    )
 
 
 def _threshold(metadata: Mapping[str, Any] | None, ref: ModelRef) -> float:

@@ -9,18 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import mlflow.pyfunc
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
+import yaml
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from contracts import TARGET_COLUMN
-from contracts.registry import CHAMPION_ALIAS, EXPERIMENT_NAME
+from contracts import CSV_FEATURE_COLUMNS, TARGET_COLUMN
+from contracts.registry import CHAMPION_ALIAS, EXPERIMENT_NAME, THRESHOLD_METADATA_KEY
 from training.packaging import as_model_input, log_credit_model, pinned_requirements
 
 
@@ -92,3 +96,73 @@ def offline_probabilities(tracking_uri: str, model_uri: str, features: pd.DataFr
     with _tracking(tracking_uri):
         model = mlflow.pyfunc.load_model(model_uri)
     return np.asarray(model.predict(as_model_input(features)))[:, 1]
+
+
+def register_foreign_inputs(
+    tracking_uri: str,
+    feature_frame: pd.DataFrame,
+    *,
+    model_name: str,
+    experiment: str = EXPERIMENT_NAME,
+    alias: str = CHAMPION_ALIAS,
+) -> str:
+    """Register a version trained on the raw CSV column names (``LIMIT_BAL``...); its version.
+
+    A loadable model whose signature does not take the contract's features: the
+    classic mistake of fitting on the dataset as read.
+    """
+    sample = feature_frame.sample(n=400, random_state=0)
+    inputs = as_model_input(sample).set_axis(list(CSV_FEATURE_COLUMNS), axis=1)
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1_000))
+    pipeline.fit(inputs, sample[TARGET_COLUMN])
+    with _tracking(tracking_uri):
+        mlflow.set_experiment(experiment)
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                signature=infer_signature(inputs, pipeline.predict_proba(inputs)),
+                metadata={THRESHOLD_METADATA_KEY: 0.35},
+                pyfunc_predict_fn="predict_proba",
+                registered_model_name=model_name,
+                pip_requirements=pinned_requirements(),
+            )
+    version = str(info.registered_model_version)
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)
+    return version
+
+
+def register_unloadable(
+    tracking_uri: str,
+    feature_frame: pd.DataFrame,
+    workdir: Path,
+    *,
+    model_name: str,
+    experiment: str = EXPERIMENT_NAME,
+    alias: str = CHAMPION_ALIAS,
+) -> str:
+    """Register a version whose serialized pipeline is garbage; its version.
+
+    Everything else (``MLmodel``, signature, threshold) is intact, so only
+    deserialising the artifact fails, as with a truncated upload.
+    """
+    local = workdir / "unloadable-model"
+    pipeline = fit_tiny_pipeline(feature_frame)
+    sample = as_model_input(feature_frame.head(50))
+    mlflow.sklearn.save_model(
+        pipeline,
+        str(local),
+        signature=infer_signature(sample, pipeline.predict_proba(sample)),
+        metadata={THRESHOLD_METADATA_KEY: 0.35},
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=pinned_requirements(),
+    )
+    serialized = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["sklearn"]
+    (local / serialized["pickled_model"]).write_bytes(b"truncated upload")
+    with _tracking(tracking_uri):
+        mlflow.set_experiment(experiment)
+        with mlflow.start_run() as run:
+            mlflow.log_artifacts(str(local), "model")
+        version = mlflow.register_model(f"runs:/{run.info.run_id}/model", model_name).version
+    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)
+    return str(version)

@@ -18,7 +18,11 @@ from consumer.errors import ModelLoadError
 from consumer.model import AliasWatcher, LoadedModel, ModelRef, RegistryLoader
 from consumer.ops import Metrics
 from tests.helpers.applications import applications_from_frame, as_frame
-from tests.helpers.champion import register_champion
+from tests.helpers.champion import (
+    register_champion,
+    register_foreign_inputs,
+    register_unloadable,
+)
 from training.packaging import as_model_input
 
 
@@ -86,6 +90,26 @@ def test_the_loader_ignores_a_process_wide_registry_uri_set_elsewhere(
     model = loader.load(loader.resolve())
 
     assert (model.version, model.run_id) == (champion.version, champion.run_id)
+
+
+def test_a_version_fitted_on_other_columns_is_refused_at_load(
+    registry: str, tmp_path: Path, feature_frame: pd.DataFrame
+) -> None:
+    register_foreign_inputs(registry, feature_frame, model_name="credit-default")
+    loader = _loader(registry, tmp_path / "cache")
+
+    with pytest.raises(ModelLoadError, match=r"version 1 does not take the contract's 23 features"):
+        loader.load(loader.resolve())
+
+
+def test_a_version_whose_artifacts_do_not_deserialize_is_a_model_load_error(
+    registry: str, tmp_path: Path, feature_frame: pd.DataFrame
+) -> None:
+    register_unloadable(registry, feature_frame, tmp_path, model_name="credit-default")
+    loader = _loader(registry, tmp_path / "cache")
+
+    with pytest.raises(ModelLoadError, match=r"version 1: its artifacts do not load: BadZipFile"):
+        loader.load(loader.resolve())
 
 
 def test_a_missing_alias_is_a_model_load_error(registry: str, tmp_path: Path) -> None:
