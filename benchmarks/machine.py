@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,12 @@ class MachineInfo(BaseModel):
     load_average: tuple[float, float, float]
     python: str
     platform: str
+    source: str = "unknown"
+    """The git commit measured."""
 
 
-def machine_info() -> MachineInfo:
-    """This machine, now."""
+def machine_info(root: Path) -> MachineInfo:
+    """This machine, now, and the commit of the code in ``root``."""
     return MachineInfo(
         nproc=os.cpu_count() or 1,
         cpu_model=_cpu_model(),
@@ -37,7 +40,31 @@ def machine_info() -> MachineInfo:
         load_average=load_average(),
         python=platform.python_version(),
         platform=platform.platform(terse=True),
+        source=source_version(root),
     )
+
+
+def source_version(root: Path) -> str:
+    """The git commit of the code measured (``-dirty`` with uncommitted changes to tracked
+    files), or ``unknown`` outside a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if changes else commit
 
 
 def load_average() -> tuple[float, float, float]:

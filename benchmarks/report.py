@@ -58,7 +58,8 @@ def run_line(results: BenchResults) -> str:
     c = results.config
     mode = "quick" if results.quick else "full"
     return (
-        f"Run {results.started_at:%Y-%m-%d %H:%M} UTC ({mode}, {results.duration_s / 60:.1f} min): "
+        f"Run {results.started_at:%Y-%m-%d %H:%M} UTC of commit {results.machine.source} "
+        f"({mode}, {results.duration_s / 60:.1f} min): "
         f"{c['messages']:,} preloaded applications on {c['partitions']} partitions; worker "
         f"batches of up to {c['batch_max_messages']} records or {c['batch_max_wait_ms']} ms; "
         f"champion {results.champion['family']} (version {results.champion['version']})."

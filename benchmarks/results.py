@@ -189,7 +189,7 @@ def _latency(points: list[LatencyPoint]) -> Target:
     return Target(
         name="end-to-end latency",
         goal=goal,
-        measured=f"p99 {point.p99_ms:.0f} ms",
+        measured=f"p99 {point.p99_ms:.1f} ms",
         status=_status(point.p99_ms <= P99_BUDGET_MS),
         note=f"achieved {point.achieved_rate:,.0f}/s",
     )

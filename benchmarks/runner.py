@@ -47,7 +47,7 @@ from benchmarks.profiling import FunctionShare, Profiler, py_spy, summarize
 from benchmarks.readback import Labeller, TopicContents, read_topic
 from benchmarks.report import write
 from benchmarks.results import BenchResults, Floor, LatencyPoint, Throughput, with_verdicts
-from benchmarks.settings import BenchSettings
+from benchmarks.settings import ROOT, BenchSettings
 from benchmarks.stack import Stack, Topics, WorkerProcess, create_topics, unique_name
 from benchmarks.stats import span, steady_window
 from consumer.ops import STAGES
@@ -427,7 +427,7 @@ def run_benchmark(settings: BenchSettings, console: Console) -> tuple[BenchResul
         raise StackError(f"dataset not found: {data} (set RUMOS_DATA or pass --data)")
     started_at = datetime.now(UTC)
     started = time.monotonic()
-    machine = machine_info()
+    machine = machine_info(ROOT)
     run_dir = settings.results_dir / started_at.strftime("%Y%m%dT%H%M%SZ")
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -266,7 +266,8 @@ def train_champion(tracking_uri: str, data: Path, workdir: Path, log_path: Path)
     Every family is trained and the registry's own selection picks the champion, as
     in production; its output goes to ``log_path``.
     """
-    env = {**os.environ, "COLUMNS": "120"}
+    # This tree's training code, whatever the working directory.
+    env = {**os.environ, "COLUMNS": "120", "PYTHONPATH": str(ROOT)}
     command = [
         sys.executable,
         "-m",

@@ -221,7 +221,7 @@ def test_markdown_names_machine_load_every_measure_and_verdict() -> None:
     assert "| Floor: naive scorer | 200 msg/s |" in text
     assert "| Worker x 2 | 13,000 scores/s |" in text
     assert "| 2,000/s | 1,980/s | 40,000 | 83 ms | 167 ms | 250 ms |" in text
-    assert "| end-to-end latency | p99 ≤ 200 ms at 2,000/s | p99 250 ms | **missed** |" in text
+    assert "| end-to-end latency | p99 ≤ 200 ms at 2,000/s | p99 250.0 ms | **missed** |" in text
     assert "40.0% `KafkaTransport.commit (consumer/transport.py)`" in text
 
 
