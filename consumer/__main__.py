@@ -78,6 +78,7 @@ def main() -> int:
             metrics=metrics,
             readiness=worker.readiness,
             model=lambda: watcher.current,
+            warnings=lambda: _warnings(watcher),
         )
     except (FatalTransportError, OSError) as exc:
         _log.critical("cannot start", extra={"reason": str(exc)})
@@ -92,6 +93,11 @@ def main() -> int:
     finally:
         watcher.stop()
         ops.stop()
+
+
+def _warnings(watcher: AliasWatcher) -> list[str]:
+    problem = watcher.problem
+    return [problem] if problem else []
 
 
 def _stop(worker: Worker, signum: int) -> None:

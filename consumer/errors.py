@@ -11,6 +11,10 @@ class ModelLoadError(ScorerError):
     """The champion could not be resolved, downloaded or loaded from the registry."""
 
 
+class RegistryUnreachableError(ModelLoadError):
+    """The registry did not answer at all (connection refused, timed out)."""
+
+
 class TransportError(ScorerError):
     """A Kafka operation failed; the subclass says what the worker must do about it."""
 

@@ -36,13 +36,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema
 
-from consumer.errors import ModelLoadError
+from consumer.errors import ModelLoadError, RegistryUnreachableError
+from consumer.settings import redact_uri
 from contracts import FEATURE_COLUMNS
 from contracts.registry import THRESHOLD_METADATA_KEY
 
 _log = logging.getLogger(__name__)
 
 _FIRST_RETRY_S: Final = 1.0
+_MAX_CAUSES: Final = 10
 _UNSAFE_PATH_CHARS: Final = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -114,9 +116,8 @@ class RegistryLoader:
         try:
             version = self._client.get_model_version_by_alias(self._model_name, self._alias)
         except _REGISTRY_ERRORS as exc:
-            raise ModelLoadError(
-                f"cannot resolve models:/{self._model_name}@{self._alias}: {self._reason(exc)}"
-            ) from exc
+            action = f"cannot resolve models:/{self._model_name}@{self._alias}"
+            raise self._error(action, exc) from exc
         return ModelRef(self._model_name, str(version.version), version.run_id)
 
     def load(self, ref: ModelRef) -> LoadedModel:
@@ -125,9 +126,7 @@ class RegistryLoader:
             local = self._cached_artifacts(ref)
             run = self._client.get_run(ref.run_id) if ref.run_id else None
         except _REGISTRY_ERRORS as exc:
-            raise ModelLoadError(
-                f"cannot load {ref.name} version {ref.version}: {self._reason(exc)}"
-            ) from exc
+            raise self._error(f"cannot load {ref.name} version {ref.version}", exc) from exc
         try:
             pyfunc_model = mlflow.pyfunc.load_model(str(local))
         except Exception as exc:  # a corrupt artifact fails in whichever library reads it
@@ -148,6 +147,15 @@ class RegistryLoader:
             metrics=dict(run.data.metrics) if run else {},
             params=dict(run.data.params) if run else {},
         )
+
+    def _error(self, action: str, exc: BaseException) -> ModelLoadError:
+        """The ``ModelLoadError`` for ``exc``: ``RegistryUnreachableError`` if nothing answered."""
+        if (cause := _connection_failure(exc)) is not None:
+            where = redact_uri(self._tracking_uri)
+            return RegistryUnreachableError(
+                f"{action}: model registry unreachable at {where} ({type(cause).__name__})"
+            )
+        return ModelLoadError(f"{action}: {self._reason(exc)}")
 
     def _reason(self, exc: BaseException) -> str:
         """``exc``'s first line without the tracking URI's password: MLflow errors quote URLs."""
@@ -224,6 +232,20 @@ def _threshold(metadata: Mapping[str, Any] | None, ref: ModelRef) -> float:
     return threshold
 
 
+def _connection_failure(exc: BaseException) -> BaseException | None:
+    """The failure to reach the server that ``exc`` is or was raised from, if any.
+
+    MLflow re-raises connection errors and timeouts as a bare ``MlflowException``; the
+    original stays its ``__context__``.
+    """
+    seen: BaseException | None = exc
+    for _ in range(_MAX_CAUSES):
+        if seen is None or isinstance(seen, (requests.ConnectionError, requests.Timeout)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
@@ -236,6 +258,9 @@ class ModelEvents(Protocol):
 
     def model_load_failed(self) -> None: ...
 
+    def registry_checked(self, reachable: bool) -> None:
+        """After each alias check: did the registry answer (even with an error)?"""
+
 
 class AliasWatcher:
     """Keeps ``current`` equal to the alias's version, loading in a background thread."""
@@ -245,6 +270,7 @@ class AliasWatcher:
         self._interval_s = interval_s
         self._events = events
         self._current: LoadedModel | None = None
+        self._problem: str | None = None
         self._loaded = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alias-watcher", daemon=True)
@@ -253,6 +279,11 @@ class AliasWatcher:
     def current(self) -> LoadedModel | None:
         """The model to score the next batch with (None until the first load succeeds)."""
         return self._current
+
+    @property
+    def problem(self) -> str | None:
+        """Why the last alias check failed, and what still serves (None once one succeeds)."""
+        return self._problem
 
     def start(self) -> None:
         self._thread.start()
@@ -288,15 +319,20 @@ class AliasWatcher:
             try:
                 self.check()
             except ModelLoadError as exc:
+                self._events.registry_checked(not isinstance(exc, RegistryUnreachableError))
                 self._failed(str(exc))
             except Exception as exc:  # a bug must not kill the thread that keeps models fresh
                 _log.exception("unexpected error while checking the model alias")
                 self._failed(f"{type(exc).__name__}: {exc}")
+            else:
+                self._problem = None
+                self._events.registry_checked(True)
             delay = self._next_delay(delay)
 
     def _failed(self, reason: str) -> None:
         self._events.model_load_failed()
         serving = self._current.version if self._current else None
+        self._problem = f"{reason} (serving version {serving})" if serving else reason
         _log.warning("model load failed", extra={"reason": reason, "serving_version": serving})
 
     def _next_delay(self, delay: float) -> float:

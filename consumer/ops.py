@@ -2,8 +2,10 @@
 
 Endpoints: ``/healthz`` (the process answers), ``/readyz`` (200 when a model is
 loaded, partitions are assigned and the producer is healthy; else 503 with the
-reasons), ``/metrics`` (Prometheus text) and ``/model`` (the serving model's name,
-version, run id, threshold, and the run's metrics and params). Nothing here holds
+reasons; either way ``warnings``, when present, names problems that do not stop
+scoring, such as an unreachable registry or a refused champion), ``/metrics``
+(Prometheus text) and ``/model`` (the serving model's name, version, run id,
+threshold, and the run's metrics and params). Nothing here holds
 or prints settings, so no secret can leak through it.
 """
 
@@ -95,6 +97,11 @@ class Metrics:
         self.model_loads = Counter(
             "scorer_model_loads", "Model load attempts by outcome.", ["outcome"], registry=r
         )
+        self.registry_reachable = Gauge(
+            "scorer_registry_reachable",
+            "1 when the model registry answered the last alias check, else 0.",
+            registry=r,
+        )
         for reason in DeadLetterReason:
             self.dead_lettered.labels(reason.value)
         for stage in STAGES:
@@ -113,6 +120,9 @@ class Metrics:
 
     def model_load_failed(self) -> None:
         self.model_loads.labels("failure").inc()
+
+    def registry_checked(self, reachable: bool) -> None:
+        self.registry_reachable.set(1.0 if reachable else 0.0)
 
     def set_lags(self, lags: Mapping[tuple[str, int], int]) -> None:
         self.consumer_lag.clear()
@@ -134,8 +144,9 @@ class OpsServer:
         metrics: Metrics,
         readiness: Callable[[], list[str]],
         model: Callable[[], LoadedModel | None],
+        warnings: Callable[[], list[str]] = list,
     ) -> None:
-        handler = _handler_class(metrics, readiness, model)
+        handler = _handler_class(metrics, readiness, model, warnings)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -160,6 +171,7 @@ def _handler_class(
     metrics: Metrics,
     readiness: Callable[[], list[str]],
     model: Callable[[], LoadedModel | None],
+    warnings: Callable[[], list[str]],
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -169,7 +181,10 @@ def _handler_class(
             elif path == "/readyz":
                 reasons = readiness()
                 status = HTTPStatus.SERVICE_UNAVAILABLE if reasons else HTTPStatus.OK
-                self._json(status, {"ready": not reasons, "reasons": reasons})
+                body: dict[str, object] = {"ready": not reasons, "reasons": reasons}
+                if problems := warnings():
+                    body["warnings"] = problems
+                self._json(status, body)
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, metrics.exposition(), CONTENT_TYPE_LATEST)
             elif path == "/model":

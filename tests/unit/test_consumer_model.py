@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from consumer.errors import ModelLoadError
+from consumer.errors import ModelLoadError, RegistryUnreachableError
 from consumer.model import AliasWatcher, LoadedModel, ModelRef, RegistryLoader
 from consumer.ops import Metrics
 from tests.helpers.applications import applications_from_frame, as_frame
@@ -125,6 +125,18 @@ def test_an_unreachable_registry_is_a_model_load_error(
         _loader(f"http://127.0.0.1:{unused_port}", tmp_path).resolve()
 
 
+def test_an_unreachable_registry_is_told_apart_from_an_answer(
+    registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unused_port: int
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    url = f"http://scorer:secret@127.0.0.1:{unused_port}"
+    with pytest.raises(RegistryUnreachableError, match=r"unreachable at .*:\*\*\*@.*ConnectionErr"):
+        _loader(url, tmp_path).resolve()
+    with pytest.raises(ModelLoadError) as answered:  # the registry answered: no such alias
+        _loader(registry, tmp_path / "cache", name="absent").resolve()
+    assert not isinstance(answered.value, RegistryUnreachableError)
+
+
 class FakeLoader:
     """Resolves to ``version``; loading a version listed in ``broken`` fails."""
 
@@ -193,6 +205,50 @@ def test_the_watcher_thread_retries_until_the_registry_answers() -> None:
         assert watcher.wait_loaded(10)
         loader.version = "2"
         _wait_for(lambda: watcher.current is not None and watcher.current.version == "2")
+    finally:
+        watcher.stop()
+
+
+class UnreachableLoader(FakeLoader):
+    """A ``FakeLoader`` whose registry goes away while ``reachable`` is clear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reachable = threading.Event()
+        self.reachable.set()
+
+    def resolve(self) -> ModelRef:
+        if not self.reachable.is_set():
+            raise RegistryUnreachableError("model registry unreachable at http://mlflow")
+        return super().resolve()
+
+
+def _reachable(metrics: Metrics) -> float | None:
+    return metrics.registry.get_sample_value("scorer_registry_reachable")
+
+
+def test_the_watcher_reports_an_unreachable_registry_and_a_refused_version() -> None:
+    loader, metrics = UnreachableLoader(), Metrics()
+    watcher = AliasWatcher(loader, interval_s=0.02, events=metrics)
+    watcher.start()
+    try:
+        assert watcher.wait_loaded(10)
+        _wait_for(lambda: _reachable(metrics) == 1 and watcher.problem is None)
+
+        loader.reachable.clear()
+        _wait_for(lambda: _reachable(metrics) == 0)
+        assert watcher.problem == "model registry unreachable at http://mlflow (serving version 1)"
+
+        loader.reachable.set()
+        loader.version, loader.broken = "2", {"2"}
+        _wait_for(lambda: "version 2 is broken" in str(watcher.problem))
+        assert _reachable(metrics) == 1
+        assert watcher.current is not None
+        assert watcher.current.version == "1"
+
+        loader.version = "3"
+        _wait_for(lambda: watcher.problem is None)
+        assert watcher.current.version == "3"
     finally:
         watcher.stop()
 

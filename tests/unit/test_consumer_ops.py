@@ -67,6 +67,24 @@ def test_readyz_reports_reasons_until_ready(served: tuple[str, State, Metrics]) 
     assert (status, json.loads(body)) == (200, {"ready": True, "reasons": []})
 
 
+def test_readyz_adds_warnings_that_do_not_stop_scoring() -> None:
+    problems = ["model registry unreachable at http://mlflow (serving version 4)"]
+    server = OpsServer(
+        "127.0.0.1",
+        0,
+        metrics=Metrics(),
+        readiness=list,
+        model=lambda: _MODEL,
+        warnings=lambda: problems,
+    )
+    server.start()
+    try:
+        status, body, _ = _get(f"http://127.0.0.1:{server.port}/readyz")
+    finally:
+        server.stop()
+    assert (status, json.loads(body)) == (200, {"ready": True, "reasons": [], "warnings": problems})
+
+
 def test_model_describes_the_serving_model(served: tuple[str, State, Metrics]) -> None:
     base, state, _ = served
     assert _get(base + "/model")[0] == 503
