@@ -22,6 +22,20 @@ ROOT = Path(__file__).resolve().parent.parent
 _MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave ``soak`` tests out unless the ``-m`` expression names them (``pytest -m soak``).
+
+    A marker expression in ``addopts`` would not do: any ``-m`` on the command line
+    replaces it, and CI's ``-m integration`` must not start a ten-minute run.
+    """
+    if "soak" in (config.option.markexpr or ""):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak")]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if not item.get_closest_marker("soak")]
+
+
 @pytest.fixture(autouse=True)
 def _restore_mlflow_uris() -> Iterator[None]:
     """Undo any test's change to MLflow's process-wide tracking and registry URIs.
