@@ -39,6 +39,7 @@ _OP_TIMEOUT_S: Final = 10.0
 """Bound on one blocking librdkafka call; a retriable timeout is retried by the worker."""
 _QUEUE_FULL_POLL_S: Final = 0.05
 _PREFETCH_KBYTES: Final = 8_192
+_FETCH_QUEUE_BACKOFF_MS: Final = 10
 _RETRY_BACKOFF_MS: Final = 10
 # librdkafka reports refused credentials and untrusted certificates only through error_cb
 # and retries them forever; waiting never fixes them, so they end the start-up at once.
@@ -117,7 +118,11 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         # With the default 64 MiB prefetch queue a worker draining a backlog peaked ~80 MB
         # higher (benchmarks/README.md); 8 MiB still holds over twenty 500-record batches.
+        # Once the queue is full librdkafka postpones fetching by fetch.queue.backoff.ms
+        # (default 1 s), which starved a faster loop (the passthrough benchmark: 31k
+        # records/s instead of 55k); 10 ms resumes fetching as soon as there is room.
         "queued.max.messages.kbytes": _PREFETCH_KBYTES,
+        "fetch.queue.backoff.ms": _FETCH_QUEUE_BACKOFF_MS,
         **_plain(settings.kafka_extra),
         **_plain(settings.consumer_extra),
     }
