@@ -170,11 +170,16 @@ def _scaling(value: float | None, two: Throughput | None, nproc: int) -> Target:
         return target
     busy = two.cores.get("machine", 0.0)
     if busy >= SATURATED_SHARE * nproc:
-        others = ", ".join(f"{name} {cores:.2f}" for name, cores in two.cores.items())
+        ours = ", ".join(
+            f"{name} {cores:.2f}"
+            for name, cores in two.cores.items()
+            if name not in ("others", "machine")
+        )
         note = (
             f"the cores do not allow it: {busy:.2f} of {nproc} cores were busy while two "
-            f"workers drained (cores used: {others}); a second worker can only take CPU "
-            "from the first one and the broker"
+            f"workers drained ({ours}; other processes on the machine "
+            f"{two.cores.get('others', 0.0):.2f}); a second worker can only take CPU from "
+            "the first one and the broker"
         )
     else:
         note = f"only {busy:.2f} of {nproc} cores were busy: not CPU-bound, see the profile"

@@ -107,7 +107,13 @@ def _results(
                 2,
                 two,
                 peak_rss_mb={"w2-1": rss - 10, "w2-2": rss - 20},
-                cores={"broker": 0.7, "w2-1": 0.6, "w2-2": 0.6, "machine": two_busy},
+                cores={
+                    "broker": 0.7,
+                    "w2-1": 0.6,
+                    "w2-2": 0.6,
+                    "others": max(0.0, round(two_busy - 1.9, 2)),
+                    "machine": two_busy,
+                },
             ),
         ],
         latency=points,
@@ -201,6 +207,9 @@ def test_missed_scaling_on_saturated_cores_says_the_cores_do_not_allow_it() -> N
     assert scaling.status == "missed"
     assert "the cores do not allow it" in scaling.note
     assert "1.95 of 2 cores" in scaling.note
+    assert "(broker 0.70, w2-1 0.60, w2-2 0.60; other processes on the machine 0.05)" in (
+        scaling.note
+    )
 
 
 def test_missed_scaling_on_idle_cores_is_not_blamed_on_them() -> None:
