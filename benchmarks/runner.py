@@ -56,7 +56,10 @@ from consumer.settings import Settings as WorkerSettings
 _PROGRESS_POLL_S: Final = 0.5
 _VISIBLE_TIMEOUT_S: Final = 60.0
 _HARNESS: Final = "harness"
-_PROFILE_MESSAGES: Final = 50_000
+_PROFILE_MESSAGES: Final = 100_000
+# Sampling stops at the first poll that sees the drain done: poll often, so idle time
+# after the last record stays a small share of the profile.
+_PROFILE_POLL_S: Final = 0.05
 
 
 class Run:
@@ -265,7 +268,9 @@ class Run:
             Profiler(executable, worker.pid, output),
         ):
             held.release()
-            self._until_scored([worker], count, {worker.name: worker.pid}, task)
+            self._until_scored(
+                [worker], count, {worker.name: worker.pid}, task, poll_s=_PROFILE_POLL_S
+            )
         worker.terminate()
         shares = summarize(output.read_text())
         note = (
@@ -275,7 +280,13 @@ class Run:
         return shares, note
 
     def _until_scored(
-        self, workers: Sequence[WorkerProcess], count: int, pids: dict[str, int], task: TaskID
+        self,
+        workers: Sequence[WorkerProcess],
+        count: int,
+        pids: dict[str, int],
+        task: TaskID,
+        *,
+        poll_s: float = _PROGRESS_POLL_S,
     ) -> tuple[CpuSnapshot, CpuSnapshot]:
         """Wait until the workers report ``count`` scored; CPU snapshots at first and last score."""
         deadline = time.monotonic() + self.settings.phase_timeout_s
@@ -293,7 +304,7 @@ class Run:
                 raise PhaseError(
                     f"{scored:,} of {count:,} scored in {self.settings.phase_timeout_s:.0f}s"
                 )
-            time.sleep(_PROGRESS_POLL_S)
+            time.sleep(poll_s)
 
     def latency(self) -> tuple[list[LatencyPoint], float]:
         """Latency points per rate, and the serving worker's peak resident memory."""
