@@ -162,11 +162,13 @@ class KafkaTransport:
         self._problem: str | None = "producer not initialised"
         self._assigned: frozenset[PartitionKey] = frozenset()
         self._refused: str | None = None
+        self._brokers_lost = False
+        # librdkafka's own log lines join ours (as JSON) via the logger property.
+        callbacks = {"error_cb": self._on_error, "logger": _client_log}
+        self._producer_config = {**producer_config(settings), **callbacks}
         try:
-            # librdkafka's own log lines join ours (as JSON) via the logger property.
-            callbacks = {"error_cb": self._on_error, "logger": _client_log}
             self._consumer = Consumer({**consumer_config(settings), **callbacks})
-            self._producer = Producer({**producer_config(settings), **callbacks})
+            self._producer = Producer(self._producer_config)
         except KafkaException as exc:
             raise FatalTransportError(f"invalid Kafka configuration: {exc}") from exc
 
@@ -182,6 +184,7 @@ class KafkaTransport:
                 raise FatalTransportError(f"Kafka authentication failed: {self._refused}") from exc
             raise translate(exc, step) from exc
         self._problem = None
+        self._brokers_lost = False  # lost while starting: this producer has seen them since
         self._consumer.subscribe(
             [self._input_topic],
             on_assign=self._on_assign,
@@ -199,6 +202,8 @@ class KafkaTransport:
         return [message for message in messages if self._is_data(message)]
 
     def begin(self) -> None:
+        if self._saw_brokers_go():
+            self._renew_producer()
         try:
             self._producer.begin_transaction()
         except KafkaException as exc:
@@ -220,6 +225,8 @@ class KafkaTransport:
             raise translate(exc, "produce") from exc
 
     def send_offsets(self, offsets: Mapping[PartitionKey, int]) -> None:
+        if self._saw_brokers_go():
+            raise AbortableTransactionError("the brokers went away during the transaction")
         positions = [
             TopicPartition(topic, partition, offset)
             for (topic, partition), offset in offsets.items()
@@ -238,6 +245,9 @@ class KafkaTransport:
             raise translate(exc, "commit transaction") from exc
 
     def abort(self) -> None:
+        if self._saw_brokers_go():
+            self._renew_producer()  # its init_transactions aborts the open transaction
+            return
         try:
             self._producer.abort_transaction(_OP_TIMEOUT_S)
         except KafkaException as exc:
@@ -301,6 +311,34 @@ class KafkaTransport:
         if missing:
             raise RetriableTransportError(f"topics do not exist (yet): {', '.join(missing)}")
 
+    def _saw_brokers_go(self) -> bool:
+        """Whether every broker went away since the producer last (re)started.
+
+        Serves the producer's pending error callbacks first; the consumer's are served
+        in ``consume()``.
+        """
+        self._producer.poll(0)
+        return self._brokers_lost
+
+    def _renew_producer(self) -> None:
+        """Replace the producer by a new one with the same transactional id.
+
+        A producer that saw all brokers go can block forever in its next
+        ``send_offsets_to_transaction``: it keeps looking for a group coordinator it
+        has decommissioned (confluentinc/librdkafka#5511, #5456). A new producer looks
+        the coordinators up afresh, and its ``init_transactions`` fences the old one and
+        aborts whatever transaction that had open. Raises ``TransportError`` (retriable
+        while the brokers are still away; the next call tries again).
+        """
+        _log.warning("the brokers went away: replacing the transactional producer")
+        self._producer = Producer(self._producer_config)
+        try:
+            self._producer.init_transactions(_OP_TIMEOUT_S)
+        except KafkaException as exc:
+            raise translate(exc, "init transactions") from exc
+        self._brokers_lost = False
+        self._problem = None
+
     def _is_data(self, message: Message) -> bool:
         error = message.error()
         if error is None:
@@ -311,6 +349,8 @@ class KafkaTransport:
         return False
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._brokers_lost = True
         if error.code() in _CREDENTIAL_ERRORS:
             self._refused = f"{error.name()}: {error.str()}"
         if error.fatal():
