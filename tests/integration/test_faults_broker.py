@@ -1,23 +1,23 @@
 """Broker restart: exactly one committed score per application, whatever the outage did.
 
-What the worker does depends on where the outage catches it. Seen on this broker
-(single node, so the transaction and group coordinators go away too):
+The session's broker (one node, so the transaction and group coordinators go too) is
+stopped and started again with its data. What the worker does depends on where the
+outage catches it; all of this was seen here:
 
-* a transaction open during a short outage: ``send_offsets_to_transaction`` blocks past
-  its own timeout (confluentinc/librdkafka#5456, #5511: the cached coordinator is never
-  looked up again), and the stall watchdog exits with 3; an idle worker's first
-  transaction after the restart does the same;
-* longer outages: the coordinator aborts the open transaction and the worker's abort
-  gets ``INVALID_TXN_STATE``, which librdkafka makes fatal, or the abort cannot reach a
-  broker within the transaction timeout: exit 1.
+* idle, or with a transaction that fails once the brokers are back: it reconnects by
+  itself. A producer that saw every broker go can block forever in its next
+  ``send_offsets_to_transaction`` (confluentinc/librdkafka#5511, #5456), so the
+  transport replaces it (same transactional id, which also aborts its open
+  transaction) instead of calling it again;
+* inside ``send_offsets_to_transaction`` when the broker goes: the call blocks past its
+  own timeout and nothing can interrupt it; the stall watchdog exits with 3;
+* down for longer than the transaction timeout: the abort cannot complete: exit 1.
 
-So the worker does not reconnect by itself after a full broker restart; it is
-crash-only by design (``consumer.__main__``: restart on 1 and 3), and recreating the
-producer in-process would not unblock a call stuck in librdkafka. The test acts as the
-orchestrator: it restarts any worker that exits, and requires every exit to be one of
-those two, with its reason logged and no traceback. The restarted worker's
-``init_transactions`` (same transactional id) fences the old transaction, so nothing
-is produced twice; its consumer resumes from the last committed offsets.
+Exits are crash-only by design (``consumer.__main__``: restart on 1 and 3), so the
+mid-stream test acts as the orchestrator: it restarts a worker that exits, and
+requires every exit to be one of those two, with its reason logged and no traceback.
+A restarted worker's ``init_transactions`` fences the old transaction, so nothing is
+produced twice. The idle test requires the worker to stay up.
 """
 
 from __future__ import annotations
@@ -114,3 +114,25 @@ def test_a_broker_restart_mid_stream_leaves_exactly_one_score_per_application(
     log = worker.log_path.read_text()
     assert "Traceback" not in log, "the worker crashed instead of exiting on purpose"
     assert len(_exit_reasons(worker)) == len(supervisor.exits), "an exit without its reason"
+
+
+def test_an_idle_worker_reconnects_by_itself_after_a_broker_restart(
+    scenario: Scenario, kafka_broker: KafkaBroker, feature_frame: pd.DataFrame
+) -> None:
+    scenario.register()
+    worker = scenario.start_worker("broker-idle-0")
+    before = scenario.publish(
+        dataset_stream(feature_frame, unique_name("before")), rate_per_s=500
+    ).stop_after(200)
+    scenario.wait_for_outcomes(before)
+
+    _outage(kafka_broker)
+    after = scenario.publish(
+        dataset_stream(feature_frame, unique_name("after")), rate_per_s=500
+    ).stop_after(300)
+    scenario.wait_for_outcomes(after, timeout_s=120)
+    assert worker.process.poll() is None, worker.log_tail()
+    scenario.stop_workers()
+
+    scenario.audit().assert_exactly_once(before + after)
+    assert "replacing the transactional producer" in worker.log_path.read_text()
