@@ -38,6 +38,9 @@ or an invalid record from a reader, which is reported and never sent."""
 _POLL_EVERY: Final = 1_000
 _BUFFER_FULL_WAIT_S: Final = 0.05
 _PROGRESS_INTERVAL_S: Final = 0.1
+# librdkafka rounds a poll timeout down to whole milliseconds: a shorter pacing wait
+# would return at once and spin a core. The bucket's burst absorbs the overshoot.
+_MIN_PACING_WAIT_S: Final = 0.001
 _DEFAULT_FLUSH_TIMEOUT_S: Final = 120.0
 
 
@@ -118,7 +121,7 @@ def publish(
     Raises ``KafkaClientError`` if the producer rejects a record outright (fatal errors).
     """
     report = PublishReport(topic=topic)
-    pacer = TokenBucket(rate, clock=clock, wait=producer.poll) if rate > 0 else None
+    pacer = TokenBucket(rate, clock=clock, wait=_pacing_wait(producer)) if rate > 0 else None
     start = last_progress = clock()
     try:
         for position, record in enumerate(records, start=1):
@@ -182,3 +185,8 @@ def _flush(producer: KafkaProducerLike, report: PublishReport, timeout_s: float)
     if remaining:
         report.failed += remaining
         report.failures[f"not delivered within the {timeout_s:g}s flush timeout"] += remaining
+
+
+def _pacing_wait(producer: KafkaProducerLike) -> Callable[[float], object]:
+    """Wait by serving delivery reports, for at least the millisecond librdkafka can wait."""
+    return lambda seconds: producer.poll(max(seconds, _MIN_PACING_WAIT_S))
