@@ -8,11 +8,10 @@ rate); or held back inside one open transaction (``HeldBack``) so that
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Final
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 
 from benchmarks.errors import PhaseError
 from benchmarks.stack import unique_name
@@ -37,30 +36,6 @@ def stream(count: int, seed: int) -> Iterable[LoanApplication]:
         for record in synthetic_applications(count, seed)
         if isinstance(record, LoanApplication)
     )
-
-
-class _SleepingPoll:
-    """A producer whose ``poll(timeout)`` sleeps for the timeout, then serves callbacks.
-
-    ``publish`` paces by calling ``poll`` with the wait until the next token. Above
-    1,000 records a second that wait is under a millisecond, which librdkafka truncates
-    to zero: the pacing loop would spin on one core and hold the GIL that the latency
-    reader thread needs. ``time.sleep`` waits without either.
-    """
-
-    def __init__(self, producer: Producer) -> None:
-        self._producer = producer
-
-    def produce(self, *args: Any, **kwargs: Any) -> None:
-        self._producer.produce(*args, **kwargs)
-
-    def poll(self, timeout: float = -1) -> int:
-        if timeout > 0:
-            time.sleep(timeout)
-        return int(self._producer.poll(0))
-
-    def flush(self, timeout: float = -1) -> int:
-        return int(self._producer.flush(timeout))
 
 
 def _checked(report: PublishReport, count: int) -> PublishReport:
@@ -88,8 +63,7 @@ def send(
     producer = create_producer(
         Settings(kafka_bootstrap_servers=bootstrap_servers, client_id="bench-producer")
     )
-    paced = _SleepingPoll(producer)
-    report = publish(records, producer=paced, topic=topic, rate=rate, progress=progress)
+    report = publish(records, producer=producer, topic=topic, rate=rate, progress=progress)
     return _checked(report, count)
 
 
