@@ -184,7 +184,8 @@ class KafkaTransport:
                 raise FatalTransportError(f"Kafka authentication failed: {self._refused}") from exc
             raise translate(exc, step) from exc
         self._problem = None
-        self._brokers_lost = False  # lost while starting: this producer has seen them since
+        self._producer.poll(0)  # serve what error_cb reported while the brokers were away
+        self._brokers_lost = False  # lost while starting: this producer has reached them since
         self._consumer.subscribe(
             [self._input_topic],
             on_assign=self._on_assign,
