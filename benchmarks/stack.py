@@ -9,8 +9,6 @@ other runs: ports are free ones, names are unique, state lives in a temporary di
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,8 +23,6 @@ from types import TracebackType
 from typing import Final, Self
 
 import mlflow
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,16 +30,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.errors import StackError
 from benchmarks.settings import ROOT
 from contracts.registry import CANDIDATE_TAG, CHAMPION_ALIAS, MODEL_NAME
+from scripts import services
+from scripts.services import ServiceError, free_port
 
-KAFKA_LOCAL: Final = ROOT / "scripts" / "kafka-local"
 _BROKER_START_TIMEOUT_S: Final = 180
 _BROKER_STOP_TIMEOUT_S: Final = 60
 _TRAINING_TIMEOUT_S: Final = 900
 _SERVER_START_TIMEOUT_S: Final = 120.0
 _SERVER_STOP_TIMEOUT_S: Final = 30.0
-_TOPIC_TIMEOUT_S: Final = 30.0
 _WORKER_READY_TIMEOUT_S: Final = 180.0
-_WORKER_STOP_TIMEOUT_S: Final = 60.0
 _HTTP_TIMEOUT_S: Final = 5.0
 _POLL_S: Final = 0.2
 _LOG_TAIL_CHARS: Final = 3_000
@@ -54,17 +49,14 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _tail(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
-    except OSError:
-        return ""
+    return services.log_tail(path, _LOG_TAIL_CHARS)
+
+
+def _stack_error(exc: ServiceError) -> StackError:
+    """``exc`` as the benchmark's own error, quoting the service's log when it has one."""
+    detail = f":\n{_tail(exc.log_path)}" if exc.log_path is not None else ""
+    return StackError(f"{exc}{detail}")
 
 
 @dataclass(frozen=True)
@@ -102,84 +94,40 @@ def point_mlflow_at(uri: str) -> None:
     mlflow.set_registry_uri(uri)
 
 
-class Broker:
-    """A ``scripts/kafka-local`` broker on free ports, its data in ``directory``."""
+class Broker(services.LocalBroker):
+    """A ``scripts/kafka-local`` broker on free ports, its data in ``directory``.
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.bootstrap_servers = f"127.0.0.1:{self.port}"
+    ``start`` allows the first run of a machine more time than the tests do; failures
+    surface as ``StackError``.
+    """
 
-    def start(self) -> None:
-        self._run(
-            "start",
-            "--port",
-            str(self.port),
-            "--controller-port",
-            str(free_port()),
-            "--dir",
-            str(self.directory),
-            "--timeout",
-            str(_BROKER_START_TIMEOUT_S),
-        )
+    def start(self, timeout_s: int = _BROKER_START_TIMEOUT_S) -> None:
+        try:
+            super().start(timeout_s)
+        except ServiceError as exc:
+            raise _stack_error(exc) from exc
 
-    def stop(self) -> None:
-        self._run("stop", "--dir", str(self.directory), "--timeout", str(_BROKER_STOP_TIMEOUT_S))
+    def stop(self, timeout_s: int = _BROKER_STOP_TIMEOUT_S) -> None:
+        try:
+            super().stop(timeout_s)
+        except ServiceError as exc:
+            raise _stack_error(exc) from exc
 
     @property
     def pid(self) -> int:
         """The broker JVM's pid (for CPU accounting)."""
-        return int((self.directory / "kafka.pid").read_text())
-
-    def _run(self, *args: str) -> None:
-        env = {**os.environ, "KAFKA_LOCAL_PYTHON": sys.executable}
-        try:
-            result = subprocess.run(
-                [str(KAFKA_LOCAL), *args],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=_BROKER_START_TIMEOUT_S + 600,  # the first start may fetch jars
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise StackError(f"scripts/kafka-local {args[0]} failed: {exc}") from exc
-        if result.returncode != 0:
-            raise StackError(
-                f"scripts/kafka-local {args[0]} exited {result.returncode}:\n{result.stderr}"
-            )
+        pid = super().pid
+        if pid is None:
+            raise StackError(f"the broker in {self.directory} recorded no pid")
+        return pid
 
 
 def create_topics(bootstrap_servers: str, names: list[str], partitions: int) -> None:
     """Create ``names`` with ``partitions`` each; return once every partition has a leader."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions) for name in names],
-        operation_timeout=_TOPIC_TIMEOUT_S,
-    )
     try:
-        for future in futures.values():
-            future.result(timeout=_TOPIC_TIMEOUT_S)
-    except KafkaException as exc:
-        raise StackError(f"cannot create topics {names}: {exc}") from exc
-    deadline = time.monotonic() + _TOPIC_TIMEOUT_S
-    while not all(_led(admin, name, partitions) for name in names):
-        if time.monotonic() > deadline:
-            raise StackError(f"topics {names} had no leader on every partition in time")
-        time.sleep(_POLL_S)
-
-
-def _led(admin: AdminClient, topic: str, partitions: int) -> bool:
-    try:
-        metadata = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
-    except KafkaException:
-        return False
-    return (
-        metadata is not None
-        and metadata.error is None
-        and len(metadata.partitions) == partitions
-        and all(p.error is None and p.leader >= 0 for p in metadata.partitions.values())
-    )
+        services.create_topics(bootstrap_servers, dict.fromkeys(names, partitions))
+    except ServiceError as exc:
+        raise _stack_error(exc) from exc
 
 
 class MlflowServer:
@@ -200,7 +148,7 @@ class MlflowServer:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         command = [
-            *_mlflow_command(),
+            *services.mlflow_command(),
             "server",
             "--backend-store-uri",
             f"sqlite:///{self.directory / 'mlflow.db'}",
@@ -224,40 +172,14 @@ class MlflowServer:
                 env=env,
                 start_new_session=True,
             )
-        self._wait_healthy(self._process)
+        try:
+            services.wait_until_healthy(self.url, self._process, _SERVER_START_TIMEOUT_S)
+        except ServiceError as exc:
+            raise StackError(f"{exc}:\n{_tail(self.log_path)}") from exc
 
     def stop(self) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=_SERVER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=_SERVER_STOP_TIMEOUT_S)
-
-    def _wait_healthy(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + _SERVER_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if process.poll() is not None:
-                raise StackError(
-                    f"mlflow server exited with {process.returncode}:\n{_tail(self.log_path)}"
-                )
-            time.sleep(_POLL_S)
-        raise StackError(f"mlflow server not healthy in time:\n{_tail(self.log_path)}")
-
-
-def _mlflow_command() -> list[str]:
-    """The venv's ``mlflow`` script next to this interpreter, else ``python -m mlflow``."""
-    script = Path(sys.executable).with_name("mlflow")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "mlflow"]
+        if self._process is not None:
+            services.stop_process_group(self._process, _SERVER_STOP_TIMEOUT_S)
 
 
 def train_champion(tracking_uri: str, data: Path, workdir: Path, log_path: Path) -> Champion:
@@ -308,25 +230,15 @@ def _champion(tracking_uri: str) -> Champion:
     return Champion(tracking_uri, MODEL_NAME, str(version.version), family)
 
 
-class WorkerProcess:
-    """One ``python -m consumer`` subprocess, observed through its HTTP endpoints."""
+class WorkerProcess(services.WorkerProcess):
+    """One ``python -m consumer`` subprocess, observed through its HTTP endpoints.
+
+    Probes allow ``_HTTP_TIMEOUT_S``: a worker at full load answers slower than in tests.
+    """
 
     def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        super().__init__(env, log_path)
         self.name = env["SCORER_WORKER_ID"]
-        self.url = f"http://127.0.0.1:{env['SCORER_HTTP_PORT']}"
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "consumer"],
-                env=dict(env),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -366,16 +278,6 @@ class WorkerProcess:
 
     def scored(self) -> int:
         return int(self.metrics().get("scorer_applications_scored_total", 0))
-
-    def terminate(self) -> int:
-        """SIGTERM (the worker commits its batch and exits), SIGKILL if it does not exit."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=_WORKER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(timeout=_WORKER_STOP_TIMEOUT_S)
 
     def _get(self, path: str) -> bytes | None:
         try:

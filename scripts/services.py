@@ -72,7 +72,7 @@ def log_tail(path: Path, chars: int = _LOG_TAIL_CHARS) -> str:
         return ""
 
 
-def _stop_process_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     """SIGTERM the process's group (its own session), then SIGKILL once ``timeout_s`` passes."""
     if process.poll() is not None:
         return
@@ -197,7 +197,7 @@ class MlflowServer:
 
     def stop(self) -> None:
         """Stop the server and its workers (SIGTERM, then SIGKILL if it lingers)."""
-        _stop_process_group(self.process, _MLFLOW_STOP_TIMEOUT_S)
+        stop_process_group(self.process, _MLFLOW_STOP_TIMEOUT_S)
 
 
 # --- Kafka ----------------------------------------------------------------------------
@@ -296,13 +296,14 @@ def create_topics(
     except KafkaException as exc:
         raise ServiceError(f"cannot create topics {sorted(partitions_by_topic)}: {exc}") from exc
     deadline = time.monotonic() + timeout_s
-    while not all(_led(admin, name, n) for name, n in partitions_by_topic.items()):
+    while not all(topic_led(admin, name, n) for name, n in partitions_by_topic.items()):
         if time.monotonic() > deadline:
             raise ServiceError(f"topics {sorted(partitions_by_topic)} had no leaders in time")
         time.sleep(_POLL_S)
 
 
-def _led(admin: AdminClient, topic: str, partitions: int) -> bool:
+def topic_led(admin: AdminClient, topic: str, partitions: int) -> bool:
+    """``topic`` exists with ``partitions`` partitions, each with a leader and no error."""
     try:
         metadata = admin.list_topics(topic=topic, timeout=_HTTP_TIMEOUT_S).topics.get(topic)
     except KafkaException:
