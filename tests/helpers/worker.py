@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,16 +26,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from consumer.sinks import Headers
+from scripts import services
+from scripts.services import free_port as free_port  # re-exported for the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 _POLL_S = 0.2
 _LOG_TAIL_CHARS = 6000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scorer_env(
@@ -94,7 +89,7 @@ class ScorerProcess:
             )
 
     def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
+        return services.log_tail(self.log_path, _LOG_TAIL_CHARS)
 
     def get(self, path: str) -> tuple[int, Any]:
         """``(status, parsed JSON or text)`` of ``GET path``; ``(0, reason)`` if nobody answers."""
