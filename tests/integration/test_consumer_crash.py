@@ -11,14 +11,11 @@ records flow and a backlog from the last restart is being worked off.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import TopicFactory, unique_name
-from tests.fixtures.mlflow_server import MlflowNamespace
+from tests.fixtures.kafka import unique_name
 from tests.helpers.scenario import Scenario, kill_after_scoring
 from tests.helpers.stream import dataset_stream
 from tests.helpers.worker import read_to_end
@@ -29,27 +26,6 @@ _RATE_PER_S = 100.0
 _KILLS = 4
 _AFTER_LAST_KILL = 500
 """Applications published after the last restart (about 3,000 flow in all)."""
-
-
-@pytest.fixture
-def scenario(
-    kafka_bootstrap_servers: str,
-    mlflow_tracking_uri: str,
-    mlflow_namespace: MlflowNamespace,
-    feature_frame: pd.DataFrame,
-    new_topic: TopicFactory,
-    tmp_path: Path,
-) -> Iterator[Scenario]:
-    world = Scenario.create(
-        bootstrap_servers=kafka_bootstrap_servers,
-        tracking_uri=mlflow_tracking_uri,
-        namespace=mlflow_namespace,
-        feature_frame=feature_frame,
-        new_topic=new_topic,
-        workdir=tmp_path,
-    )
-    yield world
-    world.close()
 
 
 def test_repeated_kill_9_mid_stream_leaves_exactly_one_score_per_application(

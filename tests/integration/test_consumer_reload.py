@@ -14,16 +14,13 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from contracts import LoanApplication
-from tests.fixtures.kafka import TopicFactory, unique_name
-from tests.fixtures.mlflow_server import MlflowNamespace
+from tests.fixtures.kafka import unique_name
 from tests.helpers.applications import applications_from_frame, as_frame
 from tests.helpers.champion import RegisteredChampion, offline_probabilities
 from tests.helpers.observe import wait_for
@@ -40,27 +37,6 @@ _BEFORE_SWAP = 400
 """Applications the first version scores before the alias moves."""
 _AFTER_SWAP = 400
 """Applications published once the new version serves (or the worker last restarted)."""
-
-
-@pytest.fixture
-def scenario(
-    kafka_bootstrap_servers: str,
-    mlflow_tracking_uri: str,
-    mlflow_namespace: MlflowNamespace,
-    feature_frame: pd.DataFrame,
-    new_topic: TopicFactory,
-    tmp_path: Path,
-) -> Iterator[Scenario]:
-    world = Scenario.create(
-        bootstrap_servers=kafka_bootstrap_servers,
-        tracking_uri=mlflow_tracking_uri,
-        namespace=mlflow_namespace,
-        feature_frame=feature_frame,
-        new_topic=new_topic,
-        workdir=tmp_path,
-    )
-    yield world
-    world.close()
 
 
 def _serving_version(worker: ScorerProcess) -> str | None:

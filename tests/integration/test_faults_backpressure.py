@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import TopicFactory, unique_name
-from tests.fixtures.mlflow_server import MlflowNamespace
+from tests.fixtures.kafka import unique_name
 from tests.helpers.kafka_quota import set_producer_byte_rate
 from tests.helpers.observe import LagProbe, memory_mb, metric_value, wait_for
 from tests.helpers.scenario import Scenario
@@ -37,27 +34,6 @@ _QUOTA_BYTES_PER_S = 40_000
 _MEMORY_CEILING_MB = 400.0
 _SAMPLE_S = 0.5
 _WORKER_ID = "slow-0"
-
-
-@pytest.fixture
-def scenario(
-    kafka_bootstrap_servers: str,
-    mlflow_tracking_uri: str,
-    mlflow_namespace: MlflowNamespace,
-    feature_frame: pd.DataFrame,
-    new_topic: TopicFactory,
-    tmp_path: Path,
-) -> Iterator[Scenario]:
-    world = Scenario.create(
-        bootstrap_servers=kafka_bootstrap_servers,
-        tracking_uri=mlflow_tracking_uri,
-        namespace=mlflow_namespace,
-        feature_frame=feature_frame,
-        new_topic=new_topic,
-        workdir=tmp_path,
-    )
-    yield world
-    world.close()
 
 
 def _consumed(worker: ScorerProcess) -> float:

@@ -23,16 +23,13 @@ produced twice. The idle test requires the worker to stay up.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pandas as pd
 import pytest
 
 from consumer.worker import EXIT_FATAL, EXIT_STALLED
-from tests.fixtures.kafka import KafkaBroker, TopicFactory, unique_name
-from tests.fixtures.mlflow_server import MlflowNamespace
+from tests.fixtures.kafka import KafkaBroker, unique_name
 from tests.helpers.observe import wait_for
 from tests.helpers.scenario import Scenario, Supervisor, scored_so_far
 from tests.helpers.stream import dataset_stream
@@ -44,27 +41,6 @@ _RATE_PER_S = 100.0
 _DOWN_S = 8.0
 """How long the broker stays down (stopping and starting it take a few seconds more)."""
 _TAIL = 400
-
-
-@pytest.fixture
-def scenario(
-    kafka_bootstrap_servers: str,
-    mlflow_tracking_uri: str,
-    mlflow_namespace: MlflowNamespace,
-    feature_frame: pd.DataFrame,
-    new_topic: TopicFactory,
-    tmp_path: Path,
-) -> Iterator[Scenario]:
-    world = Scenario.create(
-        bootstrap_servers=kafka_bootstrap_servers,
-        tracking_uri=mlflow_tracking_uri,
-        namespace=mlflow_namespace,
-        feature_frame=feature_frame,
-        new_topic=new_topic,
-        workdir=tmp_path,
-    )
-    yield world
-    world.close()
 
 
 def _outage(broker: KafkaBroker) -> None:

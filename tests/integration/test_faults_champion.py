@@ -10,15 +10,13 @@ one is served. No application is lost or scored twice, and none by a bad version
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import TopicFactory, unique_name
-from tests.fixtures.mlflow_server import MlflowNamespace
+from tests.fixtures.kafka import unique_name
 from tests.helpers.champion import register_foreign_inputs, register_unloadable
 from tests.helpers.observe import metric_value, wait_for
 from tests.helpers.scenario import Scenario, scored_so_far
@@ -29,27 +27,6 @@ pytestmark = pytest.mark.integration
 
 _RATE_PER_S = 100.0
 _TAIL = 300
-
-
-@pytest.fixture
-def scenario(
-    kafka_bootstrap_servers: str,
-    mlflow_tracking_uri: str,
-    mlflow_namespace: MlflowNamespace,
-    feature_frame: pd.DataFrame,
-    new_topic: TopicFactory,
-    tmp_path: Path,
-) -> Iterator[Scenario]:
-    world = Scenario.create(
-        bootstrap_servers=kafka_bootstrap_servers,
-        tracking_uri=mlflow_tracking_uri,
-        namespace=mlflow_namespace,
-        feature_frame=feature_frame,
-        new_topic=new_topic,
-        workdir=tmp_path,
-    )
-    yield world
-    world.close()
 
 
 def _warnings(worker: ScorerProcess) -> tuple[int, list[str]]:

@@ -17,7 +17,6 @@ import csv
 import os
 import statistics
 import time
-from collections.abc import Iterator
 from dataclasses import astuple, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +25,7 @@ import matplotlib as mpl
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import TopicFactory, unique_name
-from tests.fixtures.mlflow_server import MlflowNamespace
+from tests.fixtures.kafka import unique_name
 from tests.helpers.observe import LagProbe, memory_mb, wait_for
 from tests.helpers.scenario import Scenario, scored_so_far
 from tests.helpers.stream import dataset_stream
@@ -53,27 +51,6 @@ class Sample:
     hwm_mib: float
     lag: int
     scored: float
-
-
-@pytest.fixture
-def scenario(
-    kafka_bootstrap_servers: str,
-    mlflow_tracking_uri: str,
-    mlflow_namespace: MlflowNamespace,
-    feature_frame: pd.DataFrame,
-    new_topic: TopicFactory,
-    tmp_path: Path,
-) -> Iterator[Scenario]:
-    world = Scenario.create(
-        bootstrap_servers=kafka_bootstrap_servers,
-        tracking_uri=mlflow_tracking_uri,
-        namespace=mlflow_namespace,
-        feature_frame=feature_frame,
-        new_topic=new_topic,
-        workdir=tmp_path,
-    )
-    yield world
-    world.close()
 
 
 def _write_results(samples: list[Sample]) -> Path:
