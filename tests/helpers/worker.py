@@ -260,3 +260,10 @@ def read_to_end(
     finally:
         consumer.close()
     return read
+
+
+def byte_headers(message: Message) -> dict[str, bytes]:
+    """A consumed record's headers with bytes values, by name."""
+    headers = message.headers() or []
+    assert isinstance(headers, list)
+    return {name: value for name, value in headers if isinstance(value, bytes)}

@@ -11,6 +11,7 @@ import pytest
 from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.scenario import Scenario
+from tests.helpers.worker import ScorerProcess
 
 
 @pytest.fixture
@@ -36,3 +37,12 @@ def scenario(
     )
     yield world
     world.close()
+
+
+@pytest.fixture
+def scorers() -> Iterator[list[ScorerProcess]]:
+    """Workers a test starts (append them): stopped at teardown, whatever happened."""
+    started: list[ScorerProcess] = []
+    yield started
+    for scorer in started:
+        scorer.stop_quietly()

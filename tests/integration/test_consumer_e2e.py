@@ -7,7 +7,7 @@ records out, each probability equal to what the registered model gives offline.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from tests.helpers.champion import offline_probabilities, register_champion
 from tests.helpers.worker import (
     ScorerProcess,
     ScorerTopics,
+    byte_headers,
     free_port,
     publish,
     read_committed,
@@ -47,20 +48,6 @@ def topics(new_topic: TopicFactory) -> ScorerTopics:
         dead_letters=new_topic("dlq"),
         predictions=new_topic("predictions"),
     )
-
-
-@pytest.fixture
-def scorers() -> Iterator[list[ScorerProcess]]:
-    started: list[ScorerProcess] = []
-    yield started
-    for scorer in started:
-        scorer.stop_quietly()
-
-
-def _headers(message: Message) -> dict[str, bytes]:
-    headers = message.headers() or []
-    assert isinstance(headers, list)
-    return {name: value for name, value in headers if isinstance(value, bytes)}
 
 
 def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
@@ -143,7 +130,7 @@ def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
             champion.model_name,
             champion.version,
         )
-        assert _headers(message) == {
+        assert byte_headers(message) == {
             MODEL_VERSION_HEADER: champion.version.encode(),
             CORRELATION_ID_HEADER: f"corr-{index}".encode(),
         }

@@ -6,13 +6,11 @@ are scored; every input has exactly one outcome, and the stream never stops.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pandas as pd
 import pytest
-from confluent_kafka import Message
 
 from consumer.sinks import Headers
 from contracts import FEATURE_COLUMNS
@@ -33,6 +31,7 @@ from tests.helpers.champion import register_champion
 from tests.helpers.worker import (
     ScorerProcess,
     ScorerTopics,
+    byte_headers,
     free_port,
     publish,
     read_committed,
@@ -97,20 +96,6 @@ def topics(new_topic: TopicFactory) -> ScorerTopics:
         dead_letters=new_topic("dlq"),
         predictions=new_topic("predictions"),
     )
-
-
-@pytest.fixture
-def scorers() -> Iterator[list[ScorerProcess]]:
-    started: list[ScorerProcess] = []
-    yield started
-    for scorer in started:
-        scorer.stop_quietly()
-
-
-def _headers(message: Message) -> dict[str, bytes]:
-    headers = message.headers() or []
-    assert isinstance(headers, list)
-    return {name: value for name, value in headers if isinstance(value, bytes)}
 
 
 def test_every_bad_record_is_dead_lettered_intact_and_the_rest_scored(
@@ -186,7 +171,7 @@ def test_every_bad_record_is_dead_lettered_intact_and_the_rest_scored(
     sources = set()
     for message in dead:
         value, reason, field = expected_dead[message.key()]
-        headers = _headers(message)
+        headers = byte_headers(message)
         assert message.value() == value, f"{reason}: bytes changed"
         assert headers[ERROR_TYPE_HEADER] == reason.value.encode()
         if field is not None:

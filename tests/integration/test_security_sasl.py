@@ -16,7 +16,6 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +60,6 @@ def champion(
         model_name=mlflow_namespace.model_name,
         experiment=mlflow_namespace.experiment,
     )
-
-
-@pytest.fixture
-def scorers() -> Iterator[list[ScorerProcess]]:
-    started: list[ScorerProcess] = []
-    yield started
-    for scorer in started:
-        scorer.stop_quietly()
 
 
 def _producer_cli(
