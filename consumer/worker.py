@@ -30,7 +30,8 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol, TypeVar
@@ -62,6 +63,9 @@ EXIT_FATAL: Final = 1
 """A fatal Kafka error (fenced by a newer instance, unrecoverable client state)."""
 EXIT_STALLED: Final = 3
 """The watchdog found the loop stuck in one step past ``stall_timeout_s``."""
+
+WATCHDOG_THREAD: Final = "stall-watchdog"
+"""Name of the watchdog's thread (tests check that none outlives ``run()``)."""
 
 _MODEL_WAIT_S: Final = 0.5
 _ABORTS_NOT_READY: Final = 3
@@ -143,22 +147,28 @@ class Worker:
         return reasons
 
     def run(self) -> int:
-        """Wait for a model, start Kafka, loop until stopped. Returns the process exit code."""
+        """Wait for a model, start Kafka, loop until stopped. Returns the process exit code.
+
+        The stall watchdog runs exactly as long as the transport is in use: it starts
+        with the loop and has ended, on every way out (stop, fatal error, a bug's
+        exception), before ``run()`` returns or raises.
+        """
         try:
             if not self._wait_for_model() or not self._start_transport():
-                return 0
+                return EXIT_OK
             # Libraries and the model live as long as the process: keep the cyclic
             # collector from re-scanning them on every collection (a few % of throughput).
             gc.freeze()
-            threading.Thread(target=self._watch, name="stall-watchdog", daemon=True).start()
-            while not self._stopping.is_set():
-                self.run_once()
+            with self._watchdog():
+                try:
+                    while not self._stopping.is_set():
+                        self.run_once()
+                finally:
+                    self._enter("close")  # close() flushes, and can hang like any Kafka call
+                    self._transport.close()
         except FatalTransportError as exc:
             _log.critical("stopping on a fatal Kafka error", extra={"reason": str(exc)})
             return EXIT_FATAL
-        finally:
-            if self._started:
-                self._transport.close()
         _log.info("stopped cleanly")
         return EXIT_OK
 
@@ -299,8 +309,23 @@ class Worker:
     def _enter(self, step: str) -> None:
         self._step = (step, self._clock())
 
-    def _watch(self) -> None:
-        """Exit the process if one step outlasts ``stall_timeout_s``.
+    @contextmanager
+    def _watchdog(self) -> Iterator[None]:
+        """Run ``_watch`` in a thread for the duration of the block, and join it after."""
+        done = threading.Event()
+        thread = threading.Thread(
+            target=self._watch, args=(done,), name=WATCHDOG_THREAD, daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def _watch(self, done: threading.Event) -> None:
+        """Call ``on_stall`` (by default: exit the process) if one step outlasts
+        ``stall_timeout_s``; return once ``done`` is set.
 
         librdkafka can block in a transactional call past its timeout when the
         coordinator disappears mid-call (confluentinc/librdkafka#5456, #5511); a
@@ -309,7 +334,7 @@ class Worker:
         the broker after the transaction timeout, and nothing was committed twice.
         """
         limit = self._settings.stall_timeout_s
-        while not self._stopping.wait(min(1.0, limit / 4)):
+        while not done.wait(min(1.0, limit / 4)):
             step, since = self._step
             stalled = self._clock() - since
             if stalled > limit:

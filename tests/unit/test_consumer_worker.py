@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +23,7 @@ from consumer.ops import Metrics
 from consumer.settings import Settings
 from consumer.sinks import OutboundRecord
 from consumer.transport import PartitionKey
-from consumer.worker import Worker
+from consumer.worker import WATCHDOG_THREAD, Worker
 from contracts import LoanApplication
 from contracts.score import LoanScore, PredictionRecord
 from contracts.topics import ERROR_TYPE_HEADER, MODEL_VERSION_HEADER, DeadLetterReason
@@ -176,8 +176,26 @@ def _messages(
     ]
 
 
+_unexpected_stalls: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_stall() -> Iterator[None]:
+    """Fail a test whose worker's watchdog fired (``_worker`` records it instead of exiting)."""
+    _unexpected_stalls.clear()
+    yield
+    assert _unexpected_stalls == [], "the stall watchdog fired"
+
+
 def _worker(transport: FakeTransport, models: FakeModels, **settings: object) -> Worker:
-    return Worker(_settings(**settings), transport=transport, models=models, metrics=Metrics())
+    # The default on_stall exits the process: in a unit test that would be pytest itself.
+    return Worker(
+        _settings(**settings),
+        transport=transport,
+        models=models,
+        metrics=Metrics(),
+        on_stall=lambda: _unexpected_stalls.append("stalled"),
+    )
 
 
 def _on(records: list[OutboundRecord], topic: str) -> list[OutboundRecord]:
@@ -422,7 +440,7 @@ def test_metrics_count_outcomes(pipeline: object, applications: list[LoanApplica
     metrics = Metrics()
     Worker(
         _settings(), transport=transport, models=FakeModels(_model(pipeline)), metrics=metrics
-    ).run_once()
+    ).run_once()  # run_once() alone starts no watchdog
 
     def value(name: str, labels: dict[str, str] | None = None) -> float | None:
         return metrics.registry.get_sample_value(name, labels or {})
@@ -437,6 +455,62 @@ def test_metrics_count_outcomes(pipeline: object, applications: list[LoanApplica
     for stage in ("decode", "score", "produce", "commit"):
         assert value("scorer_stage_latency_seconds_count", {"stage": stage}) == 1
     assert value("scorer_consumer_lag", {"topic": _INPUT, "partition": "0"}) == 0
+
+
+class _BugError(Exception):
+    """A bug's exception escaping the loop."""
+
+
+def _ends_by_stop(transport: FakeTransport, worker: Worker) -> None:
+    transport.on_commit.append(worker.stop)
+
+
+def _ends_by_fatal_commit(transport: FakeTransport, worker: Worker) -> None:
+    transport.failures["commit"] = [FatalTransportError("producer fenced")]
+
+
+def _ends_by_failed_abort(transport: FakeTransport, worker: Worker) -> None:
+    transport.failures["commit"] = [AbortableTransactionError("x")]
+    transport.failures["abort"] = [RetriableTransportError("broker gone")] * 50
+
+
+def _ends_by_a_bug(transport: FakeTransport, worker: Worker) -> None:
+    transport.failures["produce"] = [_BugError("a bug")]
+
+
+def _ends_by_fatal_start(transport: FakeTransport, worker: Worker) -> None:
+    transport.failures["start"] = [FatalTransportError("invalid credentials")]
+
+
+@pytest.mark.parametrize(
+    ("end", "exit_code"),
+    [
+        (_ends_by_stop, 0),
+        (_ends_by_fatal_commit, 1),
+        (_ends_by_failed_abort, 1),
+        (_ends_by_a_bug, _BugError),
+        (_ends_by_fatal_start, 1),
+    ],
+)
+def test_no_watchdog_outlives_run(
+    pipeline: object,
+    applications: list[LoanApplication],
+    end: Callable[[FakeTransport, Worker], None],
+    exit_code: int | type[Exception],
+) -> None:
+    # A watchdog left behind by a returned run() once exited pytest itself 120 s later.
+    transport = FakeTransport(deque([_messages([encode(applications[0])])]))
+    worker = _worker(transport, FakeModels(_model(pipeline)))
+    end(transport, worker)
+
+    if isinstance(exit_code, int):
+        assert worker.run() == exit_code
+    else:
+        with pytest.raises(exit_code):
+            worker.run()
+
+    assert [t for t in threading.enumerate() if t.name == WATCHDOG_THREAD] == []
+    assert transport.closed == (end is not _ends_by_fatal_start)
 
 
 def test_a_step_stuck_past_the_stall_timeout_triggers_the_watchdog(

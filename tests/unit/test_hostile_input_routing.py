@@ -131,9 +131,17 @@ def _settings() -> Settings:
 
 def _run(batches: list[list[Message]]) -> _Transport:
     transport = _Transport(deque(batches))
-    worker = Worker(_settings(), transport=transport, models=_Models(), metrics=Metrics())
+    stalls: list[str] = []  # the default on_stall would exit pytest itself
+    worker = Worker(
+        _settings(),
+        transport=transport,
+        models=_Models(),
+        metrics=Metrics(),
+        on_stall=lambda: stalls.append("stalled"),
+    )
     transport.worker = worker
     assert worker.run() == 0
+    assert stalls == []
     return transport
 
 
