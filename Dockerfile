@@ -97,7 +97,7 @@ COPY --chmod=0644 docker/healthcheck.py /usr/local/lib/rumos/healthcheck.py
 
 WORKDIR /app
 USER 10001:10001
-# The worker's ops server (/healthz /readyz /metrics /model): SCORER_HTTP_PORT's default.
+# The worker's ops server (/livez /readyz /metrics /model): SCORER_HTTP_PORT's default.
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/usr/local/lib/rumos/healthcheck.py"]

@@ -3,7 +3,8 @@
 Exit codes: 0 after SIGTERM/SIGINT (the batch in hand is committed first), 1 on a
 fatal Kafka error (e.g. fenced by a newer instance with the same worker id), 2 on
 invalid settings or an unusable HTTP port / Kafka configuration, 3 when the stall
-watchdog finds the loop stuck (see ``consumer.worker``); restart on 1 and 3.
+watchdog finds the loop stuck, 4 when the worker could not consume even after
+replacing its Kafka clients (see ``consumer.worker``); restart on 1, 3 and 4.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def main() -> int:
             readiness=worker.readiness,
             model=lambda: watcher.current,
             warnings=lambda: _warnings(watcher),
+            liveness=worker.liveness,
         )
     except (FatalTransportError, OSError) as exc:
         _log.critical("cannot start", extra={"reason": str(exc)})

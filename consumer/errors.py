@@ -29,3 +29,7 @@ class AbortableTransactionError(TransportError):
 
 class FatalTransportError(TransportError):
     """The Kafka client cannot go on (fenced, misconfigured, unrecoverable): stop the worker."""
+
+
+class WorkerStuckError(ScorerError):
+    """The worker cannot consume and replacing its Kafka clients did not help: restart it."""

@@ -1,6 +1,8 @@
 """Operations surface: Prometheus metrics and a small HTTP server.
 
-Endpoints: ``/healthz`` (the process answers), ``/readyz`` (200 when a model is
+Endpoints: ``/healthz`` (the process answers), ``/livez`` (200 while the worker is
+doing its job; 503 with the reasons when it is stuck not consuming or its loop stopped
+going round: the check for an orchestrator's restart), ``/readyz`` (200 when a model is
 loaded, partitions are assigned and the producer is healthy; else 503 with the
 reasons; either way ``warnings``, when present, names problems that do not stop
 scoring, such as an unreachable registry or a refused champion), ``/metrics``
@@ -102,6 +104,24 @@ class Metrics:
             "1 when the model registry answered the last alias check, else 0.",
             registry=r,
         )
+        self.seconds_since_poll = Gauge(
+            "scorer_seconds_since_last_poll",
+            "Seconds since the consumer last returned from a poll.",
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "scorer_assigned_partitions", "Input partitions this worker owns.", registry=r
+        )
+        self.self_heals = Counter(
+            "scorer_self_heals",
+            "Times the worker replaced its Kafka clients because it was not consuming.",
+            registry=r,
+        )
+        self.last_self_heal = Gauge(
+            "scorer_last_self_heal_timestamp_seconds",
+            "Unix time of the last self-heal (0: never).",
+            registry=r,
+        )
         for reason in DeadLetterReason:
             self.dead_lettered.labels(reason.value)
         for stage in STAGES:
@@ -110,6 +130,17 @@ class Metrics:
             self.transactions.labels(outcome)
         for outcome in ("success", "failure"):
             self.model_loads.labels(outcome)
+
+    def watch_loop(
+        self, *, seconds_since_poll: Callable[[], float], assigned_partitions: Callable[[], int]
+    ) -> None:
+        """Read the loop's poll age and assignment size at each scrape."""
+        self.seconds_since_poll.set_function(seconds_since_poll)
+        self.assigned_partitions.set_function(assigned_partitions)
+
+    def self_healed(self) -> None:
+        self.self_heals.inc()
+        self.last_self_heal.set_to_current_time()
 
     def model_loaded(self, model: LoadedModel) -> None:
         self.model_loads.labels("success").inc()
@@ -145,8 +176,9 @@ class OpsServer:
         readiness: Callable[[], list[str]],
         model: Callable[[], LoadedModel | None],
         warnings: Callable[[], list[str]] = list,
+        liveness: Callable[[], list[str]] = list,
     ) -> None:
-        handler = _handler_class(metrics, readiness, model, warnings)
+        handler = _handler_class(metrics, readiness, model, warnings, liveness)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -172,12 +204,17 @@ def _handler_class(
     readiness: Callable[[], list[str]],
     model: Callable[[], LoadedModel | None],
     warnings: Callable[[], list[str]],
+    liveness: Callable[[], list[str]],
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
                 self._json(HTTPStatus.OK, {"status": "alive"})
+            elif path == "/livez":
+                problems = liveness()
+                status = HTTPStatus.SERVICE_UNAVAILABLE if problems else HTTPStatus.OK
+                self._json(status, {"live": not problems, "reasons": problems})
             elif path == "/readyz":
                 reasons = readiness()
                 status = HTTPStatus.SERVICE_UNAVAILABLE if reasons else HTTPStatus.OK

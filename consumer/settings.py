@@ -115,6 +115,13 @@ class Settings(BaseSettings):
         description="A loop step taking longer exits the process (code 3) for a restart; "
         "must exceed the transaction timeout.",
     )
+    self_heal_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A worker whose input waits while its group commits nothing for this "
+        "long (cluster reachable) replaces its Kafka clients and fails /livez; if it is still "
+        "stuck this long after that, it exits (code 4) for a restart.",
+    )
     linger_ms: int = Field(default=5, ge=0)
     producer_batch_bytes: int = Field(default=1_000_000, ge=1)
     kafka_extra: dict[str, KafkaValue] = Field(default_factory=dict)

@@ -17,7 +17,14 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from pydantic import SecretStr
 
 from consumer.errors import (
@@ -26,6 +33,7 @@ from consumer.errors import (
     RetriableTransportError,
     TransportError,
 )
+from consumer.liveness import GroupProgress, PartitionProgress
 from consumer.settings import KafkaValue, Settings
 from consumer.sinks import OutboundRecord
 
@@ -37,6 +45,8 @@ PartitionKey = tuple[str, int]
 
 _OP_TIMEOUT_S: Final = 10.0
 """Bound on one blocking librdkafka call; a retriable timeout is retried by the worker."""
+_PROBE_TIMEOUT_S: Final = 5.0
+"""Bound on each request of a group-progress probe."""
 _QUEUE_FULL_POLL_S: Final = 0.05
 _PREFETCH_KBYTES: Final = 8_192
 _FETCH_QUEUE_BACKOFF_MS: Final = 10
@@ -78,6 +88,17 @@ class Transport(Protocol):
 
     def problem(self) -> str | None:
         """Why the producer cannot work (not initialised, fatal error), or None."""
+
+    def group_progress(self) -> GroupProgress | None:
+        """The group's committed and end offsets on every input partition, asked of the
+        brokers (not of this worker's consumer); None when the cluster does not answer."""
+
+    def record_waiting(self, positions: Mapping[PartitionKey, int]) -> bool:
+        """Whether a read-committed consumer gets a record at or past any of ``positions``."""
+
+    def reconnect(self) -> None:
+        """Replace the consumer and the producer by new ones (same group, same
+        transactional id, which fences the old producer) and subscribe again."""
 
     def close(self) -> None: ...
 
@@ -148,11 +169,22 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def probe_config(settings: Settings) -> dict[str, Any]:
+    """Properties of the consumer that probes the group's progress (secrets in clear)."""
+    config: dict[str, Any] = {
+        **consumer_config(settings),
+        "client.id": f"{settings.worker_id}-probe",
+        "queued.max.messages.kbytes": 64,  # reads one record, at most once per limit
+    }
+    return config
+
+
 class KafkaTransport:
     """``Transport`` on confluent-kafka clients built from ``Settings``."""
 
     def __init__(self, settings: Settings) -> None:
         self._input_topic = settings.input_topic
+        self._group_id = settings.group_id
         self._topics = (
             settings.input_topic,
             settings.scores_topic,
@@ -166,9 +198,14 @@ class KafkaTransport:
         # librdkafka's own log lines join ours (as JSON) via the logger property.
         callbacks = {"error_cb": self._on_error, "logger": _client_log}
         self._producer_config = {**producer_config(settings), **callbacks}
+        self._consumer_config = {**consumer_config(settings), **callbacks}
         try:
-            self._consumer = Consumer({**consumer_config(settings), **callbacks})
+            self._consumer = Consumer(self._consumer_config)
             self._producer = Producer(self._producer_config)
+            # Asks the brokers about the group without joining it (it never subscribes). Not
+            # an AdminClient: its group-coordinator requests abort the process when a broker
+            # drops mid-request (confluentinc/librdkafka#4605, #3663), as a restart does.
+            self._probe = Consumer(probe_config(settings) | {"logger": _client_log})
         except KafkaException as exc:
             raise FatalTransportError(f"invalid Kafka configuration: {exc}") from exc
 
@@ -186,12 +223,7 @@ class KafkaTransport:
         self._problem = None
         self._producer.poll(0)  # serve what error_cb reported while the brokers were away
         self._brokers_lost = False  # lost while starting: this producer has reached them since
-        self._consumer.subscribe(
-            [self._input_topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self._subscribe()
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
         try:
@@ -289,10 +321,48 @@ class KafkaTransport:
     def problem(self) -> str | None:
         return self._problem
 
+    def group_progress(self) -> GroupProgress | None:
+        probe, topic, timeout = self._probe, self._input_topic, _PROBE_TIMEOUT_S
+        try:
+            metadata = probe.list_topics(topic, timeout=timeout).topics[topic]
+            partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
+            progress = {}
+            for position in probe.committed(partitions, timeout=timeout):
+                start, end = probe.get_watermark_offsets(position, timeout=timeout, cached=False)
+                committed = position.offset if position.offset >= 0 else start
+                progress[(position.topic, position.partition)] = PartitionProgress(committed, end)
+        except (KafkaException, KeyError) as exc:
+            _log.debug("group progress unavailable: %s", exc)
+            return None
+        return progress
+
+    def record_waiting(self, positions: Mapping[PartitionKey, int]) -> bool:
+        probe = self._probe
+        try:
+            probe.assign([TopicPartition(t, p, offset) for (t, p), offset in positions.items()])
+            messages = probe.consume(1, _PROBE_TIMEOUT_S)
+            probe.unassign()
+        except KafkaException as exc:
+            _log.debug("cannot read past the group's offsets: %s", exc)
+            return False
+        return any(message.error() is None for message in messages)
+
+    def reconnect(self) -> None:
+        try:
+            self._consumer.close()  # leaves the group if the coordinator still knows it
+        except KafkaException as exc:
+            _log.warning("close consumer failed: %s", exc)
+        self._assigned = frozenset()
+        self._consumer = Consumer(self._consumer_config)
+        self._subscribe()
+        self._brokers_lost = True  # until the new producer is initialised: begin() retries it
+        self._renew_producer("self-healing")
+
     def close(self) -> None:
         """Leave the group and flush; best effort (after a fatal error both may fail)."""
         for action, call in (
             ("close consumer", self._consumer.close),
+            ("close probe", self._probe.close),
             ("flush producer", lambda: self._producer.flush(_OP_TIMEOUT_S)),
         ):
             try:
@@ -312,6 +382,14 @@ class KafkaTransport:
         if missing:
             raise RetriableTransportError(f"topics do not exist (yet): {', '.join(missing)}")
 
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(
+            [self._input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
     def _saw_brokers_go(self) -> bool:
         """Whether every broker went away since the producer last (re)started.
 
@@ -321,8 +399,8 @@ class KafkaTransport:
         self._producer.poll(0)
         return self._brokers_lost
 
-    def _renew_producer(self) -> None:
-        """Replace the producer by a new one with the same transactional id.
+    def _renew_producer(self, why: str = "the brokers went away") -> None:
+        """Replace the producer by a new one with the same transactional id (logging ``why``).
 
         A producer that saw all brokers go can block forever in its next
         ``send_offsets_to_transaction``: it keeps looking for a group coordinator it
@@ -331,7 +409,7 @@ class KafkaTransport:
         aborts whatever transaction that had open. Raises ``TransportError`` (retriable
         while the brokers are still away; the next call tries again).
         """
-        _log.warning("the brokers went away: replacing the transactional producer")
+        _log.warning("%s: replacing the transactional producer", why)
         self._producer = Producer(self._producer_config)
         try:
             self._producer.init_transactions(_OP_TIMEOUT_S)

@@ -39,7 +39,14 @@ from typing import Final, Protocol, TypeVar
 from confluent_kafka import Message
 
 from consumer.decoding import DecodeFailure, decode_application
-from consumer.errors import AbortableTransactionError, FatalTransportError, RetriableTransportError
+from consumer.errors import (
+    AbortableTransactionError,
+    FatalTransportError,
+    RetriableTransportError,
+    TransportError,
+    WorkerStuckError,
+)
+from consumer.liveness import Liveness
 from consumer.model import LoadedModel
 from consumer.ops import Metrics
 from consumer.scoring import score_applications
@@ -63,6 +70,8 @@ EXIT_FATAL: Final = 1
 """A fatal Kafka error (fenced by a newer instance, unrecoverable client state)."""
 EXIT_STALLED: Final = 3
 """The watchdog found the loop stuck in one step past ``stall_timeout_s``."""
+EXIT_STUCK: Final = 4
+"""The worker could not consume, and replacing its Kafka clients did not help."""
 
 WATCHDOG_THREAD: Final = "stall-watchdog"
 """Name of the watchdog's thread (tests check that none outlives ``run()``)."""
@@ -126,6 +135,11 @@ class Worker:
         self._started = False
         self._aborts_in_row = 0
         self._step: tuple[str, float] = ("starting", clock())
+        self._liveness = Liveness(settings.self_heal_after_s, clock)
+        metrics.watch_loop(
+            seconds_since_poll=lambda: self._liveness.seconds_since_poll,
+            assigned_partitions=lambda: len(transport.assignment()),
+        )
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in hand, commit, close and return (signal-safe)."""
@@ -145,6 +159,14 @@ class Worker:
         if self._aborts_in_row >= _ABORTS_NOT_READY:
             reasons.append(f"the last {self._aborts_in_row} transactions were aborted")
         return reasons
+
+    def liveness(self) -> list[str]:
+        """Why the worker, though running, is not doing its job (empty when it is).
+
+        Stuck (see ``consumer.liveness``), or its loop silent past ``stall_timeout_s``
+        (the watchdog's limit, seen from outside for when even the exit hangs).
+        """
+        return self._liveness.problems(self._settings.stall_timeout_s)
 
     def run(self) -> int:
         """Wait for a model, start Kafka, loop until stopped. Returns the process exit code.
@@ -169,6 +191,12 @@ class Worker:
         except FatalTransportError as exc:
             _log.critical("stopping on a fatal Kafka error", extra={"reason": str(exc)})
             return EXIT_FATAL
+        except WorkerStuckError as exc:
+            _log.critical(
+                "still not consuming after replacing the Kafka clients, exiting for a restart",
+                extra={"reason": str(exc), "exit_code": EXIT_STUCK},
+            )
+            return EXIT_STUCK
         _log.info("stopped cleanly")
         return EXIT_OK
 
@@ -178,7 +206,9 @@ class Worker:
         messages = self._transport.consume(
             self._settings.batch_max_messages, self._settings.batch_max_wait_ms / 1000
         )
+        self._liveness.polled(len(messages))
         if not messages:
+            self._check_consuming()
             return None
         model = self._models.current
         if model is None:  # run() only loops once a model is loaded, and models never unload
@@ -188,6 +218,7 @@ class Worker:
     def _wait_for_model(self) -> bool:
         _log.info("waiting for the model")
         while not self._models.wait_loaded(_MODEL_WAIT_S):
+            self._liveness.beat()
             if self._stopping.is_set():
                 return False
         return True
@@ -199,6 +230,7 @@ class Worker:
                 self._transport.start()
             except RetriableTransportError as exc:
                 _log.warning("Kafka not available yet, retrying", extra={"reason": str(exc)})
+                self._liveness.beat()
                 self._stopping.wait(delay)
                 delay = min(_MAX_RETRY_S, delay * 2)
                 continue
@@ -206,6 +238,36 @@ class Worker:
             _log.info("consuming", extra={"topic": self._settings.input_topic})
             return True
         return False
+
+    def _check_consuming(self) -> None:
+        """Probe the group while idle; replace the Kafka clients once if stuck, then give up.
+
+        Runs between transactions (no offsets in flight), so new clients start from the
+        group's committed offsets and the new producer's init fences the old one.
+        """
+        liveness = self._liveness
+        if not liveness.probe_due():
+            return
+        self._enter("probe group")
+        liveness.probed(self._transport.group_progress(), self._transport.assignment())
+        if (suspect := liveness.suspect) is not None:
+            liveness.confirmed(self._transport.record_waiting(suspect))
+        stuck = liveness.stuck
+        if stuck is None:
+            return
+        if liveness.heals_without_progress:
+            raise WorkerStuckError(stuck)
+        _log.warning(
+            "self-healing: not consuming, replacing the Kafka consumer and producer",
+            extra={"reason": stuck, "limit_s": liveness.limit_s},
+        )
+        self._enter("self-heal")
+        try:
+            self._transport.reconnect()
+        except TransportError as exc:  # the next probe judges again; a second stuck exits
+            _log.warning("self-healing failed", extra={"reason": str(exc)})
+        liveness.healed()
+        self._metrics.self_healed()
 
     def _handle(self, messages: list[Message], model: LoadedModel) -> BatchOutcome:
         started = self._clock()

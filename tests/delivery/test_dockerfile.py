@@ -191,8 +191,10 @@ class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
     def do_GET(self) -> None:
-        self.send_response(self.status if self.path == "/healthz" else 404)
+        body = b'{"live": false, "reasons": ["not consuming"]}'
+        self.send_response(self.status if self.path == "/livez" else 404)
         self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *_args: object) -> None:
         return
@@ -219,7 +221,7 @@ def _healthcheck(port: int | None) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_healthcheck_passes_when_healthz_answers_200(
+def test_healthcheck_passes_when_livez_answers_200(
     health_server: http.server.HTTPServer,
 ) -> None:
     _Health.status = 200
@@ -232,7 +234,8 @@ def test_healthcheck_fails_on_an_error_status_or_no_server(
     _Health.status = 503
     result = _healthcheck(health_server.server_port)
     assert result.returncode == 1
-    assert "/healthz" in result.stderr
+    assert "/livez: 503" in result.stderr
+    assert "not consuming" in result.stderr
     port = health_server.server_port
     health_server.shutdown()
     health_server.server_close()

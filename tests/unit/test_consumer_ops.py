@@ -27,13 +27,19 @@ class State:
     def __init__(self) -> None:
         self.reasons = ["no model loaded", "no partitions assigned"]
         self.model: LoadedModel | None = None
+        self.not_live: list[str] = []
 
 
 @pytest.fixture
 def served() -> Iterator[tuple[str, State, Metrics]]:
     state, metrics = State(), Metrics()
     server = OpsServer(
-        "127.0.0.1", 0, metrics=metrics, readiness=lambda: state.reasons, model=lambda: state.model
+        "127.0.0.1",
+        0,
+        metrics=metrics,
+        readiness=lambda: state.reasons,
+        model=lambda: state.model,
+        liveness=lambda: state.not_live,
     )
     server.start()
     try:
@@ -54,6 +60,18 @@ def test_healthz_answers_while_not_ready(served: tuple[str, State, Metrics]) -> 
     base, _, _ = served
     status, body, _ = _get(base + "/healthz")
     assert (status, json.loads(body)) == (200, {"status": "alive"})
+
+
+def test_livez_is_independent_of_readiness_and_fails_with_its_reasons(
+    served: tuple[str, State, Metrics],
+) -> None:
+    base, state, _ = served
+    status, body, _ = _get(base + "/livez")
+    assert (status, json.loads(body)) == (200, {"live": True, "reasons": []})  # though not ready
+    state.reasons = []
+    state.not_live = ["not consuming: holding no partitions while 40 input record(s) wait"]
+    status, body, _ = _get(base + "/livez")
+    assert (status, json.loads(body)) == (503, {"live": False, "reasons": state.not_live})
 
 
 def test_readyz_reports_reasons_until_ready(served: tuple[str, State, Metrics]) -> None:
@@ -105,6 +123,7 @@ def test_metrics_are_prometheus_text_with_every_family(served: tuple[str, State,
     base, _, metrics = served
     metrics.model_loaded(_MODEL)
     metrics.set_lags({("apps", 0): 12})
+    metrics.watch_loop(seconds_since_poll=lambda: 2.5, assigned_partitions=lambda: 3)
     status, body, content_type = _get(base + "/metrics")
     text = body.decode()
     assert status == 200
@@ -120,6 +139,10 @@ def test_metrics_are_prometheus_text_with_every_family(served: tuple[str, State,
         "scorer_model_version 4.0",
         'scorer_model_info{name="credit-default",run_id="run-4",version="4"} 1.0',
         'scorer_model_loads_total{outcome="success"} 1.0',
+        "scorer_seconds_since_last_poll 2.5",
+        "scorer_assigned_partitions 3.0",
+        "scorer_self_heals_total 0.0",
+        "scorer_last_self_heal_timestamp_seconds 0.0",
     ):
         assert line in text.splitlines(), line
 

@@ -18,12 +18,13 @@ from consumer.errors import (
     FatalTransportError,
     RetriableTransportError,
 )
+from consumer.liveness import GroupProgress, PartitionProgress
 from consumer.model import LoadedModel
 from consumer.ops import Metrics
 from consumer.settings import Settings
 from consumer.sinks import OutboundRecord
 from consumer.transport import PartitionKey
-from consumer.worker import WATCHDOG_THREAD, Worker
+from consumer.worker import EXIT_STUCK, WATCHDOG_THREAD, Worker
 from contracts import LoanApplication
 from contracts.score import LoanScore, PredictionRecord
 from contracts.topics import ERROR_TYPE_HEADER, MODEL_VERSION_HEADER, DeadLetterReason
@@ -51,6 +52,10 @@ class FakeTransport:
     assigned: frozenset[PartitionKey] = frozenset()
     closed: bool = False
     on_commit: list[object] = field(default_factory=list)
+    progress: GroupProgress | None = None
+    """What ``group_progress()`` answers (None: the cluster does not answer)."""
+    reconnects: int = 0
+    reconnected: Callable[[], None] | None = None
     _open: list[OutboundRecord] | None = None
     _offsets: dict[PartitionKey, int] = field(default_factory=dict)
     _last: list[Message] = field(default_factory=list)
@@ -110,6 +115,17 @@ class FakeTransport:
 
     def problem(self) -> str | None:
         return None
+
+    def group_progress(self) -> GroupProgress | None:
+        return self.progress
+
+    def record_waiting(self, positions: Mapping[PartitionKey, int]) -> bool:
+        return self.progress is not None
+
+    def reconnect(self) -> None:
+        self.reconnects += 1
+        if self.reconnected is not None:
+            self.reconnected()
 
     def close(self) -> None:
         self.closed = True
@@ -588,3 +604,75 @@ def test_repeated_aborts_make_the_worker_not_ready_until_a_commit(
     assert outcome is not None
     assert outcome.committed
     assert not any("aborted" in reason for reason in worker.readiness())
+
+
+class _SteppingClock:
+    """A clock that moves one second per empty poll (set as the worker's clock)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _idle_stuck_worker(
+    pipeline: object, clock: _SteppingClock
+) -> tuple[Worker, FakeTransport, Metrics]:
+    """A worker whose consumer returns nothing while 40 records wait uncommitted."""
+    transport = FakeTransport(deque(), progress={(_INPUT, 0): PartitionProgress(10, 50)})
+    original = transport.consume
+
+    def consume_a_second(max_messages: int, timeout_s: float) -> list[Message]:
+        clock.now += 1
+        return original(max_messages, timeout_s)
+
+    transport.consume = consume_a_second  # type: ignore[method-assign]
+    metrics = Metrics()
+    worker = Worker(
+        _settings(self_heal_after_s=10),
+        transport=transport,
+        models=FakeModels(_model(pipeline)),
+        metrics=metrics,
+        clock=clock,
+        on_stall=lambda: _unexpected_stalls.append("stalled"),
+    )
+    return worker, transport, metrics
+
+
+def test_a_stuck_worker_replaces_its_clients_once_then_exits_for_a_restart(
+    pipeline: object,
+) -> None:
+    clock = _SteppingClock()
+    worker, transport, metrics = _idle_stuck_worker(pipeline, clock)
+    live_after_heal: list[list[str]] = []
+    transport.reconnected = lambda: live_after_heal.append(worker.liveness())
+
+    assert worker.run() == EXIT_STUCK
+
+    assert transport.reconnects == 1
+    assert live_after_heal[0][0].startswith(
+        "not consuming: holding 1 assigned partition(s) while 40"
+    )
+    assert metrics.registry.get_sample_value("scorer_self_heals_total") == 1
+    assert (metrics.registry.get_sample_value("scorer_last_self_heal_timestamp_seconds") or 0) > 0
+    # healed at ~10 s past the first answer, gave up ~10 s after that
+    assert 20 <= clock.now <= 30
+
+
+def test_a_healed_worker_that_consumes_again_keeps_running(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    clock = _SteppingClock()
+    worker, transport, _ = _idle_stuck_worker(pipeline, clock)
+
+    def rejoined() -> None:
+        transport.batches.append(_messages([encode(applications[0])], first=10))
+        transport.on_commit.append(worker.stop)
+
+    transport.reconnected = rejoined
+
+    assert worker.run() == 0
+    assert transport.reconnects == 1
+    assert worker.liveness() == []
+    assert len(_on(transport.committed, "loan-scores")) == 1

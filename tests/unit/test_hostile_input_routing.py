@@ -97,6 +97,15 @@ class _Transport:
     def problem(self) -> str | None:
         return None
 
+    def group_progress(self) -> None:
+        return None  # the cluster never answers: the worker is never judged stuck
+
+    def record_waiting(self, positions: Mapping[PartitionKey, int]) -> bool:
+        raise AssertionError("never suspect, so never asked")
+
+    def reconnect(self) -> None:
+        raise AssertionError("no reconnect expected")
+
     def close(self) -> None:
         self.calls.append("close")
 
