@@ -45,6 +45,8 @@ PartitionKey = tuple[str, int]
 
 _OP_TIMEOUT_S: Final = 10.0
 """Bound on one blocking librdkafka call; a retriable timeout is retried by the worker."""
+_PROBE_LOG_LEVEL: Final = 2
+"""syslog level: critical and worse."""
 _PROBE_TIMEOUT_S: Final = 5.0
 """Bound on each request of a group-progress probe."""
 _QUEUE_FULL_POLL_S: Final = 0.05
@@ -175,6 +177,9 @@ def probe_config(settings: Settings) -> dict[str, Any]:
         **consumer_config(settings),
         "client.id": f"{settings.worker_id}-probe",
         "queued.max.messages.kbytes": 64,  # reads one record, at most once per limit
+        # Its connection errors during an outage repeat the worker's own consumer's,
+        # dozens a second: only critical lines are worth logging twice.
+        "log_level": _PROBE_LOG_LEVEL,
     }
     return config
 

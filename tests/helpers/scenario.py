@@ -43,6 +43,7 @@ FAST_WORKER = {
     "reload_interval_s": "1",
     "transaction_timeout_ms": "10000",
     "stall_timeout_s": "30",
+    "self_heal_after_s": "10",
     # A killed member leaves the group after 6 s (the broker's minimum), not 45 s.
     "consumer_extra": '{"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}',
 }
