@@ -4,8 +4,9 @@
 not only when the process is gone. Docker itself only marks such a container
 unhealthy; the worker exits on its own (code 4) if replacing its Kafka clients does
 not help, which the compose ``restart`` policy acts on, and Kubernetes restarts on a
-failing ``livenessProbe`` at once. Reads the port the worker reads (``SCORER_HTTP_PORT``, default from the worker's own
-Settings), and uses urllib because the slim base image has no curl.
+failing ``livenessProbe`` at once. Reads the port the worker reads
+(``SCORER_HTTP_PORT``, default from the worker's own Settings), and uses urllib
+because the slim base image has no curl.
 """
 
 from __future__ import annotations
