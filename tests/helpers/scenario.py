@@ -26,7 +26,7 @@ from tests.fixtures.kafka import TopicFactory, unique_name
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.champion import RegisteredChampion, register_champion
 from tests.helpers.observe import metric_value
-from tests.helpers.stream import PacedPublisher
+from tests.helpers.stream import PacedPublisher, dataset_stream
 from tests.helpers.worker import (
     ScorerProcess,
     ScorerTopics,
@@ -50,6 +50,7 @@ FAST_WORKER = {
 """Worker settings for fault tests: the defaults scaled down so faults heal in seconds."""
 
 _SCORED = "scorer_applications_scored_total"
+_PUBLISH_RATE_PER_S = 500.0
 _KILL_POLL_S = 0.02
 _SUPERVISE_POLL_S = 0.2
 
@@ -197,6 +198,14 @@ class Scenario:
         )
         self.publishers.append(publisher)
         return publisher.start()
+
+    def publish_scored(self, prefix: str, count: int, timeout_s: float = 180.0) -> list[str]:
+        """Publish ``count`` or more fresh applications (ids ``<prefix>-…``) and return
+        their ids once each has a committed outcome."""
+        records = dataset_stream(self.feature_frame, unique_name(prefix))
+        ids = self.publish(records, rate_per_s=_PUBLISH_RATE_PER_S).stop_after(count)
+        self.wait_for_outcomes(ids, timeout_s)
+        return ids
 
     def wait_for_outcomes(self, ids: Sequence[str], timeout_s: float = 180.0) -> None:
         """Return once every id has a committed score or dead letter (read_committed)."""

@@ -80,6 +80,10 @@ class PacedPublisher:
         """Records handed to the producer so far."""
         return len(self._ids)
 
+    def ids_so_far(self) -> list[str]:
+        """The ids handed to the producer so far, in order (acknowledged or not yet)."""
+        return list(self._ids)
+
     def start(self) -> PacedPublisher:
         self._thread.start()
         return self

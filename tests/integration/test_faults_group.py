@@ -93,10 +93,7 @@ def test_a_worker_refused_by_its_group_fails_liveness_then_exits_for_a_restart(
 ) -> None:
     scenario.register()
     worker = scenario.start_worker("group-0")
-    ids = scenario.publish(
-        dataset_stream(feature_frame, unique_name("before")), rate_per_s=500
-    ).stop_after(100)
-    scenario.wait_for_outcomes(ids)
+    ids = scenario.publish_scored("before", 100)
 
     with _evicted(worker, kafka_admin, scenario.group_id):
         squatter = _squatter(scenario)
@@ -127,23 +124,17 @@ def test_a_worker_refused_by_its_group_fails_liveness_then_exits_for_a_restart(
 
 
 def test_a_worker_joins_again_after_its_group_is_deleted(
-    scenario: Scenario, kafka_admin: AdminClient, feature_frame: pd.DataFrame
+    scenario: Scenario, kafka_admin: AdminClient
 ) -> None:
     scenario.register()
     worker = scenario.start_worker("group-1")
-    ids = scenario.publish(
-        dataset_stream(feature_frame, unique_name("before")), rate_per_s=500
-    ).stop_after(100)
-    scenario.wait_for_outcomes(ids)
+    ids = scenario.publish_scored("before", 100)
 
     with _evicted(worker, kafka_admin, scenario.group_id):
         [deleted] = kafka_admin.delete_consumer_groups([scenario.group_id]).values()
         deleted.result(timeout=_GROUP_TIMEOUT_S)
 
-    after = scenario.publish(
-        dataset_stream(feature_frame, unique_name("after")), rate_per_s=500
-    ).stop_after(50)
-    scenario.wait_for_outcomes(after, timeout_s=_SELF_HEAL_BOUND_S)
+    after = scenario.publish_scored("after", 50, _SELF_HEAL_BOUND_S)
     assert worker.process.poll() is None, worker.log_tail()
     assert worker.get("/livez")[0] == 200
     scenario.stop_workers()
