@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 PartitionKey = tuple[str, int]
+"""(topic, partition)."""
 
 _PROBES_PER_LIMIT: Final = 4
 _MAX_PROBE_INTERVAL_S: Final = 5.0
@@ -34,7 +35,8 @@ class PartitionProgress:
     committed: int
     """The group's committed offset (the earliest available one when none is committed)."""
     end: int
-    """The last stable offset: where a read-committed consumer would stop."""
+    """The partition's end (high watermark): records, markers or aborted ones may lie
+    between the two, which is why a suspicion is confirmed by a read."""
 
 
 GroupProgress = Mapping[PartitionKey, PartitionProgress]

@@ -33,15 +33,12 @@ from consumer.errors import (
     RetriableTransportError,
     TransportError,
 )
-from consumer.liveness import GroupProgress, PartitionProgress
+from consumer.liveness import GroupProgress, PartitionKey, PartitionProgress
 from consumer.settings import KafkaValue, Settings
 from consumer.sinks import OutboundRecord
 
 _log = logging.getLogger(__name__)
 _client_log = logging.getLogger("consumer.librdkafka")
-
-PartitionKey = tuple[str, int]
-"""(topic, partition)."""
 
 _OP_TIMEOUT_S: Final = 10.0
 """Bound on one blocking librdkafka call; a retriable timeout is retried by the worker."""
