@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for the scorer worker, training and the producer (the first argument picks
 # the job, default: worker), plus an `mlflow-server` target used by docker-compose.yml.
 #
@@ -8,11 +7,27 @@
 # Nothing from data/, mlruns/ or any secret is copied in (see .dockerignore); models are
 # fetched from the MLflow registry at run time. The app runs as uid 10001 and writes only
 # under /tmp, so it runs on a read-only root filesystem with a tmpfs (or volume) on /tmp.
+#
+# BuildKit is needed (RUN --mount); there is no `# syntax=` line, so the builder's own
+# Dockerfile frontend is used and nothing is pulled for it (a Docker engine's embedded
+# BuildKit works where no registry is reachable).
+
+# The third-party base images are build arguments. By default they name the two stages
+# below, which are the official images, pinned in FROM lines (where dependabot, which reads
+# FROM lines but not ARG defaults, keeps their tags and digests current). On a machine
+# without registry access scripts/containers passes local stand-ins instead (a Debian Python
+# 3.11 and the same MLflow release; docs/deployment.md); BuildKit then never touches the
+# official stages, as it skips every stage the target does not use.
+ARG PYTHON_BASE_IMAGE=python-official
+ARG MLFLOW_BASE_IMAGE=mlflow-official
+
+FROM python:3.11-slim-trixie@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS python-official
+FROM ghcr.io/mlflow/mlflow:v3.17.0 AS mlflow-official
 
 # ---------------------------------------------------------------------------------------
 # Build the virtual environment: dependencies first (their own cached layer, rebuilt only
 # when pyproject.toml changes), then the project itself.
-FROM python:3.11-slim-trixie@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS builder
+FROM ${PYTHON_BASE_IMAGE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
@@ -42,7 +57,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # named volume in compose) is created here so the volume inherits the non-root owner.
 # Keep its minor version equal to the client's (pyproject pins mlflow 3.17.x;
 # dependabot.yml holds it to patch updates).
-FROM ghcr.io/mlflow/mlflow:v3.17.0 AS mlflow-server
+FROM ${MLFLOW_BASE_IMAGE} AS mlflow-server
 
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install psycopg2-binary==2.9.13 \
@@ -62,7 +77,7 @@ CMD ["--host", "0.0.0.0", "--port", "5000"]
 
 # ---------------------------------------------------------------------------------------
 # The application image (default target).
-FROM python:3.11-slim-trixie@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS runtime
+FROM ${PYTHON_BASE_IMAGE} AS runtime
 
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown

@@ -96,6 +96,39 @@ class Instruction:
     line: int
 
 
+def global_args(dockerfile: list[Instruction]) -> dict[str, str]:
+    """The ``ARG NAME=default`` lines before the first ``FROM`` (usable in ``FROM`` lines)."""
+    defaults: dict[str, str] = {}
+    for instruction in dockerfile:
+        if instruction.keyword == "FROM":
+            break
+        if instruction.keyword == "ARG":
+            name, _, default = instruction.arguments.partition("=")
+            defaults[name] = default
+    return defaults
+
+
+def base_images(dockerfile: list[Instruction]) -> dict[str, str]:
+    """Each stage's base image as written (``${NAME}`` for a build argument), by stage."""
+    return {i.stage: i.arguments.split()[0] for i in dockerfile if i.keyword == "FROM"}
+
+
+def resolve_arg(image: str, defaults: dict[str, str]) -> str:
+    """``${NAME}`` (or ``$NAME``) replaced by the build argument's default."""
+    match = re.fullmatch(r"\$\{?(\w+)\}?", image)
+    return defaults[match[1]] if match else image
+
+
+def default_base(dockerfile: list[Instruction], stage: str) -> str:
+    """The image ``stage`` builds on when no build argument is passed: its ``FROM`` with the
+    arguments at their defaults, through any earlier stage it names."""
+    images, defaults = base_images(dockerfile), global_args(dockerfile)
+    image = resolve_arg(images[stage], defaults)
+    while image in images:
+        image = resolve_arg(images[image], defaults)
+    return image
+
+
 def parse_dockerfile(text: str) -> list[Instruction]:
     """Instructions in order; comment lines (also inside continuations) are dropped."""
     instructions: list[Instruction] = []

@@ -20,6 +20,7 @@ from contracts import topics
 from producer.settings import Settings as ProducerSettings
 from tests.delivery.support import (
     ROOT,
+    global_args,
     interpolate,
     parse_dockerfile,
     settings_env_names,
@@ -149,7 +150,11 @@ def test_app_services_run_the_image_built_from_the_runtime_target(
     images = {interpolate(services[name]["image"]) for name in APP_SERVICES}
     assert len(images) == 1
     for name in APP_SERVICES:
-        assert services[name]["build"] == {"context": ".", "target": "runtime"}
+        build = services[name]["build"]
+        assert {k: v for k, v in build.items() if k != "args"} == {
+            "context": ".",
+            "target": "runtime",
+        }
     assert services["mlflow"]["build"]["target"] == "mlflow-server"
     stages = re.findall(r"^FROM \S+ AS (\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
     assert {"runtime", "mlflow-server"} <= set(stages)
@@ -180,6 +185,36 @@ def test_trainer_reads_the_data_read_only_and_runs_once(compose: dict[str, Any])
     assert trainer["command"] == ["train-if-no-champion"]
 
 
+def test_base_images_are_passed_through_only_when_set(compose: dict[str, Any]) -> None:
+    # A bare name in `args` is taken from the environment (or an --env-file such as
+    # .env.images) and left out when unset, so the Dockerfile's official default applies;
+    # `NAME: ${NAME:-}` would pass an empty base image instead.
+    dockerfile_args = global_args(parse_dockerfile((ROOT / "Dockerfile").read_text()))
+    services = _services(compose)
+    expected = {"scorer": ["PYTHON_BASE_IMAGE"], "mlflow": ["MLFLOW_BASE_IMAGE"]}
+    for name, args in expected.items():
+        assert services[name]["build"]["args"] == args, name
+        assert set(args) <= set(dockerfile_args), f"the Dockerfile has no ARG {args}"
+
+
+_OFFICIAL = {"kafka": "apache/kafka:", "topic-init": "apache/kafka:", "postgres": "postgres:"}
+
+
+def test_third_party_images_are_variables_defaulting_to_official_pinned_images(
+    compose: dict[str, Any],
+) -> None:
+    services = _services(compose)
+    for name, official in _OFFICIAL.items():
+        image = services[name]["image"]
+        variable = re.fullmatch(r"\$\{(\w+_IMAGE):-([^}]+)\}", image)
+        assert variable, f"{name}: {image} is not ${{NAME_IMAGE:-official image}}"
+        default = variable[2]
+        assert default.startswith(official), default
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+(@sha256:[0-9a-f]{64})?", default), default
+        assert not default.endswith(":latest")
+    assert services["kafka"]["image"] == services["topic-init"]["image"]
+
+
 # -- Kafka topics and the MLflow server --------------------------------------------------------
 
 
@@ -203,7 +238,7 @@ def test_kafka_is_a_single_node_kraft_broker_ready_for_transactions(
     compose: dict[str, Any],
 ) -> None:
     kafka = _services(compose)["kafka"]
-    assert kafka["image"].startswith("apache/kafka:")
+    assert interpolate(kafka["image"]).startswith("apache/kafka:")
     environment = {k: interpolate(v) for k, v in _environment(kafka).items()}
     assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert environment["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"

@@ -19,6 +19,9 @@ from consumer.settings import Settings
 from tests.delivery.support import (
     ROOT,
     Instruction,
+    base_images,
+    default_base,
+    global_args,
     parse_dockerfile,
     run_tool,
     settings_env_names,
@@ -52,23 +55,45 @@ def _json_array(arguments: str) -> list[str]:
 
 def test_stages_are_builder_mlflow_server_and_runtime_last(dockerfile: list[Instruction]) -> None:
     stages = [i.stage for i in _only(dockerfile, "FROM")]
-    assert stages == ["builder", "mlflow-server", "runtime"]
+    # The two official base images first, as stages the build arguments name by default.
+    assert stages == ["python-official", "mlflow-official", "builder", "mlflow-server", "runtime"]
     # The last stage is what `docker build .` (and compose's target: runtime) produces.
     assert dockerfile[-1].stage == "runtime"
 
 
-def test_base_images_are_pinned_by_tag_and_python_matches_requires_python(
+def test_base_images_are_build_arguments_defaulting_to_official_pinned_images(
     dockerfile: list[Instruction],
 ) -> None:
-    images = [i.arguments.split()[0] for i in _only(dockerfile, "FROM")]
-    for image in images:
+    # A machine without registry access passes its own stand-ins (scripts/containers). By
+    # default each argument names a stage that is the official image, pinned in its FROM line
+    # (dependabot updates FROM lines, not ARG defaults).
+    written, defaults = base_images(dockerfile), global_args(dockerfile)
+    for stage in ("builder", "mlflow-server", "runtime"):
+        argument = re.fullmatch(r"\$\{(\w+)\}", written[stage])
+        assert argument, f"{stage} is based on {written[stage]}, not a build argument"
+        official = defaults[argument[1]]
+        assert official in written, f"{argument[1]} does not default to an official stage"
+        image = default_base(dockerfile, stage)
         assert _PINNED_IMAGE.match(image), f"{image} is not pinned by an explicit tag"
         assert ":latest" not in image
-    python_images = [image for image in images if image.startswith("python:")]
-    assert len(python_images) == 2
-    assert len(set(python_images)) == 1, "builder and runtime must share one base image"
-    version = re.match(r"python:(\d+\.\d+)-slim", python_images[0])
-    assert version, f"{python_images[0]} is not a slim python image"
+    assert written["builder"] == written["runtime"], "builder and runtime must share one base"
+    assert "@sha256:" in default_base(dockerfile, "runtime"), "the app's base is digest-pinned"
+    # The official stages are bare FROM lines: nothing is built on them but through the
+    # arguments, so a passed stand-in replaces them completely.
+    for stage in ("python-official", "mlflow-official"):
+        assert [i.keyword for i in dockerfile if i.stage == stage] == ["FROM"]
+
+
+def test_no_syntax_directive_so_the_builders_own_frontend_is_used() -> None:
+    # `# syntax=` makes BuildKit pull a frontend image, which fails where no registry answers.
+    first = (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first, re.I), first
+
+
+def test_python_base_matches_requires_python(dockerfile: list[Instruction]) -> None:
+    python_image = default_base(dockerfile, "runtime")
+    version = re.match(r"python:(\d+\.\d+)-slim", python_image)
+    assert version, f"{python_image} is not a slim python image"
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
         "requires-python"
     ]
@@ -76,7 +101,7 @@ def test_base_images_are_pinned_by_tag_and_python_matches_requires_python(
 
 
 def test_mlflow_server_image_matches_the_pinned_client_minor(dockerfile: list[Instruction]) -> None:
-    image = _only(_stage(dockerfile, "mlflow-server"), "FROM")[0].arguments.split()[0]
+    image = default_base(dockerfile, "mlflow-server")
     match = re.fullmatch(r"ghcr\.io/mlflow/mlflow:v(\d+)\.(\d+)\.\d+", image)
     assert match, image
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
