@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: bootstrap lint test test-unit demo train bench kafka-up kafka-down schema clean \
-	security security-code security-deps fuzz
+	security security-code security-deps fuzz images
 
 bootstrap:
 	@scripts/bootstrap
@@ -32,6 +32,11 @@ train: bootstrap
 
 bench: bootstrap
 	$(PY) -m benchmarks
+
+## images: a container engine and every image docker-compose.yml needs, built on this machine
+## (stand-ins for the third-party images where no registry answers): docs/deployment.md
+images:
+	@scripts/containers
 
 kafka-up:
 	@scripts/kafka-local start
