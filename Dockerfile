@@ -37,13 +37,15 @@ WORKDIR /src
 
 RUN python -m venv /opt/venv
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 # pyproject.toml is the single dependency list: install its runtime dependencies (not the
-# dev extras) before any source is copied, so a code change reuses this layer.
+# dev extras) before any source or README is copied, so a code or docs change reuses this
+# layer.
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')"
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --requirement /tmp/requirements.txt
 
+COPY README.md ./
 COPY contracts ./contracts
 COPY training ./training
 COPY consumer ./consumer

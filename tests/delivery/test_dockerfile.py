@@ -118,7 +118,9 @@ def test_dependencies_get_their_own_cached_layer_before_the_sources(
     builder = _stage(dockerfile, "builder")
     copies = [i for i in builder if i.keyword == "COPY"]
     installs = [i for i in builder if i.keyword == "RUN" and "pip install" in i.arguments]
-    assert "pyproject.toml" in copies[0].arguments.split()
+    assert copies[0].arguments.split() == ["pyproject.toml", "./"], (
+        "only pyproject.toml before the dependency layer: a README edit reinstalled everything"
+    )
     assert len(installs) == 2
     dependencies, project = installs
     assert copies[0].line < dependencies.line < copies[1].line, (
