@@ -17,14 +17,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import SecretStr
 
 from consumer.errors import (
@@ -186,7 +179,6 @@ class KafkaTransport:
 
     def __init__(self, settings: Settings) -> None:
         self._input_topic = settings.input_topic
-        self._group_id = settings.group_id
         self._topics = (
             settings.input_topic,
             settings.scores_topic,
