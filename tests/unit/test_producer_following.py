@@ -12,8 +12,15 @@ from confluent_kafka import KafkaError
 from rich.console import Console
 
 from contracts.score import LoanScore
-from contracts.topics import CORRELATION_ID_HEADER, SCORES_TOPIC
+from contracts.topics import (
+    CORRELATION_ID_HEADER,
+    DEAD_LETTER_TOPIC,
+    ERROR_TYPE_HEADER,
+    SCORES_TOPIC,
+    DeadLetterReason,
+)
 from producer import KafkaClientError, ReceivedScore, follow_scores
+from producer.following import DeadLetter
 from producer.sinks import JsonLinesSink, TableSink
 
 
@@ -35,9 +42,13 @@ class FakeMessage:
     kafka_error: KafkaError | None = None
     header_list: list[tuple[str, bytes]] = field(default_factory=list)
     at: int = 0
+    on: str = SCORES_TOPIC
 
     def error(self) -> KafkaError | None:
         return self.kafka_error
+
+    def topic(self) -> str:
+        return self.on
 
     def value(self) -> bytes | None:
         return self.payload
@@ -103,6 +114,29 @@ def test_scores_reach_the_sink_with_their_correlation_id_until_count() -> None:
     assert [r.correlation_id for r in received] == ["corr-0", "corr-1", "corr-2"]
     assert (report.received, report.stopped) == (3, "count")
     assert len(consumer.messages) == 2  # stopped without reading further
+
+
+def test_dead_letters_are_followed_too_and_count_as_outcomes() -> None:
+    dead = FakeMessage(
+        b"not json",
+        header_list=[
+            (ERROR_TYPE_HEADER, DeadLetterReason.INVALID_JSON.encode()),
+            (CORRELATION_ID_HEADER, b"corr-dead"),
+        ],
+        at=4,
+        on=DEAD_LETTER_TOPIC,
+    )
+    consumer = FakeConsumer([_scores(1)[0], dead, *_scores(3)[1:]])
+    dead_letters: list[DeadLetter] = []
+
+    received, report, problems = _follow(consumer, count=2, dead_letters=dead_letters.append)
+
+    assert consumer.subscribed == [SCORES_TOPIC, DEAD_LETTER_TOPIC]
+    assert [r.score for r in received] == [_score(0)]
+    assert dead_letters == [DeadLetter("invalid-json", "corr-dead", partition=0, offset=4)]
+    assert (report.received, report.dead_letters, report.invalid) == (1, 1, 0)
+    assert report.stopped == "count"
+    assert problems == []
 
 
 def test_timeout_stops_following_on_the_injected_clock() -> None:
