@@ -15,9 +15,6 @@ import signal
 import sys
 from typing import Final
 
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-
 from consumer.errors import FatalTransportError
 from consumer.logs import configure_logging
 from consumer.model import AliasWatcher, RegistryLoader
@@ -25,6 +22,7 @@ from consumer.ops import Metrics, OpsServer
 from consumer.settings import ENV_PREFIX, Settings
 from consumer.transport import KafkaTransport
 from consumer.worker import Worker
+from contracts.cli import EXIT_USAGE, settings_or_exit
 
 _log = logging.getLogger("consumer")
 
@@ -36,23 +34,9 @@ _MLFLOW_CLIENT_DEFAULTS: Final = {
 }
 
 
-def _settings_or_exit() -> Settings:
-    try:
-        return Settings()  # type: ignore[call-arg]  # required fields come from the environment
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            field = str(error["loc"][0]) if error["loc"] else "settings"
-            name = field if field.isupper() else f"{ENV_PREFIX}{field.upper()}"
-            print(f"invalid setting {name}: {error['msg']}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except SettingsError as exc:  # a JSON setting that is not JSON; the value is not shown
-        print(f"invalid settings: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def main() -> int:
     """Run the worker; returns the exit code."""
-    settings = _settings_or_exit()
+    settings = settings_or_exit(_settings_from_environment, ENV_PREFIX)
     configure_logging(settings.log_level)
     for name, value in _MLFLOW_CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -84,7 +68,7 @@ def main() -> int:
         )
     except (FatalTransportError, OSError) as exc:
         _log.critical("cannot start", extra={"reason": str(exc)})
-        return 2
+        return EXIT_USAGE
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: _stop(worker, received))
 
@@ -95,6 +79,10 @@ def main() -> int:
     finally:
         watcher.stop()
         ops.stop()
+
+
+def _settings_from_environment() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # required fields come from the environment
 
 
 def _warnings(watcher: AliasWatcher) -> list[str]:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.kafka import KafkaProperties
 from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
 from contracts.topics import (
     APPLICATIONS_TOPIC,
@@ -29,25 +30,9 @@ from contracts.topics import (
 
 ENV_PREFIX: Final = "SCORER_"
 
-KafkaValue = str | int | float | bool | SecretStr
-"""A librdkafka property value as configured (secrets wrapped)."""
-
-# Substrings of librdkafka property names whose values are credentials
-# (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret, ssl.key.pem, ...).
-_SECRET_KEY_MARKERS: Final = ("password", "secret", "passphrase", "token", ".pem", "config")
-
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _mask_secrets(properties: dict[str, KafkaValue]) -> dict[str, KafkaValue]:
-    return {
-        key: SecretStr(str(value))
-        if any(marker in key for marker in _SECRET_KEY_MARKERS) and not isinstance(value, SecretStr)
-        else value
-        for key, value in properties.items()
-    }
 
 
 def redact_uri(uri: str) -> str:
@@ -124,9 +109,9 @@ class Settings(BaseSettings):
     )
     linger_ms: int = Field(default=5, ge=0)
     producer_batch_bytes: int = Field(default=1_000_000, ge=1)
-    kafka_extra: dict[str, KafkaValue] = Field(default_factory=dict)
-    consumer_extra: dict[str, KafkaValue] = Field(default_factory=dict)
-    producer_extra: dict[str, KafkaValue] = Field(default_factory=dict)
+    kafka_extra: KafkaProperties = Field(default_factory=dict)
+    consumer_extra: KafkaProperties = Field(default_factory=dict)
+    producer_extra: KafkaProperties = Field(default_factory=dict)
 
     monitor_personal_fields: bool = Field(
         default=False,
@@ -142,11 +127,6 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("kafka_extra", "consumer_extra", "producer_extra", mode="after")
-    @classmethod
-    def _wrap_secrets(cls, value: dict[str, KafkaValue]) -> dict[str, KafkaValue]:
-        return _mask_secrets(value)
 
     @model_validator(mode="after")
     def _consistent_limits(self) -> Settings:

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from pydantic import SecretStr
 
 from consumer.errors import (
     AbortableTransactionError,
@@ -27,8 +26,9 @@ from consumer.errors import (
     TransportError,
 )
 from consumer.liveness import GroupProgress, PartitionKey, PartitionProgress
-from consumer.settings import KafkaValue, Settings
+from consumer.settings import Settings
 from consumer.sinks import OutboundRecord
+from contracts.kafka import CREDENTIAL_ERRORS, reveal
 
 _log = logging.getLogger(__name__)
 _client_log = logging.getLogger("consumer.librdkafka")
@@ -43,9 +43,6 @@ _QUEUE_FULL_POLL_S: Final = 0.05
 _PREFETCH_KBYTES: Final = 8_192
 _FETCH_QUEUE_BACKOFF_MS: Final = 10
 _RETRY_BACKOFF_MS: Final = 10
-# librdkafka reports refused credentials and untrusted certificates only through error_cb
-# and retries them forever; waiting never fixes them, so they end the start-up at once.
-_CREDENTIAL_ERRORS: Final = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
 
 
 class Transport(Protocol):
@@ -110,13 +107,6 @@ def translate(exc: KafkaException, action: str) -> TransportError:
     return FatalTransportError(message)
 
 
-def _plain(properties: Mapping[str, KafkaValue]) -> dict[str, Any]:
-    return {
-        key: value.get_secret_value() if isinstance(value, SecretStr) else value
-        for key, value in properties.items()
-    }
-
-
 def consumer_config(settings: Settings) -> dict[str, Any]:
     """librdkafka consumer properties (secrets in clear: never log the result)."""
     return {
@@ -136,8 +126,8 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         # records/s instead of 55k); 10 ms resumes fetching as soon as there is room.
         "queued.max.messages.kbytes": _PREFETCH_KBYTES,
         "fetch.queue.backoff.ms": _FETCH_QUEUE_BACKOFF_MS,
-        **_plain(settings.kafka_extra),
-        **_plain(settings.consumer_extra),
+        **reveal(settings.kafka_extra),
+        **reveal(settings.consumer_extra),
     }
 
 
@@ -156,8 +146,8 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         # worker's time (py-spy, benchmarks/README.md). Retries still back off
         # exponentially up to retry.backoff.max.ms.
         "retry.backoff.ms": _RETRY_BACKOFF_MS,
-        **_plain(settings.kafka_extra),
-        **_plain(settings.producer_extra),
+        **reveal(settings.kafka_extra),
+        **reveal(settings.producer_extra),
     }
 
 
@@ -424,7 +414,7 @@ class KafkaTransport:
     def _on_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._brokers_lost = True
-        if error.code() in _CREDENTIAL_ERRORS:
+        if error.code() in CREDENTIAL_ERRORS:
             self._refused = f"{error.name()}: {error.str()}"
         if error.fatal():
             self._problem = f"fatal Kafka error: {error.name()}: {error.str()}"

@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Annotated, Final, TextIO
 
 import typer
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -37,6 +35,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from contracts.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, settings_or_exit
 from contracts.topics import APPLICATIONS_TOPIC, SCORES_TOPIC
 from producer.errors import ProducerError, SourceError
 from producer.following import FollowReport, follow_scores
@@ -49,14 +48,12 @@ from producer.kafka import (
 )
 from producer.publishing import Publishable, PublishReport, publish
 from producer.records import InvalidRecord, RecordSource
-from producer.settings import Settings
+from producer.settings import ENV_PREFIX, Settings
 from producer.sinks import JsonLinesSink, TableSink
 from producer.sources import read_csv_applications, read_jsonl
 from producer.synthetic import synthetic_applications
 
-EXIT_INCOMPLETE: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_INTERRUPTED: Final = 130
+EXIT_INCOMPLETE: Final = EXIT_FAILED
 DEFAULT_SYNTHETIC_COUNT: Final = 1_000
 FOLLOW_GROUP_PREFIX: Final = "producer-follow"
 
@@ -130,12 +127,12 @@ def publish_command(
         if dry_run:
             invalid = _validate_only(limited, total)
             _print_invalid(invalid, show_invalid)
-            raise typer.Exit(EXIT_INCOMPLETE if invalid else 0)
+            raise typer.Exit(EXIT_INCOMPLETE if invalid else EXIT_OK)
         report = _publish_with_progress(limited, total, topic, rate)
     _print_report(report, show_invalid)
     if report.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    raise typer.Exit(0 if report.complete else EXIT_INCOMPLETE)
+    raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
 
 
 @app.command("follow")
@@ -178,7 +175,7 @@ def follow_command(
     )
     if report.stopped == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
-    raise typer.Exit(EXIT_INCOMPLETE if count and report.received < count else 0)
+    raise typer.Exit(EXIT_INCOMPLETE if count and report.received < count else EXIT_OK)
 
 
 @contextmanager
@@ -195,18 +192,7 @@ def _user_errors() -> Iterator[None]:
 
 
 def _load_settings() -> Settings:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        # Only names and reasons: the rejected values may be secrets.
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        _err.print(f"[red]error:[/red] invalid settings: {escape(problems)}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from exc
-    except SettingsError as exc:  # a value that is not even parseable (malformed JSON)
-        _err.print(f"[red]error:[/red] invalid settings: {escape(str(exc))}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from exc
+    settings = settings_or_exit(Settings, ENV_PREFIX)
     librdkafka = logging.getLogger(LIBRDKAFKA_LOGGER)
     librdkafka.setLevel(settings.kafka_log_level)
     librdkafka.addHandler(RichHandler(console=_err, show_path=False))

@@ -12,6 +12,7 @@ from typing import Any, Final
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from contracts.kafka import CREDENTIAL_ERRORS
 from producer.errors import KafkaClientError
 from producer.settings import Settings
 
@@ -20,9 +21,6 @@ LIBRDKAFKA_LOGGER: Final = "producer.librdkafka"
 
 # Delivery guarantees the publisher relies on: never weakened by PRODUCER_KAFKA_EXTRA.
 _GUARANTEES: Final = {"enable.idempotence": True, "acks": "all"}
-# librdkafka reports refused credentials and untrusted certificates only through error_cb
-# and retries them forever; waiting never fixes them, so check_connection stops at once.
-_CREDENTIAL_ERRORS: Final = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
 _PROBE_TIMEOUT_S: Final = 0.5
 
 
@@ -102,7 +100,7 @@ def check_connection(settings: Settings) -> None:
             return
         except KafkaException as exc:
             admin.poll(0)  # serves error_cb, where an authentication failure shows
-            refused = [error for error in refusals if error.code() in _CREDENTIAL_ERRORS]
+            refused = [error for error in refusals if error.code() in CREDENTIAL_ERRORS]
             if refused:
                 raise KafkaClientError(
                     f"Kafka authentication failed at {bootstrap}: {refused[0].str()}"

@@ -14,17 +14,12 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.kafka import KafkaProperties, reveal
+
 ENV_PREFIX: Final = "PRODUCER_"
-
-KafkaValue = str | int | float | bool | SecretStr
-"""A librdkafka property value as configured (secrets wrapped)."""
-
-# Substrings of librdkafka property names whose values are credentials
-# (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret, ssl.key.pem, ...).
-_SECRET_KEY_MARKERS: Final = ("password", "secret", "passphrase", "token", ".pem", "config")
 
 
 class Settings(BaseSettings):
@@ -57,30 +52,12 @@ class Settings(BaseSettings):
         description="Threshold for librdkafka's own log lines. Its connection errors are "
         "reported by the CLI as one message anyway; lower this to debug a connection.",
     )
-    kafka_extra: dict[str, KafkaValue] = Field(default_factory=dict)
-
-    @field_validator("kafka_extra", mode="after")
-    @classmethod
-    def _wrap_secrets(cls, value: dict[str, KafkaValue]) -> dict[str, KafkaValue]:
-        return {
-            key: SecretStr(str(item))
-            if _is_secret_key(key) and not isinstance(item, SecretStr)
-            else item
-            for key, item in value.items()
-        }
+    kafka_extra: KafkaProperties = Field(default_factory=dict)
 
     def kafka_common(self) -> dict[str, Any]:
         """librdkafka properties shared by producer and consumer, secrets revealed."""
-        extra = {
-            key: value.get_secret_value() if isinstance(value, SecretStr) else value
-            for key, value in self.kafka_extra.items()
-        }
         return {
             "bootstrap.servers": self.kafka_bootstrap_servers,
             "client.id": self.client_id,
-            **extra,
+            **reveal(self.kafka_extra),
         }
-
-
-def _is_secret_key(key: str) -> bool:
-    return any(marker in key for marker in _SECRET_KEY_MARKERS)

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from contracts.cli import EXIT_FAILED, EXIT_USAGE, settings_or_exit
 from training.errors import (
     DatasetError,
     NoPreviousChampionError,
@@ -27,7 +27,7 @@ from training.errors import (
 )
 from training.registry import AliasState, promote, registry_client, rollback
 from training.results import TrainingReport
-from training.settings import RegistrySettings, TrainingSettings
+from training.settings import ENV_PREFIX, RegistrySettings, TrainingSettings
 from training.trainer import train
 
 _USER_ERRORS = (DatasetError, UnknownVersionError, NoPreviousChampionError)
@@ -84,7 +84,6 @@ def train_command(
     console = Console(stderr=True, soft_wrap=True)
     settings = _settings(
         TrainingSettings,
-        console,
         data=data,
         tracking_uri=tracking_uri,
         experiment=experiment,
@@ -102,7 +101,7 @@ def train_command(
         console.print(
             f"[red]nothing promoted:[/] {escape(report.selection_reason)}", highlight=False
         )
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("promote")
@@ -113,9 +112,7 @@ def promote_command(
 ) -> None:
     """Move the champion alias to VERSION; the former champion becomes previous."""
     console = Console(stderr=True, soft_wrap=True)
-    settings = _settings(
-        RegistrySettings, console, tracking_uri=tracking_uri, model_name=model_name
-    )
+    settings = _settings(RegistrySettings, tracking_uri=tracking_uri, model_name=model_name)
     client = registry_client(settings)
     state = _run(
         console,
@@ -128,25 +125,16 @@ def promote_command(
 def rollback_command(tracking_uri: TrackingUri = None, model_name: ModelName = None) -> None:
     """Swap champion and previous: roll back the last promotion."""
     console = Console(stderr=True, soft_wrap=True)
-    settings = _settings(
-        RegistrySettings, console, tracking_uri=tracking_uri, model_name=model_name
-    )
+    settings = _settings(RegistrySettings, tracking_uri=tracking_uri, model_name=model_name)
     client = registry_client(settings)
     state = _run(console, lambda: rollback(client, settings.model_name))
     _render_state(Console(soft_wrap=True), settings.model_name, state)
 
 
-def _settings(kind: type[_SettingsT], console: Console, **overrides: Any) -> _SettingsT:
+def _settings(kind: type[_SettingsT], **overrides: Any) -> _SettingsT:
     """Settings from the environment, overridden by the options actually given."""
-    try:
-        return kind(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        console.print(f"[red]error:[/] invalid settings: {escape(problems)}", highlight=False)
-        raise typer.Exit(2) from exc
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return settings_or_exit(lambda: kind(**given), ENV_PREFIX)
 
 
 def _run(console: Console, action: Callable[[], _T]) -> _T:
@@ -154,7 +142,7 @@ def _run(console: Console, action: Callable[[], _T]) -> _T:
         return action()
     except TrainingError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2 if isinstance(exc, _USER_ERRORS) else 1) from exc
+        raise typer.Exit(EXIT_USAGE if isinstance(exc, _USER_ERRORS) else EXIT_FAILED) from exc
 
 
 def _render_report(console: Console, report: TrainingReport) -> None:

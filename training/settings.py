@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import Field, PositiveFloat, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.registry import EXPERIMENT_NAME, MODEL_NAME
 
+ENV_PREFIX: Final = "RUMOS_TRAINING_"
 DEFAULT_DATA_PATH = Path("data/credit_default.csv")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -38,9 +39,7 @@ class RegistrySettings(BaseSettings):
     uses) unless given explicitly, and defaults to a local SQLite store.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="RUMOS_TRAINING_", extra="ignore", validate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_by_name=True)
 
     tracking_uri: str = Field(
         default=DEFAULT_TRACKING_URI,

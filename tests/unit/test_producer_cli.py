@@ -89,7 +89,7 @@ def test_malformed_settings_exit_2_without_echoing_values() -> None:
     )
 
     assert code == EXIT_USAGE
-    assert "invalid settings" in output
+    assert 'invalid settings: error parsing value for field "kafka_extra"' in output
     assert "hunter2" not in output
 
 

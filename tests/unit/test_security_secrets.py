@@ -222,5 +222,5 @@ def test_invalid_producer_settings_exit_2_without_echoing_values(
         producer_app, ["publish", "--synthetic", "--count", "1", "--seed", "1"], env=env
     )
     assert result.exit_code == 2, result.output
-    assert "invalid settings" in result.output
+    assert "invalid setting" in result.output
     _assert_absent(secret_values, result.output)

@@ -354,7 +354,7 @@ def test_cli_malformed_csv_is_a_clear_error(tmp_path: Path, store: Store) -> Non
 
 def test_cli_rejects_unknown_families(tmp_path: Path) -> None:
     done = _cli("--families", "svm,xgboost", cwd=tmp_path)
-    _assert_clear_error(done, 2, "invalid settings: families")
+    _assert_clear_error(done, 2, "invalid setting RUMOS_TRAINING_FAMILIES.1: Input should be")
 
 
 def test_cli_promote_and_rollback(three_versions: str, store: Store, tmp_path: Path) -> None:
