@@ -1,6 +1,10 @@
 """``python -m scripts.demo`` run as ``make demo`` runs it: a subprocess that starts a real
 Kafka broker and MLflow server, trains, starts the worker, scores the applications and
-stops everything it started, whether it succeeds, fails a stage or is interrupted.
+stops everything it started, whether it succeeds, fails a stage or is interrupted, or
+leaves it all running when told to, until the command it printed stops it.
+
+Every option is proven here: ``--data`` and ``--workdir``/``--summary-json`` by every
+test, ``RUMOS_DATA``, ``--count`` and ``--keep-running`` by the keep-running test.
 
 "Nothing left running" is checked on the process table: no live process has a pid the
 demo reported, belongs to the session of one (MLflow's uvicorn and job workers, the
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from scripts.services import ROOT
+from devstack import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +47,18 @@ def _demo_command(workdir: Path, summary: Path, *args: str) -> list[str]:
     ]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+def _env(**variables: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120", **variables}
 
 
-def _run_demo(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+def _run_demo(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], Any]:
     summary = tmp_path / "summary.json"
     result = subprocess.run(
         _demo_command(tmp_path / "work", summary, *args),
         cwd=ROOT,
-        env=_env(),
+        env=env or _env(),
         capture_output=True,
         text=True,
         timeout=_DEMO_TIMEOUT_S,
@@ -87,17 +95,24 @@ def _leftovers(pids: list[int], workdir: Path) -> list[str]:
     ]
 
 
-def _assert_nothing_left(summary: Any, workdir: Path) -> None:
+def _assert_nothing_left(summary: Any, workdir: Path, within_s: float = 0.0) -> None:
+    """Nothing the demo started still runs (``within_s``: once they had that long to exit)."""
     pids = [pid for pid in summary["pids"].values() if pid]
+    deadline = time.monotonic() + within_s
+    while _leftovers(pids, workdir) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert _leftovers(pids, workdir) == []
     if summary["kafka_dir"]:
-        status = subprocess.run(
-            [str(ROOT / "scripts" / "kafka-local"), "status", "--dir", summary["kafka_dir"]],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert status.returncode == 3, status.stdout + status.stderr  # 3: not running
+        assert _kafka_status(summary["kafka_dir"]) == 3  # 3: not running
+
+
+def _kafka_status(kafka_dir: str) -> int:
+    status = subprocess.run(
+        [str(ROOT / "scripts" / "kafka-local"), "status", "--dir", kafka_dir],
+        capture_output=True,
+        check=False,
+    )
+    return status.returncode
 
 
 def test_demo_scores_every_application_then_stops_everything(
@@ -124,7 +139,35 @@ def test_demo_scores_every_application_then_stops_everything(
     assert f"{_COUNT:,} scores, 0 dead letters, 0 duplicates" in result.stdout
     assert f"credit-default version {champion['version']}" in result.stdout
     assert summary["mlflow_url"] in result.stdout
+    assert re.findall(r"✓ stopped (.+)", result.stdout) == ["the worker", "MLflow", "Kafka"]
     _assert_nothing_left(summary, tmp_path / "work")
+
+
+def test_keep_running_leaves_everything_up_until_the_printed_command_stops_it(
+    tmp_path: Path, credit_csv: Path
+) -> None:
+    """The dataset comes from RUMOS_DATA here, and only 200 applications are published."""
+    result, summary = _run_demo(
+        tmp_path, "--count", "200", "--keep-running", env=_env(RUMOS_DATA=str(credit_csv))
+    )
+    stop_command = re.search(r"Stop them with:\n  (.+)\n", result.stdout)
+    try:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert (summary["published"], summary["scores"]) == (200, 200)
+        assert summary["kept_running"] is True
+        assert "✓ stopped" not in result.stdout
+        live = _live_processes()
+        assert all(pid in live for pid in summary["pids"].values()), summary["pids"]
+        assert _kafka_status(summary["kafka_dir"]) == 0  # 0: running
+        assert requests.get(f"{summary['mlflow_url']}/health", timeout=10).status_code == 200
+        assert stop_command is not None, result.stdout
+    finally:
+        if stop_command is not None:
+            stopped = subprocess.run(
+                ["bash", "-c", stop_command[1]], cwd=ROOT, capture_output=True, text=True
+            )
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    _assert_nothing_left(summary, tmp_path / "work", within_s=60)
 
 
 def test_missing_data_fails_with_one_clear_line_and_starts_nothing(tmp_path: Path) -> None:
@@ -157,8 +200,8 @@ def test_a_signal_mid_run_stops_everything_started_so_far(
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        seen = _read_until(process, "Training in quick mode", timeout_s=300)
+    try:  # the first candidate's line: training is under way
+        seen = _read_until(process, "ROC-AUC", timeout_s=300)
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=180)
     finally:
@@ -172,7 +215,7 @@ def test_a_signal_mid_run_stops_everything_started_so_far(
     )
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     assert set(summary["pids"]) == {"broker", "mlflow"}
-    assert "stopped Kafka, MLflow" in stdout
+    assert re.findall(r"✓ stopped (.+)", stdout) == ["MLflow", "Kafka"]
     _assert_nothing_left(summary, tmp_path / "work")
 
 
