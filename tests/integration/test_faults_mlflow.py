@@ -16,13 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import TopicFactory, unique_name
+from devstack import MlflowServer, WorkerProcess, unique_name
+from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
-from tests.helpers.mlflow_control import RestartableMlflow
 from tests.helpers.observe import metric_value, wait_for
 from tests.helpers.scenario import Scenario, scored_so_far
 from tests.helpers.stream import dataset_stream
-from tests.helpers.worker import ScorerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +30,8 @@ _TAIL = 300
 
 
 @pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[RestartableMlflow]:
-    server = RestartableMlflow(tmp_path / "mlflow")
+def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
+    server = MlflowServer.start(tmp_path / "mlflow")
     yield server
     server.stop()
 
@@ -40,7 +39,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[RestartableMlflow]:
 @pytest.fixture
 def scenario(
     kafka_bootstrap_servers: str,
-    mlflow_server: RestartableMlflow,
+    mlflow_server: MlflowServer,
     mlflow_namespace: MlflowNamespace,
     feature_frame: pd.DataFrame,
     new_topic: TopicFactory,
@@ -58,7 +57,7 @@ def scenario(
     world.close()
 
 
-def _registry(worker: ScorerProcess) -> tuple[float | None, int, dict[str, list[str]]]:
+def _registry(worker: WorkerProcess) -> tuple[float | None, int, dict[str, list[str]]]:
     """``(scorer_registry_reachable, /readyz status, /readyz reasons and warnings)``."""
     metrics_status, metrics = worker.get("/metrics")
     status, body = worker.get("/readyz")
@@ -74,7 +73,7 @@ def _unreachable_warned(state: tuple[float | None, int, dict[str, list[str]]]) -
 
 
 def test_mlflow_down_mid_stream_scoring_goes_on_and_reloads_resume_when_it_is_back(
-    scenario: Scenario, mlflow_server: RestartableMlflow, feature_frame: pd.DataFrame
+    scenario: Scenario, mlflow_server: MlflowServer, feature_frame: pd.DataFrame
 ) -> None:
     first = scenario.register()
     worker = scenario.start_worker("mlflow-0")
@@ -107,7 +106,7 @@ def test_mlflow_down_mid_stream_scoring_goes_on_and_reloads_resume_when_it_is_ba
             what="200 more applications scored while MLflow is down",
         )
     finally:
-        mlflow_server.start()
+        mlflow_server.restart()
     wait_for(
         lambda: _registry(worker),
         lambda state: state[0] == 1.0 and not state[2]["warnings"],
@@ -133,7 +132,7 @@ def test_mlflow_down_mid_stream_scoring_goes_on_and_reloads_resume_when_it_is_ba
 
 
 def test_mlflow_down_at_start_up_is_not_ready_with_the_reason_then_recovers(
-    scenario: Scenario, mlflow_server: RestartableMlflow, feature_frame: pd.DataFrame
+    scenario: Scenario, mlflow_server: MlflowServer, feature_frame: pd.DataFrame
 ) -> None:
     champion = scenario.register()
     try:
@@ -152,7 +151,7 @@ def test_mlflow_down_at_start_up_is_not_ready_with_the_reason_then_recovers(
             f"model registry unreachable at {mlflow_server.url}"
         )
     finally:
-        mlflow_server.start()
+        mlflow_server.restart()
     worker.wait_ready()  # by itself: the watcher keeps retrying
     assert worker.get("/model")[1]["version"] == champion.version
 

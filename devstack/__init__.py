@@ -1,0 +1,43 @@
+"""Local services for the demo, the benchmarks and the tests: one launcher per service.
+
+- ``kafka``: a ``scripts/kafka-local`` broker, a broker managed elsewhere, topics.
+- ``container``: a Kafka container through testcontainers (needs a container engine).
+- ``mlflow_server``: ``mlflow server`` with a SQLite store and proxied artifacts.
+- ``worker``: ``python -m consumer`` processes and the environment they are given.
+
+Every ``start`` returns only once the service answers its own readiness check and raises
+``DevstackError`` otherwise; every ``stop`` is safe on a service that already exited.
+Processes run in sessions of their own, so a Ctrl-C in the terminal reaches only the
+caller, which stops them in its own order. Nothing starts at import time.
+"""
+
+from devstack.kafka import Broker, ExternalBroker, LocalBroker, create_topics, topic_led
+from devstack.mlflow_server import MlflowServer
+from devstack.processes import (
+    ROOT,
+    DevstackError,
+    free_port,
+    log_tail,
+    stop_detached,
+    stop_process_group,
+    unique_name,
+)
+from devstack.worker import WorkerProcess, worker_env
+
+__all__ = [
+    "ROOT",
+    "Broker",
+    "DevstackError",
+    "ExternalBroker",
+    "LocalBroker",
+    "MlflowServer",
+    "WorkerProcess",
+    "create_topics",
+    "free_port",
+    "log_tail",
+    "stop_detached",
+    "stop_process_group",
+    "topic_led",
+    "unique_name",
+    "worker_env",
+]

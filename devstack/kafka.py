@@ -1,0 +1,214 @@
+"""Kafka for local runs: a ``scripts/kafka-local`` broker, a broker run elsewhere, topics.
+
+Every broker here has the interface of ``Broker``; ``container.ContainerBroker`` too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Final, Protocol
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from devstack.processes import POLL_S, ROOT, DevstackError, free_port
+
+KAFKA_LOCAL: Final = ROOT / "scripts" / "kafka-local"
+
+_START_TIMEOUT_S: Final = 120
+_STOP_TIMEOUT_S: Final = 60
+# The first start of a machine resolves the broker's jars with Maven.
+_MAVEN_ALLOWANCE_S: Final = 600
+_METADATA_TIMEOUT_S: Final = 2.0
+_TOPIC_TIMEOUT_S: Final = 30.0
+
+
+class Broker(Protocol):
+    """A broker as its users see it. ``stop()`` and ``start()`` keep its address and data."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    def start(self) -> None:
+        """Start it (again); return once it answers a metadata request."""
+
+    def stop(self) -> None:
+        """Stop it, keeping its data for the next ``start()``."""
+
+    def close(self) -> None:
+        """Release it for good."""
+
+
+class LocalBroker:
+    """A ``scripts/kafka-local`` broker on 127.0.0.1, its data in ``directory``.
+
+    Ports default to free ones. ``config`` files are appended to its server.properties and
+    ``scram`` credentials (``SCRAM-SHA-512=[name=u,password=p]``) created when its storage
+    is formatted. ``stop`` works from ``directory`` alone, so it also stops a broker whose
+    ``start`` was interrupted after the JVM was launched.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        controller_port: int | None = None,
+        config: Sequence[Path] = (),
+        scram: Sequence[str] = (),
+    ) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.controller_port = controller_port or free_port()
+        while self.controller_port == self.port:
+            self.controller_port = free_port()
+        self._extra_args = [
+            *(arg for path in config for arg in ("--config", str(path))),
+            *(arg for credential in scram for arg in ("--add-scram", credential)),
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "kafka.log"
+
+    @property
+    def pid(self) -> int | None:
+        """The broker JVM's pid as ``kafka-local`` recorded it (None before the JVM starts)."""
+        try:
+            return int((self.directory / "kafka.pid").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def start(self, timeout_s: int = _START_TIMEOUT_S) -> None:
+        """Start the broker (a no-op while it runs); return once it answers metadata."""
+        ports = ["--port", str(self.port), "--controller-port", str(self.controller_port)]
+        self._kafka_local(
+            "start",
+            *ports,
+            "--dir",
+            str(self.directory),
+            *self._extra_args,
+            "--timeout",
+            str(timeout_s),
+            timeout_s=timeout_s + _MAVEN_ALLOWANCE_S,
+        )
+
+    def stop(self, timeout_s: int = _STOP_TIMEOUT_S) -> None:
+        """Stop the broker (controlled shutdown; SIGKILL after ``timeout_s``)."""
+        self._kafka_local(
+            "stop", "--dir", str(self.directory), "--timeout", str(timeout_s), timeout_s=timeout_s
+        )
+
+    def close(self) -> None:
+        self.stop()
+
+    def _kafka_local(self, *args: str, timeout_s: float) -> None:
+        # The readiness probe runs with this interpreter, which has confluent_kafka.
+        env = {**os.environ, "KAFKA_LOCAL_PYTHON": sys.executable}
+        try:
+            result = subprocess.run(  # noqa: S603 (the project's own script, no shell)
+                [str(KAFKA_LOCAL), *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=timeout_s + 30,
+                check=False,
+                start_new_session=True,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DevstackError(f"scripts/kafka-local {args[0]} failed: {exc}") from exc
+        if result.returncode != 0:
+            raise DevstackError(_first_reason(result.stderr, args[0]), self.log_path)
+
+
+def _first_reason(stderr: str, command: str) -> str:
+    """The line where ``kafka-local`` says what went wrong (it then quotes the broker log)."""
+    lines = [line for line in stderr.splitlines() if line.startswith("kafka-local:")]
+    return lines[0] if lines else f"scripts/kafka-local {command} failed"
+
+
+class ExternalBroker:
+    """A broker managed elsewhere: waited for, never started or stopped from here."""
+
+    def __init__(self, bootstrap_servers: str, ready_timeout_s: float = _TOPIC_TIMEOUT_S) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        wait_until_serving(bootstrap_servers, ready_timeout_s)
+
+    def start(self) -> None:
+        raise DevstackError(f"the broker at {self.bootstrap_servers} cannot be started here")
+
+    def stop(self) -> None:
+        raise DevstackError(f"the broker at {self.bootstrap_servers} cannot be stopped here")
+
+    def close(self) -> None:
+        """Nothing to release: the broker is not ours."""
+
+
+def wait_until_serving(
+    bootstrap_servers: str, timeout_s: float, alive: Callable[[], bool] = lambda: True
+) -> None:
+    """Return once a metadata request to the broker lists at least one broker.
+
+    Raises ``DevstackError`` when ``alive()`` turns false or the deadline passes.
+    """
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap_servers, "reconnect.backoff.max.ms": 250, "log_level": 0}
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise DevstackError(f"the broker at {bootstrap_servers} exited while starting")
+        try:
+            if admin.list_topics(timeout=1).brokers:
+                return
+        except KafkaException:
+            continue
+    raise DevstackError(
+        f"no broker answered a metadata request at {bootstrap_servers} within {timeout_s:.0f}s"
+    )
+
+
+def create_topics(
+    bootstrap_servers: str,
+    partitions_by_topic: Mapping[str, int],
+    timeout_s: float = _TOPIC_TIMEOUT_S,
+) -> None:
+    """Create the topics; return once every partition of each has a leader."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=count) for name, count in partitions_by_topic.items()],
+        operation_timeout=timeout_s,
+    )
+    try:
+        for future in futures.values():
+            future.result(timeout=timeout_s)
+    except KafkaException as exc:
+        raise DevstackError(f"cannot create topics {sorted(partitions_by_topic)}: {exc}") from exc
+    deadline = time.monotonic() + timeout_s
+    while not all(topic_led(admin, name, n) for name, n in partitions_by_topic.items()):
+        if time.monotonic() > deadline:
+            raise DevstackError(f"topics {sorted(partitions_by_topic)} had no leaders in time")
+        time.sleep(POLL_S)
+
+
+def topic_led(admin: AdminClient, topic: str, partitions: int) -> bool:
+    """``topic`` exists with ``partitions`` partitions, each with a leader and no error."""
+    try:
+        metadata = admin.list_topics(topic=topic, timeout=_METADATA_TIMEOUT_S).topics.get(topic)
+    except KafkaException:
+        return False
+    return (
+        metadata is not None
+        and metadata.error is None
+        and len(metadata.partitions) == partitions
+        and all(p.error is None and p.leader >= 0 for p in metadata.partitions.values())
+    )

@@ -1,0 +1,156 @@
+"""``mlflow server`` as a process: SQLite store and proxied artifacts under one directory.
+
+Workers reach the registry over HTTP, as deployed ones do (a SQLite tracking URI would
+load MLflow's SQLAlchemy stores into every worker, about 50 MB more).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+import requests
+
+from devstack.processes import POLL_S, DevstackError, free_port, stop_process_group
+
+_HTTP_TIMEOUT_S: Final = 2.0
+_READY_TIMEOUT_S: Final = 120.0
+_STOP_TIMEOUT_S: Final = 30.0
+_START_ATTEMPTS: Final = 3
+# Clients keep idle keep-alive connections: the server must not wait on them at shutdown.
+_GRACEFUL_SHUTDOWN_S: Final = 3
+_JOBS_ENV: Final = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+class MlflowServer:
+    """A running ``mlflow server`` on 127.0.0.1; ``stop()`` then ``restart()`` keeps its URL,
+    store and artifacts. Logs go to ``root/server-<n>.log``, one per launch."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        """Describe the server; ``start`` builds and launches one, use that."""
+        self.root = root
+        self.url = f"http://127.0.0.1:{port}"
+        self._command = [
+            *_mlflow_command(),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--uvicorn-opts",
+            f"--timeout-graceful-shutdown {_GRACEFUL_SHUTDOWN_S}",
+        ]
+        self._launches = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(
+        cls,
+        root: Path,
+        *,
+        attempts: int = _START_ATTEMPTS,
+        ready_timeout_s: float = _READY_TIMEOUT_S,
+    ) -> MlflowServer:
+        """Start a server on a free port and return once ``GET /health`` answers 200.
+
+        A failed attempt (the port was taken between probing and binding) is retried on
+        a fresh port; the last failure is raised.
+        """
+        root = root.resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        failure = DevstackError("mlflow server was not started (no attempts)")
+        for _ in range(attempts):
+            server = cls(root, free_port())
+            try:
+                server.restart(ready_timeout_s)
+            except DevstackError as exc:
+                failure = exc
+                continue
+            return server
+        raise failure
+
+    @property
+    def pid(self) -> int:
+        """The server's pid, also its process group (uvicorn's workers belong to it)."""
+        if self.process is None:
+            raise DevstackError(f"the mlflow server for {self.root} was never launched")
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        """The log of the latest launch."""
+        return self.root / f"server-{self._launches}.log"
+
+    def restart(self, ready_timeout_s: float = _READY_TIMEOUT_S) -> None:
+        """Launch the same command again (a no-op while it runs); return once it is healthy."""
+        if self.running:
+            return
+        self._launches += 1
+        # The job runner (a pool of huey processes for MLflow's GenAI jobs) is of no use to
+        # training or the worker, and starting it costs seconds: off unless asked for.
+        env = {_JOBS_ENV: "false", **os.environ}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(  # noqa: S603 (fixed command, no shell)
+                self._command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=env,
+                start_new_session=True,
+            )
+        try:
+            wait_until_healthy(self.url, self.process, ready_timeout_s)
+        except DevstackError as exc:
+            self.stop()
+            raise DevstackError(str(exc), self.log_path) from exc
+
+    def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
+        """Stop the server and its workers (SIGTERM, then SIGKILL if it lingers)."""
+        if self.process is not None:
+            stop_process_group(self.process, timeout_s)
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Return once ``GET {url}/health`` answers 200.
+
+    Between probes it waits on the process itself, so a server that dies is noticed at
+    once. Raises ``DevstackError`` if the process exits or the deadline passes.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/health", timeout=_HTTP_TIMEOUT_S).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        try:
+            code = process.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            continue
+        raise DevstackError(f"mlflow server exited with code {code} while starting")
+    raise DevstackError(f"mlflow server at {url} not healthy within {timeout_s:.0f}s")
+
+
+def _mlflow_command() -> list[str]:
+    """The venv's ``mlflow`` script next to this interpreter, else ``python -m mlflow``."""
+    script = Path(sys.executable).with_name("mlflow")
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("mlflow")
+    return [found] if found else [sys.executable, "-m", "mlflow"]

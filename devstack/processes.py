@@ -1,0 +1,103 @@
+"""What every service shares: the error type, free ports, unique names, logs, stopping.
+
+A process started here runs in a session of its own (``start_new_session=True``), so its
+pid is also its process group and one signal reaches its children too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+"""The repository: the working directory of workers, the home of ``scripts/kafka-local``."""
+
+POLL_S: Final = 0.25
+_LOG_TAIL_CHARS: Final = 6000
+_STOP_DETACHED_TIMEOUT_S: Final = 60.0
+
+
+class DevstackError(Exception):
+    """A service could not be started, reached or stopped.
+
+    The message is one line; ``log_path``, when set, is the service's log with the details.
+    """
+
+    def __init__(self, message: str, log_path: Path | None = None) -> None:
+        super().__init__(message)
+        self.log_path = log_path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def unique_name(prefix: str) -> str:
+    """A topic, group or model name no other test or run uses: ``<prefix>-<12 hex digits>``."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def log_tail(path: Path, chars: int = _LOG_TAIL_CHARS) -> str:
+    """The last ``chars`` characters of a log ("" if it cannot be read)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM the process's group (its own session), then SIGKILL once ``timeout_s`` passes."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout_s)
+
+
+def stop_detached(
+    pid: int, *, marker: str, group: bool, timeout_s: float = _STOP_DETACHED_TIMEOUT_S
+) -> bool:
+    """Stop a process another process started, if it still runs a command containing ``marker``.
+
+    SIGTERM (to its whole group when ``group``), then SIGKILL once ``timeout_s`` passes.
+    Returns False, sending nothing, when no such process runs (gone, or its pid reused).
+    """
+    command = _running_command(pid)
+    if command is None or marker not in command:
+        return False
+    send = os.killpg if group else os.kill
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            send(pid, signum)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while _running_command(pid) is not None and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        if _running_command(pid) is None:
+            return True
+    raise DevstackError(f"pid {pid} ({marker}) survived SIGKILL")
+
+
+def _running_command(pid: int) -> str | None:
+    """The command line of ``pid`` while it runs (None once it is gone or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return None
+    return command.replace(b"\0", b" ").decode(errors="replace")
