@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import _model_registry, _tracking_service
 
 from contracts import FEATURE_BY_CSV_COLUMN, TARGET_COLUMN
+from devstack import ROOT, DevstackError, log_tail
 
 pytest_plugins = [
     "tests.fixtures.kafka",
@@ -18,7 +19,6 @@ pytest_plugins = [
     "tests.fixtures.mlflow_server",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
 _MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
@@ -34,6 +34,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if soak:
         config.hook.pytest_deselected(items=soak)
         items[:] = [item for item in items if not item.get_closest_marker("soak")]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Quote the log of a service that failed (``DevstackError.log_path``) in the report.
+
+    ``devstack`` keeps its messages to one line for the demo's sake; a test needs the log.
+    """
+    report: pytest.TestReport = yield
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, DevstackError) and error.log_path is not None:
+        report.sections.append((f"log {error.log_path}", log_tail(error.log_path)))
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Final
 
 from contracts import FEATURE_COLUMNS
+from devstack import ROOT
 from tests.fuzz.corpus import HOSTILE_CORPUS, valid_json, with_raw
 
-_ROOT: Final = Path(__file__).resolve().parents[2]
-_DEFAULT_WORKDIR: Final = _ROOT / ".cache" / "fuzz" / "decoder"
+_DEFAULT_WORKDIR: Final = ROOT / ".cache" / "fuzz" / "decoder"
 _MAX_LEN: Final = 8192
 """Longer than ``FUZZ_MAX_BYTES``, so the oversize path is fuzzed too."""
 _PER_INPUT_TIMEOUT_S: Final = 10
@@ -61,7 +61,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         "--workdir",
         type=Path,
         default=_DEFAULT_WORKDIR,
-        help=f"corpus and crash files (default: {_DEFAULT_WORKDIR.relative_to(_ROOT)})",
+        help=f"corpus and crash files (default: {_DEFAULT_WORKDIR.relative_to(ROOT)})",
     )
     arguments = parser.parse_args(argv)
     if arguments.seconds < 1:

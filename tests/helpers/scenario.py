@@ -22,19 +22,13 @@ from mlflow.tracking import MlflowClient
 
 from contracts.registry import CHAMPION_ALIAS
 from contracts.score import LoanScore, PredictionRecord
-from tests.fixtures.kafka import TopicFactory, unique_name
+from devstack import WorkerProcess, unique_name, worker_env
+from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.champion import RegisteredChampion, register_champion
 from tests.helpers.observe import metric_value
 from tests.helpers.stream import PacedPublisher, dataset_stream
-from tests.helpers.worker import (
-    ScorerProcess,
-    ScorerTopics,
-    free_port,
-    read_committed,
-    read_to_end,
-    scorer_env,
-)
+from tests.helpers.topics import ScorerTopics, read_committed, read_to_end
 
 FAST_WORKER = {
     # Small batches make many transactions, so a kill lands at a random step of one.
@@ -113,11 +107,11 @@ class Scenario:
     topics: ScorerTopics
     workdir: Path
     group_id: str = field(default_factory=lambda: unique_name("scorer"))
-    workers: list[ScorerProcess] = field(default_factory=list)
+    workers: list[WorkerProcess] = field(default_factory=list)
     publishers: list[PacedPublisher] = field(default_factory=list)
     supervisors: list[Supervisor] = field(default_factory=list)
     _envs: dict[str, dict[str, str]] = field(default_factory=dict)
-    _latest: dict[str, ScorerProcess] = field(default_factory=dict)
+    _latest: dict[str, WorkerProcess] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -160,7 +154,7 @@ class Scenario:
 
     def start_worker(
         self, worker_id: str, *, wait_ready: bool = True, **settings: str
-    ) -> ScorerProcess:
+    ) -> WorkerProcess:
         """Start (or restart, with the same settings) the worker called ``worker_id``.
 
         ``settings`` (``SCORER_<NAME>`` values) override ``FAST_WORKER`` on the first
@@ -168,26 +162,25 @@ class Scenario:
         """
         env = self._envs.get(worker_id)
         if env is None:
-            env = scorer_env(
-                bootstrap_servers=self.bootstrap_servers,
-                tracking_uri=self.tracking_uri,
+            env = worker_env(
+                kafka_bootstrap_servers=self.bootstrap_servers,
+                mlflow_tracking_uri=self.tracking_uri,
                 group_id=self.group_id,
                 model_name=self.namespace.model_name,
-                cache_dir=self.workdir / f"models-{worker_id}",
+                model_cache_dir=self.workdir / f"models-{worker_id}",
                 worker_id=worker_id,
-                http_port=free_port(),
-                **self.topics.env(),
+                **self.topics.settings(),
                 **{**FAST_WORKER, **settings},
             )
             self._envs[worker_id] = env
-        worker = ScorerProcess(env, self.workdir / f"{worker_id}.log")
+        worker = WorkerProcess(env, self.workdir / f"{worker_id}.log")
         self.workers.append(worker)
         self._latest[worker_id] = worker
         if wait_ready:
             worker.wait_ready()
         return worker
 
-    def worker(self, worker_id: str) -> ScorerProcess:
+    def worker(self, worker_id: str) -> WorkerProcess:
         """The latest process started as ``worker_id``."""
         return self._latest[worker_id]
 
@@ -249,7 +242,7 @@ class Scenario:
         for publisher in self.publishers:
             publisher.abandon()
         for worker in self.workers:
-            worker.stop_quietly()
+            worker.kill()
 
 
 class Supervisor:
@@ -280,7 +273,7 @@ class Supervisor:
                     self._scenario.start_worker(worker_id, wait_ready=False)
 
 
-def scored_so_far(worker: ScorerProcess) -> float:
+def scored_so_far(worker: WorkerProcess) -> float:
     """Applications this worker process scored (its ``/metrics`` counter; 0 if it is silent)."""
     status, body = worker.get("/metrics")
     if status != 200:
@@ -288,7 +281,7 @@ def scored_so_far(worker: ScorerProcess) -> float:
     return metric_value(body, _SCORED) or 0.0
 
 
-def kill_after_scoring(worker: ScorerProcess, count: float, timeout_s: float = 120.0) -> float:
+def kill_after_scoring(worker: WorkerProcess, count: float, timeout_s: float = 120.0) -> float:
     """SIGKILL ``worker`` as soon as it has scored ``count`` applications; returns how many.
 
     The kill lands wherever the loop happens to be: consuming, scoring, mid-transaction.

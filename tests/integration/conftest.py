@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from devstack import WorkerProcess
 from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.scenario import Scenario
-from tests.helpers.worker import ScorerProcess
 
 
 @pytest.fixture
@@ -40,9 +40,9 @@ def scenario(
 
 
 @pytest.fixture
-def scorers() -> Iterator[list[ScorerProcess]]:
+def scorers() -> Iterator[list[WorkerProcess]]:
     """Workers a test starts (append them): stopped at teardown, whatever happened."""
-    started: list[ScorerProcess] = []
+    started: list[WorkerProcess] = []
     yield started
     for scorer in started:
-        scorer.stop_quietly()
+        scorer.kill()

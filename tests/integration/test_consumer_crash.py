@@ -15,10 +15,10 @@ import random
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import unique_name
+from devstack import unique_name
 from tests.helpers.scenario import Scenario, kill_after_scoring
 from tests.helpers.stream import dataset_stream
-from tests.helpers.worker import read_to_end
+from tests.helpers.topics import read_to_end
 
 pytestmark = pytest.mark.integration
 

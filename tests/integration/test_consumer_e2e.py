@@ -20,20 +20,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from contracts import FEATURE_COLUMNS
 from contracts.score import LoanScore, PredictionRecord
 from contracts.topics import CORRELATION_ID_HEADER, MODEL_VERSION_HEADER
-from tests.fixtures.kafka import TopicFactory, unique_name
+from devstack import WorkerProcess, unique_name, worker_env
+from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.applications import applications_from_frame, as_frame, encode
 from tests.helpers.champion import offline_probabilities, register_champion
-from tests.helpers.worker import (
-    ScorerProcess,
-    ScorerTopics,
-    byte_headers,
-    free_port,
-    publish,
-    read_committed,
-    read_to_end,
-    scorer_env,
-)
+from tests.helpers.topics import ScorerTopics, byte_headers, publish, read_committed, read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +48,7 @@ def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
     mlflow_namespace: MlflowNamespace,
     feature_frame: pd.DataFrame,
     topics: ScorerTopics,
-    scorers: list[ScorerProcess],
+    scorers: list[WorkerProcess],
     tmp_path: Path,
 ) -> None:
     champion = register_champion(
@@ -65,17 +57,16 @@ def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
         model_name=mlflow_namespace.model_name,
         experiment=mlflow_namespace.experiment,
     )
-    env = scorer_env(
-        bootstrap_servers=kafka_bootstrap_servers,
-        tracking_uri=mlflow_tracking_uri,
+    env = worker_env(
+        kafka_bootstrap_servers=kafka_bootstrap_servers,
+        mlflow_tracking_uri=mlflow_tracking_uri,
         group_id=unique_name("scorer"),
         model_name=champion.model_name,
-        cache_dir=tmp_path / "models",
+        model_cache_dir=tmp_path / "models",
         worker_id="e2e-0",
-        http_port=free_port(),
-        **topics.env(),
+        **topics.settings(),
     )
-    scorer = ScorerProcess(env, tmp_path / "worker.log")
+    scorer = WorkerProcess(env, tmp_path / "worker.log")
     scorers.append(scorer)
     scorer.wait_ready()
 
@@ -169,7 +160,7 @@ def test_the_worker_waits_not_ready_for_its_model_and_topics_then_scores(
     mlflow_namespace: MlflowNamespace,
     feature_frame: pd.DataFrame,
     new_topic: TopicFactory,
-    scorers: list[ScorerProcess],
+    scorers: list[WorkerProcess],
     tmp_path: Path,
 ) -> None:
     topics = ScorerTopics(
@@ -178,17 +169,16 @@ def test_the_worker_waits_not_ready_for_its_model_and_topics_then_scores(
         dead_letters=new_topic("dlq"),
         predictions=new_topic("predictions"),
     )
-    scorer = ScorerProcess(
-        scorer_env(
-            bootstrap_servers=kafka_bootstrap_servers,
-            tracking_uri=mlflow_tracking_uri,
+    scorer = WorkerProcess(
+        worker_env(
+            kafka_bootstrap_servers=kafka_bootstrap_servers,
+            mlflow_tracking_uri=mlflow_tracking_uri,
             group_id=unique_name("scorer"),
             model_name=mlflow_namespace.model_name,  # nothing registered under it yet
-            cache_dir=tmp_path / "models",
+            model_cache_dir=tmp_path / "models",
             worker_id="waiting-0",
-            http_port=free_port(),
             reload_interval_s="1",
-            **topics.env(),
+            **topics.settings(),
         ),
         tmp_path / "worker.log",
     )
@@ -228,12 +218,12 @@ def test_the_worker_waits_not_ready_for_its_model_and_topics_then_scores(
     assert scorer.terminate() == 0, scorer.log_tail()
 
 
-def _reasons(scorer: ScorerProcess) -> list[str]:
+def _reasons(scorer: WorkerProcess) -> list[str]:
     status, body = scorer.get("/readyz")
     return list(body["reasons"]) if status == 503 else []
 
 
-def _wait_for(scorer: ScorerProcess, condition: Callable[[], bool], timeout_s: float = 120) -> None:
+def _wait_for(scorer: WorkerProcess, condition: Callable[[], bool], timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if scorer.process.poll() is not None or time.monotonic() > deadline:

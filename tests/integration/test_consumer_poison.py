@@ -24,20 +24,12 @@ from contracts.topics import (
     SOURCE_TOPIC_HEADER,
     DeadLetterReason,
 )
-from tests.fixtures.kafka import TopicFactory, unique_name
+from devstack import WorkerProcess, unique_name, worker_env
+from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.applications import applications_from_frame, encode
 from tests.helpers.champion import register_champion
-from tests.helpers.worker import (
-    ScorerProcess,
-    ScorerTopics,
-    byte_headers,
-    free_port,
-    publish,
-    read_committed,
-    read_to_end,
-    scorer_env,
-)
+from tests.helpers.topics import ScorerTopics, byte_headers, publish, read_committed, read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +96,7 @@ def test_every_bad_record_is_dead_lettered_intact_and_the_rest_scored(
     mlflow_namespace: MlflowNamespace,
     feature_frame: pd.DataFrame,
     topics: ScorerTopics,
-    scorers: list[ScorerProcess],
+    scorers: list[WorkerProcess],
     tmp_path: Path,
 ) -> None:
     champion = register_champion(
@@ -113,19 +105,18 @@ def test_every_bad_record_is_dead_lettered_intact_and_the_rest_scored(
         model_name=mlflow_namespace.model_name,
         experiment=mlflow_namespace.experiment,
     )
-    env = scorer_env(
-        bootstrap_servers=kafka_bootstrap_servers,
-        tracking_uri=mlflow_tracking_uri,
+    env = worker_env(
+        kafka_bootstrap_servers=kafka_bootstrap_servers,
+        mlflow_tracking_uri=mlflow_tracking_uri,
         group_id=unique_name("scorer"),
         model_name=champion.model_name,
-        cache_dir=tmp_path / "models",
+        model_cache_dir=tmp_path / "models",
         worker_id="poison-0",
-        http_port=free_port(),
         max_message_bytes=str(_MAX_BYTES),
         batch_max_messages="50",
-        **topics.env(),
+        **topics.settings(),
     )
-    scorer = ScorerProcess(env, tmp_path / "worker.log")
+    scorer = WorkerProcess(env, tmp_path / "worker.log")
     scorers.append(scorer)
     scorer.wait_ready()
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import TopicFactory, unique_name
+from devstack import WorkerProcess, unique_name
+from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.observe import wait_for
 from tests.helpers.scenario import Audit, Scenario, kill_after_scoring, scored_so_far
 from tests.helpers.stream import dataset_stream
-from tests.helpers.worker import ScorerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def scenario(
     world.close()
 
 
-def _scores_more(worker: ScorerProcess, more: float) -> None:
+def _scores_more(worker: WorkerProcess, more: float) -> None:
     target = scored_so_far(worker) + more
     wait_for(
         lambda: scored_so_far(worker),

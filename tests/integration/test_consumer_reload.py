@@ -20,13 +20,12 @@ import pandas as pd
 import pytest
 
 from contracts import LoanApplication
-from tests.fixtures.kafka import unique_name
+from devstack import WorkerProcess, unique_name
 from tests.helpers.applications import applications_from_frame, as_frame
 from tests.helpers.champion import RegisteredChampion, offline_probabilities
 from tests.helpers.observe import wait_for
 from tests.helpers.scenario import Audit, Scenario, kill_after_scoring, scored_so_far
 from tests.helpers.stream import encoded
-from tests.helpers.worker import ScorerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,7 @@ _AFTER_SWAP = 400
 """Applications published once the new version serves (or the worker last restarted)."""
 
 
-def _serving_version(worker: ScorerProcess) -> str | None:
+def _serving_version(worker: WorkerProcess) -> str | None:
     status, body = worker.get("/model")
     return body["version"] if status == 200 else None
 

@@ -18,12 +18,11 @@ import time
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import unique_name
+from devstack import WorkerProcess, unique_name
 from tests.helpers.kafka_quota import set_producer_byte_rate
 from tests.helpers.observe import LagProbe, memory_mb, metric_value, wait_for
 from tests.helpers.scenario import Scenario
 from tests.helpers.stream import dataset_stream
-from tests.helpers.worker import ScorerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +35,7 @@ _SAMPLE_S = 0.5
 _WORKER_ID = "slow-0"
 
 
-def _consumed(worker: ScorerProcess) -> float:
+def _consumed(worker: WorkerProcess) -> float:
     status, body = worker.get("/metrics")
     assert status == 200, body
     return metric_value(body, "scorer_messages_consumed_total") or 0.0

@@ -37,11 +37,10 @@ import pandas as pd
 import pytest
 
 from consumer.worker import EXIT_FATAL, EXIT_STALLED, EXIT_STUCK
-from tests.fixtures.kafka import KafkaBroker, unique_name
+from devstack import Broker, WorkerProcess, unique_name
 from tests.helpers.observe import metric_value, wait_for
 from tests.helpers.scenario import Scenario, Supervisor, scored_so_far
 from tests.helpers.stream import dataset_stream
-from tests.helpers.worker import ScorerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +55,7 @@ _TEST_TIMEOUT_S = 2_400
 """A restart cycle took 20 s on a quiet machine and 85 s at load average 20."""
 
 
-def _outage(broker: KafkaBroker, down_s: float) -> float:
+def _outage(broker: Broker, down_s: float) -> float:
     """Stop the broker for ``down_s``; returns the monotonic time it answered again."""
     try:
         broker.stop()
@@ -66,12 +65,12 @@ def _outage(broker: KafkaBroker, down_s: float) -> float:
     return time.monotonic()
 
 
-def _records(worker: ScorerProcess) -> list[dict[str, object]]:
+def _records(worker: WorkerProcess) -> list[dict[str, object]]:
     lines = worker.log_path.read_text().splitlines()
     return [orjson.loads(line) for line in lines if line[:1] == "{"]
 
 
-def _exit_reasons(worker: ScorerProcess) -> list[str]:
+def _exit_reasons(worker: WorkerProcess) -> list[str]:
     """The worker's own CRITICAL lines (each precedes a deliberate exit)."""
     return [
         str(r["message"])
@@ -90,7 +89,7 @@ def _report(what: str, recoveries: list[float], heals: int) -> None:
 
 @pytest.mark.timeout(_TEST_TIMEOUT_S)
 def test_an_idle_worker_scores_again_after_every_broker_restart(
-    scenario: Scenario, kafka_broker: KafkaBroker
+    scenario: Scenario, kafka_broker: Broker
 ) -> None:
     scenario.register()
     worker = scenario.start_worker("broker-idle-0")
@@ -115,7 +114,7 @@ def test_an_idle_worker_scores_again_after_every_broker_restart(
 
 @pytest.mark.timeout(_TEST_TIMEOUT_S)
 def test_a_busy_worker_scores_exactly_once_through_repeated_broker_restarts(
-    scenario: Scenario, kafka_broker: KafkaBroker, feature_frame: pd.DataFrame
+    scenario: Scenario, kafka_broker: Broker, feature_frame: pd.DataFrame
 ) -> None:
     scenario.register()
     worker = scenario.start_worker("broker-0")

@@ -16,12 +16,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import unique_name
+from devstack import WorkerProcess, unique_name
 from tests.helpers.champion import register_foreign_inputs, register_unloadable
 from tests.helpers.observe import metric_value, wait_for
 from tests.helpers.scenario import Scenario, scored_so_far
 from tests.helpers.stream import dataset_stream
-from tests.helpers.worker import ScorerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +28,18 @@ _RATE_PER_S = 100.0
 _TAIL = 300
 
 
-def _warnings(worker: ScorerProcess) -> tuple[int, list[str]]:
+def _warnings(worker: WorkerProcess) -> tuple[int, list[str]]:
     status, body = worker.get("/readyz")
     return status, list(body.get("warnings", [])) if isinstance(body, dict) else []
 
 
-def _metric(worker: ScorerProcess, name: str, **labels: str) -> float | None:
+def _metric(worker: WorkerProcess, name: str, **labels: str) -> float | None:
     status, body = worker.get("/metrics")
     assert status == 200, body
     return metric_value(body, name, **labels)
 
 
-def _refused(worker: ScorerProcess, version: str, *, because: str) -> None:
+def _refused(worker: WorkerProcess, version: str, *, because: str) -> None:
     """Wait until ``/readyz`` warns that ``version`` is refused; check nothing else changed."""
     status, warnings = wait_for(
         lambda: _warnings(worker),

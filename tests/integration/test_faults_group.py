@@ -31,11 +31,10 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from consumer.worker import EXIT_STUCK
-from tests.fixtures.kafka import unique_name
+from devstack import WorkerProcess, unique_name
 from tests.helpers.observe import wait_for
 from tests.helpers.scenario import Scenario
 from tests.helpers.stream import dataset_stream
-from tests.helpers.worker import ScorerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +49,7 @@ def _members(admin: AdminClient, group_id: str) -> int:
 
 
 @contextmanager
-def _evicted(worker: ScorerProcess, admin: AdminClient, group_id: str) -> Iterator[None]:
+def _evicted(worker: WorkerProcess, admin: AdminClient, group_id: str) -> Iterator[None]:
     """Freeze ``worker`` until the broker has removed it from ``group_id``; thaw it after."""
     worker.process.send_signal(signal.SIGSTOP)
     try:

@@ -9,12 +9,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.fixtures.kafka import (
-    NameFactory,
-    TopicFactory,
-    start_local_broker,
-    unique_name,
-)
+from devstack import LocalBroker, unique_name
+from tests.fixtures.kafka import NameFactory, TopicFactory
 
 pytestmark = pytest.mark.integration
 
@@ -138,8 +134,9 @@ def test_broker_does_not_auto_create_topics(
 
 def test_local_broker_restarts_on_its_port_with_its_data(tmp_path: Path) -> None:
     # A second broker beside the session's one: instances coexist on their own ports and dirs.
-    broker = start_local_broker(tmp_path / "kafka")
+    broker = LocalBroker(tmp_path / "kafka")
     try:
+        broker.start()
         admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
         topic = unique_name("restart")
         admin.create_topics([NewTopic(topic, num_partitions=1)])[topic].result(_READ_TIMEOUT_S)

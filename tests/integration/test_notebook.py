@@ -13,10 +13,9 @@ from mlflow import MlflowClient
 from nbclient import NotebookClient
 
 from contracts.registry import CHAMPION_ALIAS
-from tests.fixtures.mlflow_server import unique_name
+from devstack import ROOT, unique_name
 from training import aliases
 
-ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "rumos_bank_lending_prediction.ipynb"
 FAMILIES = "logistic_regression,decision_tree,hist_gradient_boosting"
 _KERNEL = "python3"

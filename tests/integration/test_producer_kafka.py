@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from contracts import LoanApplication
 from contracts.score import LoanScore
 from contracts.topics import CORRELATION_ID_HEADER
+from devstack import ROOT, unique_name
 from producer import (
     CSV_ID_PREFIX,
     ReceivedScore,
@@ -26,11 +27,10 @@ from producer import (
     publish,
     read_csv_applications,
 )
-from tests.fixtures.kafka import NameFactory, TopicFactory, unique_name
+from tests.fixtures.kafka import NameFactory, TopicFactory
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 _DEADLINE_S = 60.0
 _CLI_TIMEOUT_S = 120.0
 

@@ -23,15 +23,14 @@ import pandas as pd
 import pytest
 
 from contracts.score import LoanScore
-from tests.fixtures.kafka import unique_name
+from devstack import ROOT, WorkerProcess, unique_name, worker_env
 from tests.fixtures.kafka_secure import SecureKafka, make_tls_material
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.champion import RegisteredChampion, register_champion
-from tests.helpers.worker import ScorerProcess, ScorerTopics, free_port, read_to_end, scorer_env
+from tests.helpers.topics import ScorerTopics, read_to_end
 
 pytestmark = pytest.mark.integration
 
-_ROOT = Path(__file__).resolve().parents[2]
 _COUNT = 200
 _CLI_TIMEOUT_S = 180.0
 # Far longer than a failing client may take: reaching it means "did not fail fast".
@@ -76,7 +75,7 @@ def _producer_cli(
     return subprocess.run(
         [sys.executable, "-m", "producer", *args],
         env=env,
-        cwd=_ROOT,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -91,19 +90,18 @@ def _worker(
     topics: ScorerTopics,
     tmp_path: Path,
     properties: dict[str, Any],
-) -> ScorerProcess:
-    env = scorer_env(
-        bootstrap_servers=secure_kafka.bootstrap_servers,
-        tracking_uri=mlflow_tracking_uri,
+) -> WorkerProcess:
+    env = worker_env(
+        kafka_bootstrap_servers=secure_kafka.bootstrap_servers,
+        mlflow_tracking_uri=mlflow_tracking_uri,
         group_id=unique_name("sasl-scorer"),
         model_name=champion.model_name,
-        cache_dir=tmp_path / "models",
+        model_cache_dir=tmp_path / "models",
         worker_id=unique_name("sasl-worker"),
-        http_port=free_port(),
         kafka_extra=json.dumps(properties),
-        **topics.env(),
+        **topics.settings(),
     )
-    return ScorerProcess(env, tmp_path / f"{unique_name('worker')}.log")
+    return WorkerProcess(env, tmp_path / f"{unique_name('worker')}.log")
 
 
 def _assert_no_password(secure_kafka: SecureKafka, *outputs: object) -> None:
@@ -118,7 +116,7 @@ def test_producer_and_worker_score_over_sasl_ssl_from_environment_alone(
     mlflow_tracking_uri: str,
     champion: RegisteredChampion,
     topics: ScorerTopics,
-    scorers: list[ScorerProcess],
+    scorers: list[WorkerProcess],
     tmp_path: Path,
 ) -> None:
     published = _producer_cli(
@@ -218,7 +216,7 @@ def test_the_worker_stops_with_a_clear_error_when_authentication_fails(
     mlflow_tracking_uri: str,
     champion: RegisteredChampion,
     topics: ScorerTopics,
-    scorers: list[ScorerProcess],
+    scorers: list[WorkerProcess],
     tmp_path: Path,
 ) -> None:
     scorer = _worker(

@@ -25,7 +25,7 @@ import matplotlib as mpl
 import pandas as pd
 import pytest
 
-from tests.fixtures.kafka import unique_name
+from devstack import ROOT, unique_name
 from tests.helpers.observe import LagProbe, memory_mb, wait_for
 from tests.helpers.scenario import Scenario, scored_so_far
 from tests.helpers.stream import dataset_stream
@@ -35,7 +35,7 @@ _RATE_PER_S = float(os.environ.get("SOAK_RATE", "200"))
 _SAMPLE_S = 5.0
 _MAX_LAG_S = 30.0
 _RSS_DRIFT = 0.10
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results"
 
 pytestmark = [
     pytest.mark.integration,

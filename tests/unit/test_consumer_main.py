@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from devstack import ROOT
 
 
 def _run(**env: str) -> subprocess.CompletedProcess[str]:

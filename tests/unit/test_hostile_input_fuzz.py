@@ -13,10 +13,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devstack import ROOT
 from tests.fuzz.fuzz_decoder import shape_input
 from tests.fuzz.invariants import check_decoding
 
-_ROOT = Path(__file__).resolve().parents[2]
 _FUZZ_SECONDS = 5
 
 
@@ -27,7 +27,7 @@ def test_fuzz_target_holds_on_hypothesis_inputs(data: bytes) -> None:
 
 
 def test_the_fuzz_command_runs_its_budget_and_finds_nothing(tmp_path: Path) -> None:
-    command = [str(_ROOT / "scripts" / "fuzz-decoder"), "--seconds", str(_FUZZ_SECONDS)]
+    command = [str(ROOT / "scripts" / "fuzz-decoder"), "--seconds", str(_FUZZ_SECONDS)]
     result = subprocess.run(
         [*command, "--workdir", str(tmp_path)],
         capture_output=True,

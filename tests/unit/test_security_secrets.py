@@ -24,11 +24,10 @@ from typer.testing import CliRunner
 
 from consumer.logs import configure_logging
 from consumer.settings import Settings as WorkerSettings
+from devstack import ROOT, free_port
 from producer.cli import app as producer_app
 from producer.settings import Settings as ProducerSettings
-from tests.helpers.worker import free_port
 
-_ROOT = Path(__file__).resolve().parents[2]
 _WAIT_S = 60.0
 
 
@@ -117,7 +116,7 @@ def worker(
     env = {**_clean_env(), **worker_env, "SCORER_MODEL_CACHE_DIR": str(tmp_path / "models")}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "consumer"], env=env, cwd=_ROOT, stdout=log, stderr=log
+            [sys.executable, "-m", "consumer"], env=env, cwd=ROOT, stdout=log, stderr=log
         )
     yield process, log_path
     if process.poll() is None:
@@ -180,7 +179,7 @@ def test_invalid_worker_settings_exit_2_without_echoing_values(
     result = subprocess.run(
         [sys.executable, "-m", "consumer"],
         env=env,
-        cwd=_ROOT,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=_WAIT_S,

@@ -29,7 +29,7 @@ from contracts.registry import (
     THRESHOLD_METADATA_KEY,
     THRESHOLD_TAG,
 )
-from tests.fixtures.mlflow_server import unique_name
+from devstack import ROOT, unique_name
 from training import (
     Family,
     NoPreviousChampionError,
@@ -44,7 +44,6 @@ from training import (
 from training.evaluation import TIMING_METRICS
 from training.tracking import using_tracking_uri
 
-ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = (Family.LOGISTIC_REGRESSION, Family.DECISION_TREE, Family.HIST_GRADIENT_BOOSTING)
 CANDIDATE_METRICS = {
     "roc_auc",
