@@ -1,0 +1,66 @@
+"""devstack's pure parts: the worker's environment and the Kafka image it picks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from devstack import DevstackError, worker_env
+from devstack.container import DEFAULT_IMAGE, kafka_image
+
+
+def test_worker_env_names_variables_as_the_worker_reads_them() -> None:
+    env = worker_env(
+        kafka_bootstrap_servers="broker:9092",
+        mlflow_tracking_uri="http://mlflow:5000",
+        batch_max_messages=50,
+        consumer_extra={"session.timeout.ms": 6000},
+        monitor_personal_fields=True,
+        model_cache_dir=Path("/tmp/models"),
+    )
+
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "broker:9092"
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["SCORER_BATCH_MAX_MESSAGES"] == "50"
+    assert json.loads(env["SCORER_CONSUMER_EXTRA"]) == {"session.timeout.ms": 6000}
+    assert env["SCORER_MONITOR_PERSONAL_FIELDS"] == "true"
+    assert env["SCORER_MODEL_CACHE_DIR"] == "/tmp/models"
+    assert env["SCORER_HTTP_HOST"] == "127.0.0.1"
+    assert int(env["SCORER_HTTP_PORT"]) > 0
+    assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_worker_env_refuses_a_misspelt_setting() -> None:
+    with pytest.raises(DevstackError, match="bath_max_messages"):
+        worker_env(bath_max_messages=50)
+
+
+def test_worker_env_leaves_out_this_process_settings_unless_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCORER_LINGER_MS", "99")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:///elsewhere.db")
+
+    isolated = worker_env(group_id="g")
+    inherited = worker_env(True, group_id="g", linger_ms=1)
+
+    assert "SCORER_LINGER_MS" not in isolated
+    assert inherited["SCORER_LINGER_MS"] == "1"  # explicit settings still win
+    assert "MLFLOW_REGISTRY_URI" not in isolated
+    assert "MLFLOW_REGISTRY_URI" not in inherited
+    assert worker_env(True, group_id="g")["SCORER_LINGER_MS"] == "99"
+
+
+def test_the_kafka_image_comes_from_the_environment_then_the_images_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    images = tmp_path / ".env.images"
+    images.write_text("# written by scripts/containers\nKAFKA_IMAGE=rumos-local/kafka:4.1.1\n")
+    monkeypatch.delenv("KAFKA_IMAGE", raising=False)
+
+    assert kafka_image(tmp_path / "missing") == DEFAULT_IMAGE
+    assert kafka_image(images) == "rumos-local/kafka:4.1.1"
+    monkeypatch.setenv("KAFKA_IMAGE", "registry.bank/kafka:4.1.1")
+    assert kafka_image(images) == "registry.bank/kafka:4.1.1"
