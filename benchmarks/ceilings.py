@@ -24,7 +24,7 @@ from typing import Final
 from confluent_kafka import Message
 from pydantic import BaseModel
 
-from benchmarks.errors import PhaseError
+from benchmarks import BenchmarkError
 from benchmarks.stack import Champion, point_mlflow_at
 from consumer.decoding import decode_application
 from consumer.errors import ScorerError
@@ -54,7 +54,6 @@ def passthrough(
     settings: Settings,
     expected: int,
     *,
-    on_batch: Callable[[int], None] = lambda _moved: None,
     timeout_s: float,
 ) -> PassthroughRun:
     """Move ``expected`` records from the input to both output topics, one transaction per
@@ -63,7 +62,7 @@ def passthrough(
     try:
         transport = KafkaTransport(settings)
     except ScorerError as exc:
-        raise PhaseError(f"passthrough: {exc}") from exc
+        raise BenchmarkError(f"passthrough: {exc}") from exc
     run = PassthroughRun()
     moved = 0
     deadline = time.monotonic() + timeout_s
@@ -71,7 +70,7 @@ def passthrough(
         transport.start()
         while moved < expected:
             if time.monotonic() > deadline:
-                raise PhaseError(f"passthrough moved {moved} of {expected} in {timeout_s:.0f}s")
+                raise BenchmarkError(f"passthrough moved {moved} of {expected} in {timeout_s:.0f}s")
             started = time.perf_counter()
             messages = transport.consume(
                 settings.batch_max_messages, settings.batch_max_wait_ms / 1000
@@ -90,9 +89,8 @@ def passthrough(
             run.seconds["commit"] += committed - produced
             moved += len(messages)
             run.transactions += 1
-            on_batch(moved)
     except ScorerError as exc:
-        raise PhaseError(f"passthrough: {exc}") from exc
+        raise BenchmarkError(f"passthrough: {exc}") from exc
     finally:
         transport.close()
     return run
@@ -147,7 +145,7 @@ def load_champion(champion: Champion, cache_dir: Path) -> LoadedModel:
         point_mlflow_at(champion.tracking_uri)
         return loader.load(loader.resolve())
     except ScorerError as exc:
-        raise PhaseError(f"cannot load the champion: {exc}") from exc
+        raise BenchmarkError(f"cannot load the champion: {exc}") from exc
 
 
 def stage_costs(

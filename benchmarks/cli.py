@@ -1,8 +1,13 @@
-"""``python -m benchmarks``: run every phase, write the results, print the table.
+"""``python -m benchmarks`` (``make bench``): run every phase, write the numbers, print them.
 
-Exit codes: 0 after a complete run (targets missed included: they are findings, not
-failures), 1 when a phase or the stack failed, 2 for invalid options, 130 on Ctrl-C.
-Whatever the run started (broker, workers) is stopped before it exits, in every case.
+Every option can also be set as ``BENCH_<OPTION>`` (``BENCH_QUICK=1``, ``BENCH_RATES=500``);
+``--quick`` only changes the defaults of the sizes, anything given explicitly wins. The
+worker's own knobs are the ``SCORER_*`` variables it reads; they apply to every worker and
+to the passthrough alike, and are checked before anything starts.
+
+Exit codes: 0 after a complete run (missed targets included: they are findings, not
+failures), 1 when the stack or a phase failed, 2 for invalid options or settings, 130 on
+Ctrl-C or SIGTERM. Whatever the run started is stopped before it exits, in every case.
 """
 
 from __future__ import annotations
@@ -10,80 +15,108 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Final
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markdown import Markdown
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.runner import run_benchmark
-from benchmarks.settings import BenchSettings
+from benchmarks import BenchmarkError
+from benchmarks.runner import Options, run_benchmark
+from benchmarks.stack import failure_detail
+from consumer.settings import ENV_PREFIX
+from consumer.settings import Settings as WorkerSettings
+from contracts.cli import EXIT_FAILED, EXIT_INTERRUPTED, settings_or_exit
+from devstack import ROOT, DevstackError
+
+README: Final = ROOT / "benchmarks" / "README.md"
+RESULTS: Final = ROOT / "benchmarks" / "results"
+DATA: Final = ROOT / "data" / "credit_default.csv"
+# Sizes of a full run and of --quick (a smoke run of about 3 minutes).
+FULL: Final = {"messages": 200_000, "naive_messages": 2_000, "latency_s": 25.0, "warmup_s": 5.0}
+QUICK: Final = {"messages": 20_000, "naive_messages": 500, "latency_s": 8.0, "warmup_s": 2.0}
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.command()
 def bench(
-    quick: Annotated[
-        bool | None, typer.Option("--quick/--full", help="smoke-run sizes (20,000 messages)")
+    quick: Annotated[bool, typer.Option("--quick/--full", help="smoke-run sizes")] = False,
+    messages: Annotated[
+        int | None,
+        typer.Option(min=1_000, help="applications drained (200,000; quick 20,000)"),
     ] = None,
-    messages: Annotated[int | None, typer.Option(help="applications preloaded and drained")] = None,
-    naive_messages: Annotated[int | None, typer.Option(help="messages for the naive floor")] = None,
+    naive_messages: Annotated[
+        int | None, typer.Option(min=100, help="the naive floor's sample (2,000; quick 500)")
+    ] = None,
     rates: Annotated[
-        str | None, typer.Option(help="latency rates per second, comma-separated (500,1000,2000)")
+        str, typer.Option(help="latency rates per second, comma-separated")
+    ] = "500,1000,2000",
+    latency_seconds: Annotated[
+        float | None, typer.Option(min=0.1, help="publishing time per rate (25; quick 8)")
     ] = None,
-    latency_seconds: Annotated[float | None, typer.Option(help="publishing time per rate")] = None,
-    warmup_seconds: Annotated[float | None, typer.Option(help="first seconds left out")] = None,
-    partitions: Annotated[int | None, typer.Option(help="partitions per topic (6)")] = None,
-    profile: Annotated[
-        bool | None, typer.Option("--profile/--no-profile", help="py-spy one worker (default: on)")
+    warmup_seconds: Annotated[
+        float | None, typer.Option(min=0, help="first seconds of a rate left out (5; quick 2)")
     ] = None,
+    partitions: Annotated[int, typer.Option(min=1, max=64, help="partitions per topic")] = 6,
+    profile: Annotated[bool, typer.Option(help="py-spy one draining worker")] = True,
     data: Annotated[
-        Path | None, typer.Option(help="dataset CSV for training (env RUMOS_DATA)")
-    ] = None,
-    results_dir: Annotated[Path | None, typer.Option(help="where runs are written")] = None,
+        Path, typer.Option(envvar="RUMOS_DATA", help="dataset CSV for training")
+    ] = DATA,
+    results_dir: Annotated[Path, typer.Option(help="where runs are written")] = RESULTS,
     readme: Annotated[
-        Path | None,
-        typer.Option(help="README whose table is rewritten (full runs: benchmarks/README.md)"),
+        bool | None,
+        typer.Option(help="write the table into benchmarks/README.md (default: full runs only)"),
     ] = None,
-    no_readme: Annotated[
-        bool, typer.Option("--no-readme", help="leave every README alone (experiments)")
-    ] = False,
 ) -> None:
     """Measure scoring throughput and latency against their ceilings, on a local broker."""
-    console = Console(stderr=True)
-    settings = _settings(
-        console,
+    sizes = QUICK if quick else FULL
+    # The run's own broker and registry replace these placeholders.
+    worker = settings_or_exit(
+        lambda: WorkerSettings(kafka_bootstrap_servers="unset", mlflow_tracking_uri="unset"),
+        ENV_PREFIX,
+    )
+    options = Options(
         quick=quick,
-        messages=messages,
-        naive_messages=naive_messages,
-        rates=rates,
-        latency_seconds=latency_seconds,
-        warmup_seconds=warmup_seconds,
+        messages=messages or int(sizes["messages"]),
+        naive_messages=naive_messages or int(sizes["naive_messages"]),
+        rates=_rates(rates),
+        latency_seconds=latency_seconds or sizes["latency_s"],
+        warmup_seconds=sizes["warmup_s"] if warmup_seconds is None else warmup_seconds,
         partitions=partitions,
         profile=profile,
         data=data,
         results_dir=results_dir,
-        readme=readme,
-        no_readme=no_readme,
+        readme=README if (not quick if readme is None else readme) else None,
+        worker=worker,
     )
+    console = Console(stderr=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        _, table = run_benchmark(settings, console)
-    except BenchmarkError as exc:
-        console.print(f"[red]benchmark failed:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from exc
+        _, table = run_benchmark(options, console)
+    except (BenchmarkError, DevstackError) as exc:
+        console.print(f"[red]benchmark failed:[/] {failure_detail(exc)}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from exc
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: everything the run started has been stopped")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     Console().print(Markdown(table.read_text()))
     console.print(f"results: {table.parent}")
-    if settings.readme is not None:
-        console.print(f"table written to {settings.readme}")
+    if options.readme is not None:
+        console.print(f"table written to {options.readme}")
+
+
+def _rates(text: str) -> tuple[int, ...]:
+    """``"2000, 500,500"`` as ``(500, 2000)``: sorted, each once, all positive."""
+    try:
+        rates = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise typer.BadParameter(f"not whole numbers: {text!r}", param_hint="--rates") from None
+    if not rates or rates[0] <= 0:
+        raise typer.BadParameter("give positive applications per second", param_hint="--rates")
+    return rates
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
@@ -91,18 +124,5 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _settings(console: Console, *, no_readme: bool, **options: Any) -> BenchSettings:
-    given = {k: v for k, v in options.items() if v is not None}
-    if no_readme:
-        given["readme"] = None
-    try:
-        return BenchSettings(**given)
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            field = ".".join(str(part) for part in error["loc"]) or "options"
-            console.print(f"[red]invalid option {field}:[/] {error['msg']}", highlight=False)
-        raise typer.Exit(2) from None
-
-
 def main() -> None:
-    app()
+    app(auto_envvar_prefix="BENCH")

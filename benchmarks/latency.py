@@ -11,39 +11,30 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
-from benchmarks.errors import PhaseError
+from benchmarks import BenchmarkError
 from benchmarks.loadgen import send
-from benchmarks.stack import unique_name
+from benchmarks.readback import committed_reader
 from benchmarks.stats import Percentiles, percentiles
 from contracts import LoanApplication
-from producer import PublishReport
 
 _BATCH: Final = 1_000
 _POLL_S: Final = 0.05
 _POLL_VISIBLE_S: Final = 0.2
-_METADATA_TIMEOUT_S: Final = 30.0
 
 
 class LatencyRecorder:
     """Follows an applications topic and its scores topic from their beginning."""
 
     def __init__(self, bootstrap_servers: str, applications_topic: str, scores_topic: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
         self._topics = (applications_topic, scores_topic)
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "group.id": unique_name("bench-latency"),
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
         self.sent_ms: dict[bytes, int] = {}
         self.visible_s: dict[bytes, float] = {}
         self.error: Exception | None = None
@@ -51,14 +42,7 @@ class LatencyRecorder:
         self._thread = threading.Thread(target=self._run, name="latency-reader", daemon=True)
 
     def __enter__(self) -> Self:
-        partitions = []
-        for topic in self._topics:
-            metadata = self._consumer.list_topics(topic, timeout=_METADATA_TIMEOUT_S)
-            partitions += [
-                TopicPartition(topic, p, OFFSET_BEGINNING)
-                for p in metadata.topics[topic].partitions
-            ]
-        self._consumer.assign(partitions)
+        self._consumer = committed_reader(self._bootstrap_servers, self._topics, eof=False)
         self._thread.start()
         return self
 
@@ -73,7 +57,6 @@ class LatencyRecorder:
         self._consumer.close()
 
     def _run(self) -> None:
-        applications = self._topics[0]
         try:
             while not self._stopping.is_set():
                 for message in self._consumer.consume(_BATCH, _POLL_S):
@@ -81,7 +64,7 @@ class LatencyRecorder:
                     if message.error() is not None:
                         continue  # transient client errors; a lost score shows as missing
                     key = message.key() or b""
-                    if message.topic() == applications:
+                    if message.topic() == self._topics[0]:
                         self.sent_ms[key] = message.timestamp()[1]
                     else:
                         self.visible_s.setdefault(key, received)
@@ -89,16 +72,16 @@ class LatencyRecorder:
             self.error = exc
 
     def wait_visible(self, keys: Sequence[bytes], timeout_s: float) -> None:
-        """Return once every key has been sent and scored; else raise ``PhaseError``."""
+        """Return once every key has been sent and scored; else raise ``BenchmarkError``."""
         deadline = time.monotonic() + timeout_s
         while True:
             if self.error is not None:
-                raise PhaseError(f"latency reader failed: {self.error}")
+                raise BenchmarkError(f"latency reader failed: {self.error}")
             missing = [k for k in keys if k not in self.visible_s or k not in self.sent_ms]
             if not missing:
                 return
             if time.monotonic() > deadline:
-                raise PhaseError(
+                raise BenchmarkError(
                     f"{len(missing)} of {len(keys)} scores not visible {timeout_s:.0f}s "
                     "after publishing ended"
                 )
@@ -121,17 +104,16 @@ def measure_rate(
     rate: int,
     warmup_s: float,
     timeout_s: float,
-    progress: Callable[[PublishReport], None],
 ) -> RateResult:
     """Publish ``records`` at ``rate`` per second; latencies of those sent after the warm-up."""
-    send(bootstrap_servers, topic, records, count=len(records), rate=rate, progress=progress)
+    send(bootstrap_servers, topic, records, count=len(records), rate=rate)
     keys = [application.application_id.encode() for application in records]
     recorder.wait_visible(keys, timeout_s)
     sent = [recorder.sent_ms[k] for k in keys]
     first, last = min(sent), max(sent)
     steady = [k for k in keys if recorder.sent_ms[k] >= first + warmup_s * 1000]
     if not steady:
-        raise PhaseError(f"rate {rate}/s: nothing sent after the {warmup_s:g}s warm-up")
+        raise BenchmarkError(f"rate {rate}/s: nothing sent after the {warmup_s:g}s warm-up")
     latencies = [recorder.visible_s[k] * 1000 - recorder.sent_ms[k] for k in steady]
     achieved = (len(keys) - 1) / ((last - first) / 1000) if last > first else 0.0
     return RateResult(rate, achieved, percentiles(latencies))

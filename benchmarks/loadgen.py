@@ -8,20 +8,18 @@ rate); or held back inside one open transaction (``HeldBack``) so that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Final
 
 from confluent_kafka import KafkaException
 
-from benchmarks.errors import PhaseError
-from benchmarks.stack import unique_name
+from benchmarks import BenchmarkError
 from contracts import LoanApplication
+from devstack import unique_name
 from producer import PublishReport, Settings, create_producer, publish, synthetic_applications
 
 _HELD_TRANSACTION_TIMEOUT_MS: Final = 600_000
 _TRANSACTION_CALL_TIMEOUT_S: Final = 60.0
-
-Progress = Callable[[PublishReport], None]
 
 
 def applications(count: int, seed: int) -> list[LoanApplication]:
@@ -40,7 +38,7 @@ def stream(count: int, seed: int) -> Iterable[LoanApplication]:
 
 def _checked(report: PublishReport, count: int) -> PublishReport:
     if not report.complete or report.delivered != count:
-        raise PhaseError(
+        raise BenchmarkError(
             f"publishing to {report.topic}: {report.delivered} of {count} delivered "
             f"({dict(report.failures)}, interrupted={report.interrupted})"
         )
@@ -54,16 +52,15 @@ def send(
     *,
     count: int,
     rate: float = 0.0,
-    progress: Progress | None = None,
 ) -> PublishReport:
     """Publish ``count`` ``records`` to ``topic`` at ``rate`` a second (0: as fast as possible).
 
-    Raises ``PhaseError`` unless every record was delivered.
+    Raises ``BenchmarkError`` unless every record was delivered.
     """
     producer = create_producer(
         Settings(kafka_bootstrap_servers=bootstrap_servers, client_id="bench-producer")
     )
-    report = publish(records, producer=producer, topic=topic, rate=rate, progress=progress)
+    report = publish(records, producer=producer, topic=topic, rate=rate)
     return _checked(report, count)
 
 
@@ -83,16 +80,14 @@ class HeldBack:
             )
         )
 
-    def fill(
-        self, records: Iterable[LoanApplication], *, count: int, progress: Progress | None = None
-    ) -> PublishReport:
+    def fill(self, records: Iterable[LoanApplication], *, count: int) -> PublishReport:
         """Write ``records`` (all acknowledged on return, none visible to read_committed)."""
         try:
             self._producer.init_transactions(_TRANSACTION_CALL_TIMEOUT_S)
             self._producer.begin_transaction()
         except KafkaException as exc:
-            raise PhaseError(f"cannot open the preload transaction: {exc}") from exc
-        report = publish(records, producer=self._producer, topic=self.topic, progress=progress)
+            raise BenchmarkError(f"cannot open the preload transaction: {exc}") from exc
+        report = publish(records, producer=self._producer, topic=self.topic)
         return _checked(report, count)
 
     def release(self) -> None:
@@ -100,4 +95,4 @@ class HeldBack:
         try:
             self._producer.commit_transaction(_TRANSACTION_CALL_TIMEOUT_S)
         except KafkaException as exc:
-            raise PhaseError(f"cannot commit the preload transaction: {exc}") from exc
+            raise BenchmarkError(f"cannot commit the preload transaction: {exc}") from exc

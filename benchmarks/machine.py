@@ -19,7 +19,7 @@ _UTIME_FIELD: Final = 11
 
 
 class MachineInfo(BaseModel):
-    """The machine a run measured, with its load when the run started."""
+    """The machine a run measured, its load when the run started, and the commit measured."""
 
     nproc: int
     cpu_model: str
@@ -28,15 +28,16 @@ class MachineInfo(BaseModel):
     python: str
     platform: str
     source: str = "unknown"
-    """The git commit measured."""
 
 
 def machine_info(root: Path) -> MachineInfo:
     """This machine, now, and the commit of the code in ``root``."""
+    cpus = [line for line in _read("cpuinfo").splitlines() if line.startswith("model name")]
+    memory = [line for line in _read("meminfo").splitlines() if line.startswith("MemTotal:")]
     return MachineInfo(
         nproc=os.cpu_count() or 1,
-        cpu_model=_cpu_model(),
-        memory_gib=round(_meminfo_kib("MemTotal") / 1024**2, 1),
+        cpu_model=cpus[0].split(":", 1)[1].strip() if cpus else platform.processor(),
+        memory_gib=round(int(memory[0].split()[1]) / 1024**2, 1) if memory else 0.0,
         load_average=load_average(),
         python=platform.python_version(),
         platform=platform.platform(terse=True),
@@ -45,26 +46,15 @@ def machine_info(root: Path) -> MachineInfo:
 
 
 def source_version(root: Path) -> str:
-    """The git commit of the code measured (``-dirty`` with uncommitted changes to tracked
-    files), or ``unknown`` outside a git checkout."""
+    """The commit of the code measured, ``-dirty`` with uncommitted changes to tracked files
+    (``unknown`` outside a git checkout)."""
+    command = ["git", "-C", str(root), "describe", "--always", "--dirty", "--exclude=*"]
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
+        return subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return f"{commit}-dirty" if changes else commit
 
 
 def load_average() -> tuple[float, float, float]:
@@ -72,28 +62,17 @@ def load_average() -> tuple[float, float, float]:
     return (round(one, 2), round(five, 2), round(fifteen, 2))
 
 
-def _cpu_model() -> str:
+def _read(name: str) -> str:
     try:
-        for line in (_PROC / "cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return (_PROC / name).read_text()
     except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _meminfo_kib(key: str) -> int:
-    for line in (_PROC / "meminfo").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1])
-    return 0
+        return ""
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds ``pid`` has used (its threads included); 0 once it is gone."""
-    try:
-        stat = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
+    stat = _read(f"{pid}/stat")
+    if not stat:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[_UTIME_FIELD]) + int(fields[_UTIME_FIELD + 1])) / _CLOCK_TICKS
@@ -110,26 +89,15 @@ def rss_mb(pid: int) -> float:
 
 
 def _status_mb(pid: int, field: str) -> float:
-    try:
-        status = (_PROC / str(pid) / "status").read_text()
-    except OSError:
-        return 0.0
-    for line in status.splitlines():
+    for line in _read(f"{pid}/status").splitlines():
         if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) * 1024 / 1e6, 1)
     return 0.0
 
 
-def busy_cpu_seconds() -> float:
-    """CPU seconds the whole machine spent not idle since boot (all processes, all cores)."""
-    fields = [int(v) for v in (_PROC / "stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / _CLOCK_TICKS
-
-
 @dataclass(frozen=True)
 class CpuSnapshot:
-    """CPU seconds of some processes and of the machine at one instant."""
+    """CPU seconds of some processes and of the whole machine (not idle) at one instant."""
 
     at: float
     per_process: dict[str, float]
@@ -137,11 +105,12 @@ class CpuSnapshot:
 
 
 def cpu_snapshot(pids: dict[str, int]) -> CpuSnapshot:
-    """CPU seconds of each named pid, and of the whole machine, now."""
+    fields = [int(v) for v in _read("stat").splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return CpuSnapshot(
         at=time.monotonic(),
         per_process={name: cpu_seconds(pid) for name, pid in pids.items()},
-        machine=busy_cpu_seconds(),
+        machine=(sum(fields[:8]) - idle) / _CLOCK_TICKS,
     )
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 import mlflow.pyfunc
@@ -19,24 +17,14 @@ import pandas as pd
 from confluent_kafka import Consumer, KafkaException, Producer
 from mlflow.exceptions import MlflowException
 
-from benchmarks.errors import PhaseError
-from benchmarks.stack import Champion, point_mlflow_at, unique_name
+from benchmarks import BenchmarkError
+from benchmarks.results import Floor
+from benchmarks.stack import Champion, point_mlflow_at
 from contracts import FEATURE_COLUMNS
+from devstack import unique_name
 
 _POLL_S: Final = 1.0
 _FLUSH_S: Final = 60.0
-
-
-@dataclass(frozen=True)
-class NaiveRun:
-    """How many messages the naive loop scored, and in how long (first poll to last ack)."""
-
-    messages: int
-    seconds: float
-
-    @property
-    def rate(self) -> float:
-        return self.messages / self.seconds if self.seconds > 0 else 0.0
 
 
 def naive_scorer(
@@ -46,15 +34,14 @@ def naive_scorer(
     input_topic: str,
     output_topic: str,
     messages: int,
-    on_message: Callable[[int], None] = lambda _done: None,
     timeout_s: float,
-) -> NaiveRun:
+) -> Floor:
     """Score the first ``messages`` records of ``input_topic`` one at a time."""
     try:
         point_mlflow_at(champion.tracking_uri)
         model = mlflow.pyfunc.load_model(champion.uri)
     except MlflowException as exc:
-        raise PhaseError(f"naive scorer: cannot load {champion.uri}: {exc}") from exc
+        raise BenchmarkError(f"naive scorer: cannot load {champion.uri}: {exc}") from exc
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
@@ -71,7 +58,7 @@ def naive_scorer(
         consumer.subscribe([input_topic])
         while done < messages:
             if time.monotonic() > deadline:
-                raise PhaseError(f"naive scorer: {done} of {messages} in {timeout_s:.0f}s")
+                raise BenchmarkError(f"naive scorer: {done} of {messages} in {timeout_s:.0f}s")
             message = consumer.poll(_POLL_S)
             if message is None or message.error() is not None:
                 continue
@@ -84,11 +71,11 @@ def naive_scorer(
             producer.poll(0)
             consumer.commit(message=message, asynchronous=False)
             done += 1
-            on_message(done)
         if producer.flush(_FLUSH_S):
-            raise PhaseError("naive scorer: scores not acknowledged in time")
+            raise BenchmarkError("naive scorer: scores not acknowledged in time")
     except KafkaException as exc:
-        raise PhaseError(f"naive scorer: {exc}") from exc
+        raise BenchmarkError(f"naive scorer: {exc}") from exc
     finally:
         consumer.close()
-    return NaiveRun(done, time.perf_counter() - (started or time.perf_counter()))
+    seconds = time.perf_counter() - (started or time.perf_counter())
+    return Floor(records=done, seconds=seconds, rate=done / seconds if seconds > 0 else 0.0)

@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from pydantic import BaseModel
 
-from benchmarks.errors import PhaseError
+from benchmarks import BenchmarkError
 
 _SAMPLES_PER_S: Final = 100
 _STOP_TIMEOUT_S: Final = 60.0
@@ -43,43 +44,15 @@ def py_spy() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("py-spy")
 
 
-class Profiler:
+@contextmanager
+def profiling(executable: str, pid: int, output: Path) -> Iterator[None]:
     """``py-spy record`` attached to ``pid`` while the block runs; raw stacks to ``output``."""
-
-    def __init__(self, executable: str, pid: int, output: Path) -> None:
-        self._command = [
-            executable,
-            "record",
-            "--pid",
-            str(pid),
-            "--idle",
-            "--threads",
-            "--nonblocking",
-            "--rate",
-            str(_SAMPLES_PER_S),
-            "--format",
-            "raw",
-            "--output",
-            str(output),
-        ]
-        self.output = output
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Self:
-        self._process = subprocess.Popen(
-            self._command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        process = self._process
-        if process is None:
-            return
+    command = [executable, "record", "--pid", str(pid), "--idle", "--threads", "--nonblocking"]
+    command += ["--rate", str(_SAMPLES_PER_S), "--format", "raw", "--output", str(output)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
         try:
@@ -87,9 +60,9 @@ class Profiler:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
-            raise PhaseError("py-spy did not stop") from None
-        if exc_type is None and not self.output.is_file():
-            raise PhaseError(f"py-spy wrote no profile: {errors.decode(errors='replace')[-500:]}")
+            raise BenchmarkError("py-spy did not stop") from None
+    if not output.is_file():
+        raise BenchmarkError(f"py-spy wrote no profile: {errors.decode(errors='replace')[-500:]}")
 
 
 def summarize(collapsed: str, *, package: str = "consumer/", top: int = 12) -> list[FunctionShare]:

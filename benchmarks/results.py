@@ -1,16 +1,28 @@
-"""What a run measured, as one JSON-ready model, and the targets it is judged against."""
+"""What a run measured (one JSON-ready model), the targets it is judged against, and the
+numbers table: ``results.md``, the latency plot, and the block between the README's markers.
+
+The tool writes numbers only. What they mean is written by people, in the README's
+findings: a generated explanation would say the same thing again and drift from it.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final, Literal
 
+import matplotlib
 from pydantic import BaseModel
 
+from benchmarks import BenchmarkError
 from benchmarks.ceilings import StageCosts
 from benchmarks.machine import MachineInfo
 from benchmarks.profiling import FunctionShare
 from benchmarks.stats import ratio
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt
 
 WORKER_VS_CEILING_A: Final = 0.5
 WORKER_VS_FLOOR: Final = 50.0
@@ -18,31 +30,27 @@ TWO_WORKERS_SCALING: Final = 1.6
 LATENCY_RATE: Final = 2_000
 P99_BUDGET_MS: Final = 200.0
 RSS_BUDGET_MB: Final = 400.0
-# Below this share of all cores busy, the machine still had CPU for another worker.
-SATURATED_SHARE: Final = 0.9
+
+README_START: Final = "<!-- bench:start -->"
+README_END: Final = "<!-- bench:end -->"
+_STAGES: Final = ("consume", "decode", "score", "produce", "commit", "other")
 
 Status = Literal["met", "missed", "not measured"]
 
 
 class Throughput(BaseModel):
-    """A drain of the preloaded applications by one loop (passthrough or workers)."""
+    """A drain of preloaded applications by one loop (the passthrough, or workers)."""
 
     name: str
     processes: int
     records: int
-    rate: float
-    """Records per second in the steady window (see ``stats.steady_window``)."""
+    rate: float  # records per second in the steady window (stats.steady_window)
     window_s: float
-    drain_s: float
-    """First output record to last, all writers."""
-    cores: dict[str, float]
-    """Average cores used during the drain, per process and for the whole machine."""
-    ready_rss_mb: dict[str, float] = {}
-    """Resident memory of each worker once ready (champion loaded), before any record."""
+    drain_s: float  # first output record to last, all writers
+    cores: dict[str, float]  # average cores per process, others, and the whole machine
+    ready_rss_mb: dict[str, float] = {}  # per worker once ready, before any record
     peak_rss_mb: dict[str, float] = {}
-    stage_us: dict[str, float] = {}
-    """Worker-reported microseconds per application, per stage (``/metrics``)."""
-    duplicates: int = 0
+    stage_us: dict[str, float] = {}  # microseconds per application, per stage
     transactions: int = 0
 
 
@@ -73,7 +81,6 @@ class Target(BaseModel):
     goal: str
     measured: str
     status: Status
-    note: str = ""
 
 
 class BenchResults(BaseModel):
@@ -91,154 +98,206 @@ class BenchResults(BaseModel):
     floor: Floor
     workers: list[Throughput]
     latency: list[LatencyPoint]
-    latency_peak_rss_mb: float = 0.0
-    """Peak resident memory of the worker that served the latency phases."""
+    latency_peak_rss_mb: float = 0.0  # the worker that served the latency phases
     profile: list[FunctionShare] = []
-    profile_note: str = ""
-    """What was profiled, or why nothing was."""
+    profile_note: str = ""  # what was profiled, or why nothing was
     ratios: dict[str, float | None] = {}
     targets: list[Target] = []
 
 
 def with_verdicts(results: BenchResults) -> BenchResults:
     """``results`` with its ratios computed and every target judged."""
-    one = _workers(results, 1)
-    two = _workers(results, 2)
+    one, two = (next((w for w in results.workers if w.processes == n), None) for n in (1, 2))
     ratios = {
         "worker/ceiling_a": ratio(one.rate, results.ceiling_a.rate) if one else None,
         "worker/floor": ratio(one.rate, results.floor.rate) if one else None,
         "two_workers/one_worker": ratio(two.rate, one.rate) if one and two else None,
     }
+    point = next((p for p in results.latency if p.rate == LATENCY_RATE), None)
+    peaks = [mb for run in results.workers for mb in run.peak_rss_mb.values()]
+    peaks += [results.latency_peak_rss_mb] if results.latency_peak_rss_mb > 0 else []
     targets = [
-        _versus_passthrough(ratios["worker/ceiling_a"], results.ceiling_a, one),
-        _at_least(
+        _target(
+            "worker vs ceiling A",
+            f"≥ {WORKER_VS_CEILING_A:.0%} of passthrough",
+            ratios["worker/ceiling_a"],
+            "{:.0%}",
+            WORKER_VS_CEILING_A,
+        ),
+        _target(
             "worker vs naive floor",
             f"≥ {WORKER_VS_FLOOR:.0f}x naive",
             ratios["worker/floor"],
+            "{:.1f}x",
             WORKER_VS_FLOOR,
         ),
-        _scaling(ratios["two_workers/one_worker"], one, two, results.machine.nproc),
-        _latency(results.latency),
-        _memory(results),
+        _target(
+            "two workers vs one",
+            f"≥ {TWO_WORKERS_SCALING}x one worker",
+            ratios["two_workers/one_worker"],
+            "{:.1f}x",
+            TWO_WORKERS_SCALING,
+        ),
+        _target(
+            "end-to-end latency",
+            f"p99 ≤ {P99_BUDGET_MS:.0f} ms at {LATENCY_RATE:,}/s",
+            point.p99_ms if point else None,
+            "p99 {:.1f} ms",
+            P99_BUDGET_MS,
+            at_most=True,
+        ),
+        _target(
+            "worker memory",
+            f"≤ {RSS_BUDGET_MB:.0f} MB resident",
+            max(peaks, default=None),
+            "{:.0f} MB peak",
+            RSS_BUDGET_MB,
+            at_most=True,
+        ),
     ]
     return results.model_copy(update={"ratios": ratios, "targets": targets})
 
 
-def _workers(results: BenchResults, processes: int) -> Throughput | None:
-    return next((w for w in results.workers if w.processes == processes), None)
-
-
-def _at_least(
-    name: str, goal: str, value: float | None, bound: float, *, percent: bool = False
+def _target(
+    name: str, goal: str, value: float | None, shown: str, bound: float, *, at_most: bool = False
 ) -> Target:
+    """Met when ``value`` is at least ``bound`` (at most, with ``at_most``)."""
     if value is None:
         return Target(name=name, goal=goal, measured="—", status="not measured")
-    measured = f"{value:.0%}" if percent else f"{value:.1f}x"
-    return Target(name=name, goal=goal, measured=measured, status=_status(value >= bound))
-
-
-def _versus_passthrough(value: float | None, ceiling: Throughput, one: Throughput | None) -> Target:
-    target = _at_least(
-        "worker vs ceiling A",
-        f"≥ {WORKER_VS_CEILING_A:.0%} of passthrough",
-        value,
-        WORKER_VS_CEILING_A,
-        percent=True,
+    met = value <= bound if at_most else value >= bound
+    return Target(
+        name=name, goal=goal, measured=shown.format(value), status="met" if met else "missed"
     )
-    if value is None or value <= 1 or one is None:
-        return target
-    passthrough, worker = ceiling.stage_us.get("commit"), one.stage_us.get("commit")
-    if passthrough is None or worker is None:
-        return target
-    note = (
-        f"the passthrough is slower than the worker: it spent {passthrough:.0f} µs per record "
-        f"sending offsets and committing, the worker {worker:.0f}; back to back, its next "
-        "transaction waits out the previous one's commit markers (README, findings)"
+
+
+def markdown(results: BenchResults) -> str:
+    """The run's numbers: context lines, then throughput, latency, targets and profile."""
+    m, c, b, floor = results.machine, results.config, results.ceiling_b, results.floor
+    load = " / ".join(f"{v:.2f}" for v in m.load_average)
+    end = " / ".join(f"{v:.2f}" for v in results.load_average_end)
+    extras = "; ".join(
+        f"{name} {c[name]}"
+        for name in ("kafka_extra", "consumer_extra", "producer_extra")
+        if c.get(name)
     )
-    return target.model_copy(update={"note": note})
-
-
-def _status(met: bool) -> Status:
-    return "met" if met else "missed"
-
-
-def _scaling(
-    value: float | None, one: Throughput | None, two: Throughput | None, nproc: int
-) -> Target:
-    target = _at_least(
-        "two workers vs one", f"≥ {TWO_WORKERS_SCALING}x one worker", value, TWO_WORKERS_SCALING
-    )
-    if two is None or target.status != "missed":
-        return target
-    busy = two.cores.get("machine", 0.0)
-    if busy >= SATURATED_SHARE * nproc:
-        ours = ", ".join(
-            f"{name} {cores:.2f}"
-            for name, cores in two.cores.items()
-            if name not in ("others", "machine")
+    lines = [
+        f"Machine: {m.nproc} x {m.cpu_model}, {m.memory_gib:.1f} GiB, Python {m.python}, "
+        f"{m.platform}. Load average (1/5/15 min) at start {load}, at end {end}.",
+        "",
+        f"Run {results.started_at:%Y-%m-%d %H:%M} UTC of commit {m.source} "
+        f"({'quick' if results.quick else 'full'}, {results.duration_s / 60:.1f} min): "
+        f"{c['messages']:,} preloaded applications on {c['partitions']} partitions; worker "
+        f"batches of up to {c['batch_max_messages']} records or {c['batch_max_wait_ms']} ms; "
+        f"champion {results.champion['family']} (version {results.champion['version']})."
+        + (f" Worker overrides: {extras}." if extras else ""),
+        "",
+        "| measure | result | notes |",
+        "| --- | ---: | --- |",
+        _drain_row("Ceiling A: Kafka passthrough", results.ceiling_a, "msg/s"),
+        f"| Ceiling B: champion alone | {b.model_us_per_row:.2f} µs/row | "
+        f"{b.model_rows_per_s:,.0f} rows/s per core at batch {b.batch_size} (CPU time; wall "
+        f"{b.model_wall_us_per_row:.2f} µs/row); in isolation: decode "
+        f"{b.decode_us_per_row:.1f} µs/row, feature assembly {b.features_us_per_row:.1f} µs/row |",
+        f"| Floor: naive scorer | {floor.rate:,.0f} msg/s | {floor.records:,} messages in "
+        f"{floor.seconds:.1f} s |",
+        *(_drain_row(f"Worker x {w.processes}", w, "scores/s") for w in results.workers),
+        "",
+        "Ratios: "
+        + "; ".join(
+            f"{label} = " + ("—" if (v := results.ratios.get(key)) is None else fmt.format(v))
+            for label, key, fmt in (
+                ("worker / ceiling A", "worker/ceiling_a", "{:.0%}"),
+                ("worker / floor", "worker/floor", "{:.2f}x"),
+                ("two workers / one", "two_workers/one_worker", "{:.2f}x"),
+            )
         )
-        note = (
-            f"the cores do not allow it: {busy:.2f} of {nproc} cores were busy while two "
-            f"workers drained ({ours}; other processes on the machine "
-            f"{two.cores.get('others', 0.0):.2f}); a second worker can only take CPU from "
-            "the first one and the broker"
-        )
+        + ".",
+        "",
+        "| rate (target) | achieved | samples | p50 | p95 | p99 | max | cores |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *(
+            f"| {p.rate:,}/s | {p.achieved_rate:,.0f}/s | {p.count:,} | {p.p50_ms:.0f} ms | "
+            f"{p.p95_ms:.0f} ms | {p.p99_ms:.0f} ms | {p.max_ms:.0f} ms | {_cores(p.cores)} |"
+            for p in results.latency
+        ),
+        "",
+        f"Latency worker's peak RSS: {results.latency_peak_rss_mb:.0f} MB.",
+        "",
+        "| target | goal | measured | status |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| {t.name} | {t.goal} | {t.measured} | "
+            f"{t.status if t.status == 'not measured' else f'**{t.status}**'} |"
+            for t in results.targets
+        ),
+        "",
+    ]
+    if results.profile:
+        lines += [f"Profile ({results.profile_note}):", ""]
+        lines += [f"- {100 * f.share:.1f}% `{f.function}`" for f in results.profile]
     else:
-        note = _unsaturated_scaling(busy, nproc, one, two)
-    return target.model_copy(update={"note": note})
+        lines.append(f"Profile: {results.profile_note}.")
+    return "\n".join(lines) + "\n"
 
 
-def _unsaturated_scaling(busy: float, nproc: int, one: Throughput | None, two: Throughput) -> str:
-    """Why two workers did not scale although the cores were not all busy: what 1.6x would
-    have needed, and how much longer the workers waited on commits."""
-    note = f"only {busy:.2f} of {nproc} cores were busy"
-    if one is None:
-        return note
-    single = sum(v for k, v in one.cores.items() if k not in ("others", "machine"))
-    note += (
-        f"; {TWO_WORKERS_SCALING}x would need about {TWO_WORKERS_SCALING * single:.2f} cores "
-        f"for the broker and workers ({TWO_WORKERS_SCALING} x the {single:.2f} one worker and "
-        f"the broker used), other processes took {two.cores.get('others', 0.0):.2f}"
-    )
-    commits = one.stage_us.get("commit"), two.stage_us.get("commit")
-    if commits[0] is not None and commits[1] is not None:
-        note += (
-            f"; committing took {commits[0]:.0f} µs per record with one worker and "
-            f"{commits[1]:.0f} with two: both wait on the one broker's transaction commits"
-        )
-    return note
+def _cores(cores: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.2f}" for name, value in cores.items())
 
 
-def _latency(points: list[LatencyPoint]) -> Target:
-    goal = f"p99 ≤ {P99_BUDGET_MS:.0f} ms at {LATENCY_RATE:,}/s"
-    point = next((p for p in points if p.rate == LATENCY_RATE), None)
-    if point is None:
-        return Target(name="end-to-end latency", goal=goal, measured="—", status="not measured")
-    return Target(
-        name="end-to-end latency",
-        goal=goal,
-        measured=f"p99 {point.p99_ms:.1f} ms",
-        status=_status(point.p99_ms <= P99_BUDGET_MS),
-        note=f"achieved {point.achieved_rate:,.0f}/s",
-    )
+def _drain_row(label: str, run: Throughput, unit: str) -> str:
+    notes = [f"{run.records:,} in {run.window_s:.1f} s steady window ({run.drain_s:.1f} s drain)"]
+    if run.transactions:
+        notes.append(f"{run.transactions:,} transactions")
+    if run.peak_rss_mb:
+        ready = ", ".join(f"{mb:.0f}" for mb in run.ready_rss_mb.values())
+        peaks = ", ".join(f"{mb:.0f}" for mb in run.peak_rss_mb.values())
+        notes.append(f"RSS once ready {ready} MB, peak {peaks} MB")
+    if run.stage_us:
+        stages = (f"{s} {run.stage_us[s]:.1f}" for s in _STAGES if s in run.stage_us)
+        notes.append(f"µs/application: {', '.join(stages)}")
+    notes.append(f"cores: {_cores(run.cores)}")
+    return f"| {label} | {run.rate:,.0f} {unit} | {'; '.join(notes)} |"
 
 
-def _memory(results: BenchResults) -> Target:
-    goal = f"≤ {RSS_BUDGET_MB:.0f} MB resident"
-    peaks = [mb for run in results.workers for mb in run.peak_rss_mb.values()]
-    peaks += [results.latency_peak_rss_mb] if results.latency_peak_rss_mb > 0 else []
-    if not peaks:
-        return Target(name="worker memory", goal=goal, measured="—", status="not measured")
-    ready = [mb for run in results.workers for mb in run.ready_rss_mb.values()]
-    note = (
-        f"{max(ready):.0f} MB once ready with the champion loaded, before any record"
-        if ready
-        else ""
-    )
-    return Target(
-        name="worker memory",
-        goal=goal,
-        measured=f"{max(peaks):.0f} MB peak",
-        status=_status(max(peaks) <= RSS_BUDGET_MB),
-        note=note,
-    )
+def replace_table(readme: str, table: str) -> str:
+    """``readme`` with the text between the bench markers replaced by ``table``.
+
+    Raises ``BenchmarkError`` without the markers: where the numbers go is the README's choice.
+    """
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
+    if not pattern.search(readme):
+        raise BenchmarkError(f"no {README_START} ... {README_END} block to replace")
+    block = f"{README_START}\n{table.rstrip()}\n{README_END}"
+    return pattern.sub(lambda _match: block, readme, count=1)
+
+
+def plot_latency(results: BenchResults, path: Path) -> None:
+    """p50/p95/p99 end-to-end latency against publishing rate, with the p99 budget."""
+    rates = [p.rate for p in results.latency]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for label in ("p50", "p95", "p99"):
+        axes.plot(rates, [getattr(p, f"{label}_ms") for p in results.latency], "o-", label=label)
+    axes.axhline(P99_BUDGET_MS, color="grey", linestyle="--", label="p99 budget")
+    axes.set_xlabel("applications per second (published)")
+    axes.set_ylabel("end-to-end latency (ms)")
+    axes.set_title(f"Produce → read_committed score ({results.machine.nproc} cores)")
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write(results: BenchResults, directory: Path, readme: Path | None) -> Path:
+    """``results.json``, ``results.md`` and ``latency.png`` in ``directory``; the same table
+    between ``readme``'s markers when given. Returns the markdown file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(results.model_dump_json(indent=2) + "\n")
+    table = markdown(results)
+    (directory / "results.md").write_text(table)
+    if results.latency:
+        plot_latency(results, directory / "latency.png")
+    if readme is not None:
+        readme.write_text(replace_table(readme.read_text(), table))
+    return directory / "results.md"

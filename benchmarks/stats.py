@@ -13,11 +13,11 @@ class Percentiles:
     """A latency distribution, in milliseconds."""
 
     count: int
-    p50: float
-    p95: float
-    p99: float
-    max: float
-    mean: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    mean_ms: float
 
 
 def percentiles(values_ms: Sequence[float]) -> Percentiles:
@@ -31,11 +31,11 @@ def percentiles(values_ms: Sequence[float]) -> Percentiles:
     p50, p95, p99 = np.percentile(sample, [50, 95, 99])
     return Percentiles(
         count=len(sample),
-        p50=float(p50),
-        p95=float(p95),
-        p99=float(p99),
-        max=float(sample.max()),
-        mean=float(sample.mean()),
+        p50_ms=float(p50),
+        p95_ms=float(p95),
+        p99_ms=float(p99),
+        max_ms=float(sample.max()),
+        mean_ms=float(sample.mean()),
     )
 
 

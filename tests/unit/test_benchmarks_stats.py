@@ -12,17 +12,22 @@ def test_percentiles_interpolate_like_numpy_linear() -> None:
     summary = percentiles([float(v) for v in range(1, 101)])  # 1..100 ms
 
     assert summary.count == 100
-    assert summary.p50 == pytest.approx(50.5)
-    assert summary.p95 == pytest.approx(95.05)
-    assert summary.p99 == pytest.approx(99.01)
-    assert summary.max == 100.0
-    assert summary.mean == pytest.approx(50.5)
+    assert summary.p50_ms == pytest.approx(50.5)
+    assert summary.p95_ms == pytest.approx(95.05)
+    assert summary.p99_ms == pytest.approx(99.01)
+    assert summary.max_ms == 100.0
+    assert summary.mean_ms == pytest.approx(50.5)
 
 
 def test_percentiles_of_one_value_are_that_value() -> None:
     summary = percentiles([42.0])
 
-    assert (summary.p50, summary.p95, summary.p99, summary.max) == (42.0, 42.0, 42.0, 42.0)
+    assert (summary.p50_ms, summary.p95_ms, summary.p99_ms, summary.max_ms) == (
+        42.0,
+        42.0,
+        42.0,
+        42.0,
+    )
 
 
 def test_percentiles_refuse_an_empty_sample() -> None:

@@ -1,0 +1,106 @@
+"""Benchmark options: full and quick presets, explicit values winning, bad values refused
+before anything starts, and the worker's ``SCORER_*`` settings checked the project's way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmarks import cli
+from benchmarks.runner import Options
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Options]:
+    """The options each invocation would run with (nothing is started)."""
+    for name in ("BENCH_QUICK", "BENCH_MESSAGES", "BENCH_RATES", "SCORER_BATCH_MAX_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    seen: list[Options] = []
+
+    def run_benchmark(options: Options, _console: object) -> tuple[None, Path]:
+        seen.append(options)
+        table = tmp_path / "results.md"
+        table.write_text("| table |\n")
+        return None, table
+
+    monkeypatch.setattr(cli, "run_benchmark", run_benchmark)
+    return seen
+
+
+def _invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli.app, list(args), env=env, auto_envvar_prefix="BENCH")
+    return result.exit_code, result.output
+
+
+def test_a_full_run_drains_200k_and_writes_the_readme_table(runs: list[Options]) -> None:
+    assert _invoke()[0] == 0
+
+    (options,) = runs
+    assert (options.messages, options.naive_messages) == (200_000, 2_000)
+    assert options.rates == (500, 1_000, 2_000)
+    assert options.readme == cli.README
+    assert options.worker.batch_max_messages == 500  # the worker's own default
+
+
+def test_a_quick_run_is_smaller_and_leaves_the_readme_alone(runs: list[Options]) -> None:
+    assert _invoke("--quick")[0] == 0
+
+    (options,) = runs
+    assert options.messages == cli.QUICK["messages"] == 20_000
+    assert options.latency_seconds < cli.FULL["latency_s"]
+    assert options.readme is None
+
+
+def test_explicit_values_win_over_the_presets(runs: list[Options]) -> None:
+    _invoke("--quick", "--messages", "5000", "--readme")
+    _invoke("--no-readme", "--warmup-seconds", "0")
+
+    assert (runs[0].messages, runs[0].readme) == (5_000, cli.README)
+    assert (runs[1].readme, runs[1].warmup_seconds) == (None, 0.0)
+
+
+def test_options_can_come_from_the_environment(runs: list[Options]) -> None:
+    _invoke(env={"BENCH_QUICK": "1", "BENCH_RATES": "700"})
+
+    assert (runs[0].messages, runs[0].rates) == (20_000, (700,))
+
+
+def test_scorer_settings_reach_the_run(runs: list[Options]) -> None:
+    _invoke(env={"SCORER_BATCH_MAX_MESSAGES": "250"})
+
+    assert runs[0].worker.batch_max_messages == 250
+
+
+def test_rates_accept_a_comma_separated_list_sorted_and_deduplicated(runs: list[Options]) -> None:
+    _invoke("--rates", "2000, 500,500")
+
+    assert runs[0].rates == (500, 2_000)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rates", "0,500"], "positive"),
+        (["--rates", " , "], "positive"),
+        (["--rates", "fast"], "not whole numbers"),
+        (["--messages", "10"], "--messages"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_runs(
+    runs: list[Options], args: list[str], message: str
+) -> None:
+    code, output = _invoke(*args)
+
+    assert code == 2
+    assert message in output
+    assert runs == []
+
+
+def test_bad_worker_settings_are_named_like_every_cli_names_them(runs: list[Options]) -> None:
+    code, output = _invoke(env={"SCORER_BATCH_MAX_MESSAGES": "0"})
+
+    assert code == 2
+    assert "invalid setting SCORER_BATCH_MAX_MESSAGES:" in output
+    assert runs == []
