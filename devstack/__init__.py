@@ -18,7 +18,6 @@ from devstack.processes import (
     DevstackError,
     free_port,
     log_tail,
-    stop_detached,
     stop_process_group,
     unique_name,
 )
@@ -35,7 +34,6 @@ __all__ = [
     "create_topics",
     "free_port",
     "log_tail",
-    "stop_detached",
     "stop_process_group",
     "topic_led",
     "unique_name",

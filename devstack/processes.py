@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Final
@@ -20,7 +19,6 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 
 POLL_S: Final = 0.25
 _LOG_TAIL_CHARS: Final = 6000
-_STOP_DETACHED_TIMEOUT_S: Final = 60.0
 
 
 class DevstackError(Exception):
@@ -64,40 +62,3 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float) -> No
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout_s)
-
-
-def stop_detached(
-    pid: int, *, marker: str, group: bool, timeout_s: float = _STOP_DETACHED_TIMEOUT_S
-) -> bool:
-    """Stop a process another process started, if it still runs a command containing ``marker``.
-
-    SIGTERM (to its whole group when ``group``), then SIGKILL once ``timeout_s`` passes.
-    Returns False, sending nothing, when no such process runs (gone, or its pid reused).
-    """
-    command = _running_command(pid)
-    if command is None or marker not in command:
-        return False
-    send = os.killpg if group else os.kill
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            send(pid, signum)
-        except ProcessLookupError:
-            return True
-        deadline = time.monotonic() + timeout_s
-        while _running_command(pid) is not None and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-        if _running_command(pid) is None:
-            return True
-    raise DevstackError(f"pid {pid} ({marker}) survived SIGKILL")
-
-
-def _running_command(pid: int) -> str | None:
-    """The command line of ``pid`` while it runs (None once it is gone or a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return None
-    return command.replace(b"\0", b" ").decode(errors="replace")
