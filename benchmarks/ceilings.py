@@ -16,7 +16,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -40,60 +39,47 @@ from producer import encode_application
 _WARMUP_CALLS: Final = 3
 
 
-@dataclass
-class PassthroughRun:
-    """Transactions committed, and seconds spent per step of the loop."""
-
-    transactions: int = 0
-    seconds: dict[str, float] = field(
-        default_factory=lambda: dict.fromkeys(("consume", "produce", "commit"), 0.0)
-    )
-
-
 def passthrough(
-    settings: Settings,
-    expected: int,
-    *,
-    timeout_s: float,
-) -> PassthroughRun:
+    settings: Settings, expected: int, timeout_s: float
+) -> tuple[int, dict[str, float]]:
     """Move ``expected`` records from the input to both output topics, one transaction per
-    consumed batch. Steps are timed like the worker's stages: ``produce`` is begin +
-    produce, ``commit`` is send offsets + commit."""
-    try:
-        transport = KafkaTransport(settings)
-    except ScorerError as exc:
-        raise BenchmarkError(f"passthrough: {exc}") from exc
-    run = PassthroughRun()
-    moved = 0
+    consumed batch; returns the transactions committed and the seconds spent per step,
+    timed like the worker's stages (``produce`` is begin + produce, ``commit`` is send
+    offsets + commit)."""
+    seconds = dict.fromkeys(("consume", "produce", "commit"), 0.0)
+    transactions = moved = 0
     deadline = time.monotonic() + timeout_s
     try:
-        transport.start()
-        while moved < expected:
-            if time.monotonic() > deadline:
-                raise BenchmarkError(f"passthrough moved {moved} of {expected} in {timeout_s:.0f}s")
-            started = time.perf_counter()
-            messages = transport.consume(
-                settings.batch_max_messages, settings.batch_max_wait_ms / 1000
-            )
-            if not messages:
-                continue
-            consumed = time.perf_counter()
-            transport.begin()
-            transport.produce(_copies(messages, settings))
-            produced = time.perf_counter()
-            transport.send_offsets(_next_offsets(messages))
-            transport.commit()
-            committed = time.perf_counter()
-            run.seconds["consume"] += consumed - started
-            run.seconds["produce"] += produced - consumed
-            run.seconds["commit"] += committed - produced
-            moved += len(messages)
-            run.transactions += 1
+        transport = KafkaTransport(settings)
+        try:
+            transport.start()
+            while moved < expected:
+                if time.monotonic() > deadline:
+                    raise BenchmarkError(
+                        f"passthrough moved {moved} of {expected} in {timeout_s:.0f}s"
+                    )
+                started = time.perf_counter()
+                messages = transport.consume(
+                    settings.batch_max_messages, settings.batch_max_wait_ms / 1000
+                )
+                if not messages:
+                    continue
+                consumed = time.perf_counter()
+                transport.begin()
+                transport.produce(_copies(messages, settings))
+                produced = time.perf_counter()
+                transport.send_offsets(_next_offsets(messages))
+                transport.commit()
+                seconds["consume"] += consumed - started
+                seconds["produce"] += produced - consumed
+                seconds["commit"] += time.perf_counter() - produced
+                moved += len(messages)
+                transactions += 1
+        finally:
+            transport.close()
     except ScorerError as exc:
         raise BenchmarkError(f"passthrough: {exc}") from exc
-    finally:
-        transport.close()
-    return run
+    return transactions, seconds
 
 
 def _copies(messages: Sequence[Message], settings: Settings) -> list[OutboundRecord]:

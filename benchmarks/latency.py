@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
@@ -88,13 +87,6 @@ class LatencyRecorder:
             time.sleep(_POLL_VISIBLE_S)
 
 
-@dataclass(frozen=True)
-class RateResult:
-    rate: int
-    achieved_rate: float
-    latency: Percentiles
-
-
 def measure_rate(
     recorder: LatencyRecorder,
     bootstrap_servers: str,
@@ -104,8 +96,9 @@ def measure_rate(
     rate: int,
     warmup_s: float,
     timeout_s: float,
-) -> RateResult:
-    """Publish ``records`` at ``rate`` per second; latencies of those sent after the warm-up."""
+) -> tuple[float, Percentiles]:
+    """Publish ``records`` at ``rate`` per second; the rate achieved, and the latencies of
+    those sent after the warm-up."""
     send(bootstrap_servers, topic, records, count=len(records), rate=rate)
     keys = [application.application_id.encode() for application in records]
     recorder.wait_visible(keys, timeout_s)
@@ -116,4 +109,4 @@ def measure_rate(
         raise BenchmarkError(f"rate {rate}/s: nothing sent after the {warmup_s:g}s warm-up")
     latencies = [recorder.visible_s[k] * 1000 - recorder.sent_ms[k] for k in steady]
     achieved = (len(keys) - 1) / ((last - first) / 1000) if last > first else 0.0
-    return RateResult(rate, achieved, percentiles(latencies))
+    return achieved, percentiles(latencies)

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -25,7 +25,6 @@ from rich.console import Console
 from benchmarks import BenchmarkError, ceilings, loadgen
 from benchmarks.latency import LatencyRecorder, measure_rate
 from benchmarks.machine import (
-    CpuSnapshot,
     cores_used,
     cpu_snapshot,
     load_average,
@@ -37,11 +36,11 @@ from benchmarks.naive import naive_scorer
 from benchmarks.profiling import FunctionShare, profiling, py_spy, summarize
 from benchmarks.readback import read_topic
 from benchmarks.results import BenchResults, Floor, LatencyPoint, Throughput, with_verdicts, write
-from benchmarks.stack import Stack, Topics, Worker
+from benchmarks.stack import Stack, Topics, check_alive
 from benchmarks.stats import span, steady_window
 from consumer.ops import STAGES
 from consumer.settings import Settings as WorkerSettings
-from devstack import ROOT, unique_name
+from devstack import ROOT, WorkerProcess, create_topics, unique_name
 
 _POLL_S: Final = 0.5
 # Sampling stops at the first poll that sees the drain done: poll often, so idle time
@@ -49,7 +48,7 @@ _POLL_S: Final = 0.5
 _PROFILE_POLL_S: Final = 0.05
 _PROFILE_MESSAGES: Final = 100_000
 _VISIBLE_TIMEOUT_S: Final = 60.0
-_HARNESS: Final = "harness"
+_COMMITTED: Final = 'scorer_transactions_total{outcome="committed"}'
 # The worker settings that shape throughput, recorded with every run.
 _WORKER_KNOBS: Final = (
     "batch_max_messages",
@@ -85,17 +84,6 @@ class Options:
     phase_timeout_s: float = 900.0
 
 
-@dataclass(frozen=True)
-class Drained:
-    """What a drain by worker processes left behind, once they stopped."""
-
-    topics: Topics
-    ready_rss_mb: dict[str, float]
-    peak_rss_mb: dict[str, float]
-    metrics: list[dict[str, float]]
-    cores: dict[str, float]
-
-
 class Run:
     """The phases of one run, sharing a stack, a console and the options."""
 
@@ -114,7 +102,7 @@ class Run:
 
     def preload(self) -> None:
         count = self.options.messages
-        self.stack.create_topics([self.input_topic], self.options.partitions)
+        create_topics(self.stack.bootstrap_servers, {self.input_topic: self.options.partitions})
         with self.step(f"preloading {count:,} applications"):
             loadgen.send(
                 self.stack.bootstrap_servers,
@@ -129,35 +117,33 @@ class Run:
         settings = self.options.worker.model_copy(
             update={
                 "kafka_bootstrap_servers": self.stack.bootstrap_servers,
-                "input_topic": topics.applications,
-                "scores_topic": topics.scores,
-                "predictions_topic": topics.predictions,
-                "dead_letter_topic": topics.dead_letters,
+                **topics.settings(),
                 "group_id": unique_name("bench-passthrough"),
                 "worker_id": "bench-passthrough",
             }
         )
-        pids = {"broker": self.stack.broker_pid, _HARNESS: os.getpid()}
+        pids = {"broker": self.stack.broker_pid, "harness": os.getpid()}
         with self.step("ceiling A: Kafka passthrough"):
             start = cpu_snapshot(pids)
-            passed = ceilings.passthrough(settings, count, timeout_s=self.options.phase_timeout_s)
+            transactions, seconds = ceilings.passthrough(
+                settings, count, self.options.phase_timeout_s
+            )
             cores = cores_used(start, cpu_snapshot(pids))
         scores = read_topic(self.stack.bootstrap_servers, topics.scores)
         _exactly_once("passthrough", scores.records, scores.duplicates, count)
+        stage_us = {step: round(s / count * 1e6, 2) for step, s in seconds.items()}
         return _throughput("ceiling A", 1, scores.timestamps, cores).model_copy(
-            update={
-                "transactions": passed.transactions,
-                "stage_us": {k: round(s / count * 1e6, 2) for k, s in passed.seconds.items()},
-            }
+            update={"transactions": transactions, "stage_us": stage_us}
         )
 
     def ceiling_b(self) -> ceilings.StageCosts:
         worker = self.options.worker
         with self.step("ceiling B: timing the champion alone"):
             model = ceilings.load_champion(self.stack.champion, self.stack.workdir / "bench-cache")
+            batch = list(loadgen.stream(worker.batch_max_messages, self.options.seed + 999))
             return ceilings.stage_costs(
                 model,
-                loadgen.applications(worker.batch_max_messages, self.options.seed + 999),
+                batch,
                 seconds=self.options.inference_seconds,
                 max_bytes=worker.max_message_bytes,
             )
@@ -175,35 +161,65 @@ class Run:
                 timeout_s=self.options.phase_timeout_s,
             )
 
-    def workers(self, processes: int) -> Throughput:
-        count = self.options.messages
-        drained = self._drain(f"w{processes}", processes, count)
-        scores = read_topic(self.stack.bootstrap_servers, drained.topics.scores)
-        _exactly_once(f"worker x {processes}", scores.records, scores.duplicates, count)
-        by_worker = read_topic(
-            self.stack.bootstrap_servers, drained.topics.predictions, label=_worker_id
-        ).timestamps
-        busy_s = sum(span(ts).seconds for ts in by_worker.values())
-        committed = 'scorer_transactions_total{outcome="committed"}'
-        return _throughput(f"worker x {processes}", processes, by_worker, drained.cores).model_copy(
+    def drain(
+        self,
+        name: str,
+        processes: int,
+        count: int,
+        *,
+        around: Callable[[WorkerProcess], AbstractContextManager[object]] = lambda _w: (
+            nullcontext()
+        ),
+        poll_s: float = _POLL_S,
+    ) -> Throughput:
+        """``processes`` workers in one group drain ``count`` applications written inside
+        one open transaction and released once every worker is ready, so none starts late;
+        each application must come out exactly once."""
+        topics = self.stack.topics(name, self.options.partitions)
+        held = loadgen.HeldBack(self.stack.bootstrap_servers, topics.applications)
+        with self.step(f"{name}: preloading {count:,} applications (held back)"):
+            held.fill(loadgen.stream(count, self.options.seed), count=count)
+        workers = self._ready_workers(name, processes, topics)
+        ready = {w.worker_id: rss_mb(w.pid) for w in workers}
+        pids = {"broker": self.stack.broker_pid, **{w.worker_id: w.pid for w in workers}}
+        deadline = time.monotonic() + self.options.phase_timeout_s
+        with self.step(f"{name}: draining"), around(workers[0]):
+            held.release()
+            while not (scored := sum(_scored(w) for w in workers)):
+                _poll(workers, deadline, poll_s, f"nothing scored by {name}")
+            start = cpu_snapshot(pids)  # at the first score
+            while (scored := sum(_scored(w) for w in workers)) < count:
+                _poll(workers, deadline, poll_s, f"{scored:,} of {count:,} scored by {name}")
+            cores = cores_used(start, cpu_snapshot(pids))
+        metrics = [w.metrics() for w in workers]
+        peaks = {w.worker_id: peak_rss_mb(w.pid) for w in workers}
+        for worker in workers:
+            if (code := worker.terminate()) != 0:
+                raise BenchmarkError(f"worker {worker.worker_id} exited with {code} when stopped")
+        scores = read_topic(self.stack.bootstrap_servers, topics.scores)
+        _exactly_once(name, scores.records, scores.duplicates, count)
+        by_worker = read_topic(self.stack.bootstrap_servers, topics.predictions, label=_worker_id)
+        busy_s = sum(span(ts).seconds for ts in by_worker.timestamps.values())
+        return _throughput(
+            f"worker x {processes}", processes, by_worker.timestamps, cores
+        ).model_copy(
             update={
                 "records": scores.records,
-                "ready_rss_mb": drained.ready_rss_mb,
-                "peak_rss_mb": drained.peak_rss_mb,
-                "stage_us": _stage_us(drained.metrics, scores.records, busy_s),
-                "transactions": int(sum(m.get(committed, 0) for m in drained.metrics)),
+                "ready_rss_mb": ready,
+                "peak_rss_mb": peaks,
+                "stage_us": _stage_us(metrics, scores.records, busy_s),
+                "transactions": int(sum(m.get(_COMMITTED, 0) for m in metrics)),
             }
         )
 
     def profile(self) -> tuple[list[FunctionShare], str]:
         """py-spy on one worker draining (a separate, unmeasured drain: the sampler takes
         CPU from the loop it samples)."""
-        executable = py_spy()
-        if executable is None:
+        if (executable := py_spy()) is None:
             return [], "py-spy is not installed (pip install -e .[dev]): no profile"
         count = min(self.options.messages, _PROFILE_MESSAGES)
         output = self.stack.logs.parent / "worker-profile.txt"
-        self._drain(
+        self.drain(
             "profile",
             1,
             count,
@@ -216,77 +232,25 @@ class Run:
         )
         return summarize(output.read_text()), note
 
-    def _drain(
-        self,
-        name: str,
-        processes: int,
-        count: int,
-        *,
-        around: Callable[[Worker], AbstractContextManager[object]] = lambda _w: nullcontext(),
-        poll_s: float = _POLL_S,
-    ) -> Drained:
-        """``processes`` workers in one group drain ``count`` applications written inside
-        one open transaction and released once every worker is ready, so none starts late."""
-        topics = self.stack.topics(name, self.options.partitions)
-        held = loadgen.HeldBack(self.stack.bootstrap_servers, topics.applications)
-        with self.step(f"{name}: preloading {count:,} applications (held back)"):
-            held.fill(loadgen.stream(count, self.options.seed), count=count)
-        group = unique_name(f"bench-{name}")
-        workers = [
-            self.stack.start_worker(topics, group, f"bench-{name}-{k + 1}")
-            for k in range(processes)
-        ]
-        with self.step(f"{name}: starting {processes} worker(s)"):
-            _wait_all_ready(workers, self.options.phase_timeout_s)
-        ready = {w.name: rss_mb(w.pid) for w in workers}
-        pids = {"broker": self.stack.broker_pid, **{w.name: w.pid for w in workers}}
-        with self.step(f"{name}: draining"), around(workers[0]):
-            held.release()
-            start, end = self._until_scored(workers, count, pids, poll_s)
-        metrics = [w.metrics() for w in workers]
-        peaks = {w.name: peak_rss_mb(w.pid) for w in workers}
-        for worker in workers:
-            if (code := worker.terminate()) != 0:
-                raise BenchmarkError(f"worker {worker.name} exited with {code} when stopped")
-        return Drained(topics, ready, peaks, metrics, cores_used(start, end))
-
-    def _until_scored(
-        self, workers: Sequence[Worker], count: int, pids: dict[str, int], poll_s: float
-    ) -> tuple[CpuSnapshot, CpuSnapshot]:
-        """Wait until the workers report ``count`` scored; CPU snapshots at first and last score."""
-        deadline = time.monotonic() + self.options.phase_timeout_s
-        first: CpuSnapshot | None = None
-        while True:
-            for worker in workers:
-                worker.check_alive()
-            scored = sum(worker.scored() for worker in workers)
-            if scored and first is None:
-                first = cpu_snapshot(pids)
-            if scored >= count and first is not None:
-                return first, cpu_snapshot(pids)
-            if time.monotonic() > deadline:
-                raise BenchmarkError(
-                    f"{scored:,} of {count:,} scored in {self.options.phase_timeout_s:.0f}s"
-                )
-            time.sleep(poll_s)
-
     def latency(self) -> tuple[list[LatencyPoint], float]:
         """Latency points per rate, and the serving worker's peak resident memory."""
         topics = self.stack.topics("latency", self.options.partitions)
-        worker = self.stack.start_worker(topics, unique_name("bench-latency"), "bench-latency-1")
-        with self.step("latency: starting a worker"):
-            _wait_all_ready([worker], self.options.phase_timeout_s)
-        pids = {"broker": self.stack.broker_pid, worker.name: worker.pid, _HARNESS: os.getpid()}
+        (worker,) = self._ready_workers("latency", 1, topics)
+        pids = {
+            "broker": self.stack.broker_pid,
+            worker.worker_id: worker.pid,
+            "harness": os.getpid(),
+        }
         points = []
         with LatencyRecorder(
             self.stack.bootstrap_servers, topics.applications, topics.scores
         ) as recorder:
             for index, rate in enumerate(self.options.rates):
                 total = max(1, round(rate * self.options.latency_seconds))
-                records = loadgen.applications(total, self.options.seed + 1 + index)
+                records = list(loadgen.stream(total, self.options.seed + 1 + index))
                 with self.step(f"latency at {rate:,}/s"):
                     start = cpu_snapshot(pids)
-                    result = measure_rate(
+                    achieved, latency = measure_rate(
                         recorder,
                         self.stack.bootstrap_servers,
                         topics.applications,
@@ -296,30 +260,42 @@ class Run:
                         timeout_s=_VISIBLE_TIMEOUT_S,
                     )
                     cores = cores_used(start, cpu_snapshot(pids))
-                worker.check_alive()
+                check_alive(worker)
                 points.append(
                     LatencyPoint(
-                        rate=rate,
-                        achieved_rate=result.achieved_rate,
-                        cores=cores,
-                        **asdict(result.latency),
+                        rate=rate, achieved_rate=achieved, cores=cores, **latency.model_dump()
                     )
                 )
         peak = peak_rss_mb(worker.pid)
         worker.terminate()
         return points, peak
 
+    def _ready_workers(self, name: str, processes: int, topics: Topics) -> list[WorkerProcess]:
+        """``processes`` workers in one new group, returned once all are ready at the same
+        time: each with its partitions (a worker joining later revokes the others')."""
+        group = unique_name(f"bench-{name}")
+        workers = [
+            self.stack.start_worker(topics, group, f"bench-{name}-{k + 1}")
+            for k in range(processes)
+        ]
+        deadline = time.monotonic() + self.options.phase_timeout_s
+        with self.step(f"{name}: starting {processes} worker(s)"):
+            while not all(w.get("/readyz")[0] == 200 for w in workers):
+                _poll(workers, deadline, _POLL_S, f"{name}: workers not all ready")
+        return workers
 
-def _wait_all_ready(workers: Sequence[Worker], timeout_s: float) -> None:
-    """Return once every worker is ready at the same time: all in the group, each with
-    its partitions (a worker joining later would revoke the others' partitions)."""
-    deadline = time.monotonic() + timeout_s
-    while not all(worker.ready() for worker in workers):
-        for worker in workers:
-            worker.check_alive()
-        if time.monotonic() > deadline:
-            raise BenchmarkError(f"workers not all ready in {timeout_s:.0f}s")
-        time.sleep(_POLL_S)
+
+def _poll(workers: Sequence[WorkerProcess], deadline: float, poll_s: float, late: str) -> None:
+    """One wait between polls: raise when a worker died or ``deadline`` passed."""
+    for worker in workers:
+        check_alive(worker)
+    if time.monotonic() > deadline:
+        raise BenchmarkError(f"{late} (timed out)")
+    time.sleep(poll_s)
+
+
+def _scored(worker: WorkerProcess) -> int:
+    return int(worker.metrics().get("scorer_applications_scored_total", 0))
 
 
 def _exactly_once(phase: str, records: int, duplicates: int, count: int) -> None:
@@ -393,7 +369,7 @@ def run_benchmark(options: Options, console: Console) -> tuple[BenchResults, Pat
         ceiling_a = run.ceiling_a()
         ceiling_b = run.ceiling_b()
         floor = run.floor()
-        workers = [run.workers(1), run.workers(2)]
+        workers = [run.drain(f"w{n}", n, options.messages) for n in (1, 2)]
         latency, latency_rss = run.latency()
         profile, profile_note = run.profile() if options.profile else ([], "not profiled")
     knobs = options.worker.redacted()

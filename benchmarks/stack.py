@@ -64,6 +64,15 @@ class Topics:
     predictions: str
     dead_letters: str
 
+    def settings(self) -> dict[str, str]:
+        """The topics as a worker's settings."""
+        return {
+            "input_topic": self.applications,
+            "scores_topic": self.scores,
+            "predictions_topic": self.predictions,
+            "dead_letter_topic": self.dead_letters,
+        }
+
 
 def point_mlflow_at(uri: str) -> None:
     """Set this process's MLflow tracking and registry URIs to ``uri``.
@@ -76,25 +85,12 @@ def point_mlflow_at(uri: str) -> None:
     mlflow.set_registry_uri(uri)
 
 
-class Worker(WorkerProcess):
-    """A ``python -m consumer`` process, named by its worker id."""
-
-    @property
-    def name(self) -> str:
-        return self.worker_id
-
-    def ready(self) -> bool:
-        """``/readyz`` answers 200: model loaded, partitions assigned, producer healthy."""
-        return self.get("/readyz")[0] == 200
-
-    def check_alive(self) -> None:
-        if not self.running:
-            raise DevstackError(
-                f"worker {self.name} exited with {self.process.returncode}", self.log_path
-            )
-
-    def scored(self) -> int:
-        return int(self.metrics().get("scorer_applications_scored_total", 0))
+def check_alive(worker: WorkerProcess) -> None:
+    """Raise ``DevstackError`` (with the worker's log) when ``worker`` has exited."""
+    if not worker.running:
+        raise DevstackError(
+            f"worker {worker.worker_id} exited with {worker.process.returncode}", worker.log_path
+        )
 
 
 class Stack:
@@ -183,9 +179,6 @@ class Stack:
         self._champion = Champion(uri, MODEL_NAME, str(version.version), family)
         return self._champion
 
-    def create_topics(self, names: list[str], partitions: int) -> None:
-        create_topics(self.bootstrap_servers, dict.fromkeys(names, partitions))
-
     def topics(self, prefix: str, partitions: int, input_topic: str | None = None) -> Topics:
         """Fresh output topics (and a fresh input topic unless ``input_topic`` is given)."""
         topics = Topics(
@@ -195,10 +188,11 @@ class Stack:
             dead_letters=unique_name(f"{prefix}-dlq"),
         )
         names = [topics.scores, topics.predictions, topics.dead_letters]
-        self.create_topics(names if input_topic else [*names, topics.applications], partitions)
+        names += [] if input_topic else [topics.applications]
+        create_topics(self.bootstrap_servers, dict.fromkeys(names, partitions))
         return topics
 
-    def start_worker(self, topics: Topics, group_id: str, worker_id: str) -> Worker:
+    def start_worker(self, topics: Topics, group_id: str, worker_id: str) -> WorkerProcess:
         """A worker with this process's ``SCORER_*`` settings and the run's broker, registry
         and topics; stopped (SIGTERM) when the stack closes if not before."""
         env = worker_env(
@@ -207,14 +201,11 @@ class Stack:
             mlflow_tracking_uri=self.champion.tracking_uri,
             model_name=self.champion.model_name,
             model_cache_dir=self.workdir / "model-cache",
-            input_topic=topics.applications,
-            scores_topic=topics.scores,
-            predictions_topic=topics.predictions,
-            dead_letter_topic=topics.dead_letters,
+            **topics.settings(),
             group_id=group_id,
             worker_id=worker_id,
         )
-        worker = Worker(env, self.logs / f"{worker_id}.log")
+        worker = WorkerProcess(env, self.logs / f"{worker_id}.log")
         self._exit.callback(worker.terminate)
         return worker
 

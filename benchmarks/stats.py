@@ -6,10 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel
 
 
-@dataclass(frozen=True)
-class Percentiles:
+class Percentiles(BaseModel):
     """A latency distribution, in milliseconds."""
 
     count: int
