@@ -22,13 +22,8 @@ _HELD_TRANSACTION_TIMEOUT_MS: Final = 600_000
 _TRANSACTION_CALL_TIMEOUT_S: Final = 60.0
 
 
-def applications(count: int, seed: int) -> list[LoanApplication]:
-    """``count`` valid synthetic applications with ids unique to ``seed``."""
-    return list(stream(count, seed))
-
-
-def stream(count: int, seed: int) -> Iterable[LoanApplication]:
-    """The same applications as ``applications``, generated lazily (flat memory)."""
+def applications(count: int, seed: int) -> Iterable[LoanApplication]:
+    """``count`` valid synthetic applications with ids unique to ``seed``, generated lazily."""
     return (
         record
         for record in synthetic_applications(count, seed)

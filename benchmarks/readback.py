@@ -61,20 +61,18 @@ class TopicContents:
     keys: set[bytes] = field(default_factory=set)
     timestamps: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
-    @property
-    def duplicates(self) -> int:
-        """Records whose key was already seen (0 when every application was scored once)."""
-        return self.records - len(self.keys)
-
 
 def read_topic(
     bootstrap_servers: str,
     topic: str,
     *,
+    expected: int,
     label: Callable[[Message], str] = lambda _message: "all",
     timeout_s: float = 300.0,
 ) -> TopicContents:
-    """Every committed record of ``topic``, read until each partition reports its end.
+    """Every committed record of ``topic``, read until each partition reports its end;
+    ``BenchmarkError`` unless there are ``expected`` records with ``expected`` distinct keys
+    (every application came out exactly once).
 
     Call it once the writers have stopped: with no transaction open, the end is final.
     """
@@ -99,4 +97,9 @@ def read_topic(
                         raise BenchmarkError(f"reading {topic}: {error.str()}")
     except KafkaException as exc:
         raise BenchmarkError(f"reading {topic}: {exc}") from exc
+    if contents.records != expected or len(contents.keys) != expected:
+        raise BenchmarkError(
+            f"{topic}: {contents.records:,} records with {len(contents.keys):,} distinct keys "
+            f"for {expected:,} applications"
+        )
     return contents

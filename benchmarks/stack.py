@@ -15,8 +15,7 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -93,28 +92,17 @@ def check_alive(worker: WorkerProcess) -> None:
         )
 
 
-class Stack:
+class Stack(ExitStack):
     """Broker, MLflow server and champion for one run; starts workers, stops all on exit."""
 
     def __init__(self, workdir: Path, logs: Path) -> None:
+        super().__init__()
         self.workdir = workdir
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
         self.broker = LocalBroker(workdir / "kafka")
-        self._exit = ExitStack()
         self._mlflow: MlflowServer | None = None
         self._champion: Champion | None = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._exit.close()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -136,14 +124,14 @@ class Stack:
     def start(self) -> None:
         """The broker and the MLflow server; their logs are copied to ``logs`` at exit."""
         self._keep_log(self.broker.log_path, "kafka.log")
-        self._exit.callback(self.broker.stop)  # also after a start that failed half-way
+        self.callback(self.broker.stop)  # also after a start that failed half-way
         self.broker.start(_BROKER_START_TIMEOUT_S)
         self._mlflow = MlflowServer.start(self.workdir / "mlflow")
         self._keep_log(self._mlflow.log_path, "mlflow-server.log")
-        self._exit.callback(self._mlflow.stop)
+        self.callback(self._mlflow.stop)
 
     def _keep_log(self, path: Path, name: str) -> None:
-        self._exit.callback(lambda: path.is_file() and shutil.copyfile(path, self.logs / name))
+        self.callback(lambda: path.is_file() and shutil.copyfile(path, self.logs / name))
 
     def train(self, data: Path) -> Champion:
         """``python -m training --quick`` against the server: every family is trained and
@@ -157,19 +145,17 @@ class Stack:
         env = {**os.environ, "COLUMNS": "120", "PYTHONPATH": str(ROOT)}
         with log_path.open("wb") as log:
             try:
-                result = subprocess.run(
+                subprocess.run(
                     command,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self.workdir,
                     env=env,
                     timeout=_TRAINING_TIMEOUT_S,
-                    check=False,
+                    check=True,
                 )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise BenchmarkError(f"training failed: {exc}") from exc
-        if result.returncode != 0:
-            raise DevstackError(f"training exited with {result.returncode}", log_path)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise DevstackError(f"training failed: {exc}", log_path) from exc
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         try:
             version = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
@@ -206,7 +192,7 @@ class Stack:
             worker_id=worker_id,
         )
         worker = WorkerProcess(env, self.logs / f"{worker_id}.log")
-        self._exit.callback(worker.terminate)
+        self.callback(worker.terminate)
         return worker
 
 
