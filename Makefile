@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: bootstrap lint test test-unit demo train bench kafka-up kafka-down schema clean \
-	security security-code security-deps fuzz images
+	security security-code security-deps fuzz images demo-compose
 
 bootstrap:
 	@scripts/bootstrap
@@ -37,6 +37,11 @@ bench: bootstrap
 ## (stand-ins for the third-party images where no registry answers): docs/deployment.md
 images:
 	@scripts/containers
+
+## demo-compose: the demo on the compose stack, on whatever engine `make images` provides:
+## 1,000 applications in, their outcomes read from the host, a summary, everything removed
+demo-compose: bootstrap
+	$(PY) -m scripts.compose_stack demo
 
 kafka-up:
 	@scripts/kafka-local start

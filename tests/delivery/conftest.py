@@ -10,6 +10,12 @@ import yaml
 from tests.delivery.support import ROOT, Instruction, parse_dockerfile
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "compose: brings up docker-compose.yml on a real engine (test_compose_stack)"
+    )
+
+
 @pytest.fixture(scope="session")
 def dockerfile() -> list[Instruction]:
     return parse_dockerfile((ROOT / "Dockerfile").read_text(encoding="utf-8"))
