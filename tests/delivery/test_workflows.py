@@ -172,54 +172,90 @@ def test_ci_runs_on_pull_requests_main_and_version_tags(ci: dict[str, Any]) -> N
 def test_lint_runs_before_the_tests(ci: dict[str, Any]) -> None:
     jobs = ci["jobs"]
     assert any(step.get("run") == "make lint" for step in jobs["lint"]["steps"])
-    for name in ("unit", "integration", "image"):
+    for name in ("unit", "integration", "image", "real-data"):
         assert jobs[name]["needs"] == "lint"
     assert any(step.get("run") == "make test-unit" for step in jobs["unit"]["steps"])
     runs = " ".join(step.get("run", "") for step in jobs["integration"]["steps"])
-    assert "pytest -m integration" in runs
+    # The compose test runs in the image job, on the images it has just built.
+    assert 'pytest -m "integration and not compose"' in runs
 
 
-def test_jobs_that_need_the_dataset_fetch_and_verify_it(ci: dict[str, Any]) -> None:
-    script = ROOT / ".github" / "scripts" / "fetch-dataset.sh"
-    assert "sha256sum --check" in script.read_text(encoding="utf-8")
+_DATASET_ENV = {
+    "DATA_URL": "${{ secrets.RUMOS_DATA_URL }}",
+    "DATA_SHA256": "${{ vars.RUMOS_DATA_SHA256 }}",
+}
+
+
+def test_a_fresh_fork_needs_no_secret_the_jobs_make_up_their_data(ci: dict[str, Any]) -> None:
+    script = (ROOT / ".github" / "scripts" / "dataset.sh").read_text(encoding="utf-8")
+    assert "sha256sum --check" in script
+    assert "-m scripts.synthetic_dataset data/credit_default.csv" in script
     for name in ("unit", "integration", "image"):
-        fetch = [
-            s for s in ci["jobs"][name]["steps"] if s.get("run") == str(script.relative_to(ROOT))
+        (step,) = [
+            s for s in ci["jobs"][name]["steps"] if s.get("run") == ".github/scripts/dataset.sh"
         ]
-        assert len(fetch) == 1, name
-        assert fetch[0]["env"] == {
-            "DATA_URL": "${{ secrets.RUMOS_DATA_URL }}",
-            "DATA_SHA256": "${{ vars.RUMOS_DATA_SHA256 }}",
-        }
+        assert step["env"] == _DATASET_ENV, name
+        assert "REQUIRE_REAL_DATA" not in step["env"]
+    # Secrets are read only to fetch the dataset.
+    for name, job in ci["jobs"].items():
+        text = str(job)
+        if name in ("unit", "integration", "image"):
+            assert text.count("secrets.") == 1, name
+        elif name not in ("real-data", "publish"):
+            assert "secrets." not in text, name
 
 
-def test_image_is_built_with_the_actions_cache_then_scanned_and_smoke_tested(
+def test_only_the_real_data_job_requires_the_dataset_and_does_nothing_without_it(
+    ci: dict[str, Any],
+) -> None:
+    job = ci["jobs"]["real-data"]
+    assert job["env"] == _DATASET_ENV
+    first, *rest = job["steps"]
+    assert first["if"] == "env.DATA_URL == ''"
+    assert all(step["if"] == "env.DATA_URL != ''" for step in rest)
+    (fetch,) = [s for s in rest if s.get("run") == ".github/scripts/dataset.sh"]
+    assert fetch["env"] == {"REQUIRE_REAL_DATA": "true"}
+    assert rest[-1]["run"] == "make train"
+
+
+def test_image_is_built_by_scripts_containers_scanned_and_tested_through_compose(
     ci: dict[str, Any],
 ) -> None:
     image = ci["jobs"]["image"]
-    builds = _step_using(image, "docker/build-push-action")
-    assert {build["with"]["target"] for build in builds} == {"runtime", "mlflow-server"}
-    for build in builds:
-        assert build["with"]["load"] is True
-        assert build["with"]["cache-from"].startswith("type=gha")
-        assert build["with"]["cache-to"].startswith("type=gha,mode=max")
-    app_image = next(b for b in builds if b["with"]["target"] == "runtime")["with"]["tags"]
+    (build,) = [step for step in image["steps"] if step.get("run") == "scripts/containers"]
+    app_image = re.search(
+        r"^readonly app_image=\$\{SCORER_IMAGE:-(\S+)\}$",
+        (ROOT / "scripts" / "containers").read_text(encoding="utf-8"),
+        re.M,
+    )
+    assert app_image
+    assert ci["env"]["APP_IMAGE"] == app_image[1]
     (scan,) = _step_using(image, "aquasecurity/trivy-action")
-    assert scan["with"]["image-ref"] == app_image
+    assert scan["with"]["image-ref"] == "${{ env.APP_IMAGE }}"
     assert scan["with"]["severity"] == "CRITICAL"
     assert scan["with"]["exit-code"] == "1"
-    (smoke,) = [step for step in image["steps"] if step.get("run") == "docker/smoke-test.sh"]
-    assert smoke["env"]["SCORER_IMAGE"] == app_image
-    assert smoke["env"]["SMOKE_COUNT"] == "100"
-    order = [image["steps"].index(step) for step in (*builds, scan, smoke)]
+    # The same module `make test` runs locally, not a second smoke script.
+    (compose,) = [step for step in image["steps"] if "test_compose_stack.py" in step.get("run", "")]
+    assert compose["run"] == (
+        ".venv/bin/python -m pytest -m compose tests/delivery/test_compose_stack.py"
+    )
+    assert (ROOT / "tests" / "delivery" / "test_compose_stack.py").is_file()
+    assert not (ROOT / "docker" / "smoke-test.sh").exists()
+    order = [image["steps"].index(step) for step in (build, scan, compose)]
     assert order == sorted(order)
 
 
-def test_smoke_test_publishes_and_follows_through_compose() -> None:
-    script = (ROOT / "docker" / "smoke-test.sh").read_text(encoding="utf-8")
-    assert re.search(r"compose run .*producer publish --synthetic --count \"\$count\"", script)
-    assert re.search(r"follower follow --from-beginning --count \"\$count\"", script)
-    assert "--timeout" in script
+def test_the_made_up_dataset_loads_as_the_real_one_would(tmp_path: Path) -> None:
+    from scripts.synthetic_dataset import write_dataset
+    from training.data import load_dataset
+
+    path = tmp_path / "credit_default.csv"
+    write_dataset(path, rows=400, seed=3)
+    assert load_dataset(path) is not None
+    rows = path.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 401
+    defaults = sum(row.endswith(",1") for row in rows[1:])
+    assert 40 < defaults < 160, defaults  # about 24 %, both classes present
 
 
 def test_publish_pushes_to_ghcr_with_attestations_only_after_everything_passed(
