@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from confluent_kafka import Message
@@ -131,8 +131,8 @@ class Run:
             cores = cores_used(start, cpu_snapshot(pids))
         scores = read_topic(self.stack.bootstrap_servers, topics.scores, expected=count)
         stage_us = {step: round(s / count * 1e6, 2) for step, s in seconds.items()}
-        return _throughput("ceiling A", 1, scores.timestamps, cores).model_copy(
-            update={"transactions": transactions, "stage_us": stage_us}
+        return _throughput(
+            "ceiling A", 1, scores.timestamps, cores, transactions=transactions, stage_us=stage_us
         )
 
     def ceiling_b(self) -> ceilings.StageCosts:
@@ -201,14 +201,14 @@ class Run:
         )
         busy_s = sum(span(ts).seconds for ts in by_worker.timestamps.values())
         return _throughput(
-            f"worker x {processes}", processes, by_worker.timestamps, cores
-        ).model_copy(
-            update={
-                "ready_rss_mb": ready,
-                "peak_rss_mb": peaks,
-                "stage_us": _stage_us(metrics, count, busy_s),
-                "transactions": int(sum(m.get(_COMMITTED, 0) for m in metrics)),
-            }
+            f"worker x {processes}",
+            processes,
+            by_worker.timestamps,
+            cores,
+            ready_rss_mb=ready,
+            peak_rss_mb=peaks,
+            stage_us=_stage_us(metrics, count, busy_s),
+            transactions=int(sum(m.get(_COMMITTED, 0) for m in metrics)),
         )
 
     def profile(self) -> tuple[list[FunctionShare], str]:
@@ -303,8 +303,13 @@ def _worker_id(message: Message) -> str:
 
 
 def _throughput(
-    name: str, processes: int, timestamps: dict[str, list[int]], cores: dict[str, float]
+    name: str,
+    processes: int,
+    timestamps: dict[str, list[int]],
+    cores: dict[str, float],
+    **measured: Any,
 ) -> Throughput:
+    """A drain timed from its output records' timestamps, grouped by writer."""
     window = steady_window(timestamps)
     every = [t for ts in timestamps.values() for t in ts]
     return Throughput(
@@ -315,6 +320,7 @@ def _throughput(
         window_s=window.seconds,
         drain_s=span(every).seconds,
         cores=cores,
+        **measured,
     )
 
 
