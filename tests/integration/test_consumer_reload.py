@@ -29,8 +29,9 @@ from tests.helpers.stream import encoded
 
 pytestmark = pytest.mark.integration
 
-_AVAILABLE = 12_000
-"""Applications the stream could publish; it stops a fixed number after the last fault."""
+_AVAILABLE = 24_000
+"""Applications the stream could publish; it stops a fixed number after the last fault.
+Enough for over three minutes at the rate below: five worker starts on a loaded machine."""
 _RATE_PER_S = 120.0
 _BEFORE_SWAP = 400
 """Applications the first version scores before the alias moves."""

@@ -15,7 +15,6 @@ from contracts.registry import (
     CHAMPION_ALIAS,
     PREVIOUS_ALIAS,
     THRESHOLD_METADATA_KEY,
-    THRESHOLD_TAG,
 )
 from tests.fixtures.mlflow_server import MlflowNamespace
 from training import (
@@ -44,6 +43,9 @@ def test_quick_training_over_http_registers_and_promotes(
         model_name=mlflow_namespace.model_name,
         quick=True,
         families=(Family.LOGISTIC_REGRESSION, Family.HIST_GRADIENT_BOOSTING),
+        # About the registry over HTTP, not speed: on a loaded machine the default budget
+        # (20 µs/row) can leave no candidate eligible, and then nothing is promoted.
+        latency_budget_us=1_000.0,
     )
     report = train(settings, console=Console(quiet=True))
     assert report.champion is not None
@@ -54,7 +56,6 @@ def test_quick_training_over_http_registers_and_promotes(
     for candidate in report.candidates:
         version = client.get_model_version(name, candidate.version)
         assert version.tags[CANDIDATE_TAG] == candidate.family
-        assert float(version.tags[THRESHOLD_TAG]) == pytest.approx(candidate.threshold, abs=1e-6)
         artifacts = {a.path for a in client.list_artifacts(candidate.run_id, "plots")}
         assert "plots/roc_curve.png" in artifacts  # uploaded through the artifact proxy
 
