@@ -13,7 +13,6 @@ EXPERIMENT_NAME: Final = "credit-default"
 THRESHOLD_METADATA_KEY: Final = "threshold"
 
 # Tags on a registered model version.
-THRESHOLD_TAG: Final = "threshold"
 SELECTION_REASON_TAG: Final = "selection_reason"
 EXPECTED_COST_TAG: Final = "expected_cost"
 CANDIDATE_TAG: Final = "candidate"

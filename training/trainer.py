@@ -29,7 +29,6 @@ from contracts.registry import (
     EXPECTED_COST_TAG,
     PREVIOUS_ALIAS,
     SELECTION_REASON_TAG,
-    THRESHOLD_TAG,
 )
 from training import plots, tracking
 from training.candidates import CANDIDATES, CV_FOLDS, QUICK_CV_FOLDS, make_search
@@ -247,7 +246,6 @@ def _tag_versions(
 ) -> None:
     for result in results:
         tags = {
-            THRESHOLD_TAG: f"{result.threshold:.6f}",
             EXPECTED_COST_TAG: f"{result.expected_cost:.6f}",
             CANDIDATE_TAG: str(result.family),
             "roc_auc": f"{result.roc_auc:.6f}",

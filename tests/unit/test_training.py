@@ -27,7 +27,6 @@ from contracts.registry import (
     PREVIOUS_ALIAS,
     SELECTION_REASON_TAG,
     THRESHOLD_METADATA_KEY,
-    THRESHOLD_TAG,
 )
 from devstack import ROOT, unique_name
 from training import (
@@ -196,7 +195,6 @@ def test_every_candidate_is_registered_and_tagged(trainings: TwoTrainings, store
     for report in (trainings.first, trainings.second):
         for candidate in report.candidates:
             tags = store.client.get_model_version(name, candidate.version).tags
-            assert float(tags[THRESHOLD_TAG]) == pytest.approx(candidate.threshold, abs=1e-6)
             assert float(tags[EXPECTED_COST_TAG]) == pytest.approx(candidate.expected_cost)
             assert tags[CANDIDATE_TAG] == candidate.family
             assert tags[SELECTION_REASON_TAG] == report.verdicts[candidate.family]
