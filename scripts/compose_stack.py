@@ -270,8 +270,14 @@ class ComposeStack:
             raise ComposeError(f"{exc}\n{self.diagnosis()}") from exc
 
     def down(self, *, volumes: bool) -> None:
+        """Stops and removes every service's containers, whatever profile started them (a
+        profile service left running keeps the project's network and volumes alive)."""
         extra = ["--volumes"] if volumes else []
-        self.compose("down", "--remove-orphans", "--timeout", "20", *extra, timeout=300)
+        profiles, self.profiles = self.profiles, ["*"]
+        try:
+            self.compose("down", "--remove-orphans", "--timeout", "20", *extra, timeout=300)
+        finally:
+            self.profiles = profiles
 
     def diagnosis(self) -> str:
         """Service states and the logs' last lines, for a failure message."""
