@@ -2,6 +2,7 @@
 
 - ``kafka``: a ``scripts/kafka-local`` broker, a broker managed elsewhere, topics.
 - ``container``: a Kafka container through testcontainers (needs a container engine).
+- ``compose``: docker-compose.yml as one project on free host ports, and ``make demo-compose``.
 - ``mlflow_server``: ``mlflow server`` with a SQLite store and proxied artifacts.
 - ``worker``: ``python -m consumer`` processes and the environment they are given.
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, SCORES_TOPIC
-from scripts.compose_stack import (
+from devstack.compose import (
     ComposeError,
     ComposeStack,
     TopicReader,

@@ -9,7 +9,7 @@ names the images. Its host ports come from the variables docker-compose.yml read
 variable that moves it. ``remove_leftovers`` deletes the containers, networks and volumes of
 projects with the same prefix whose process has died (a crashed run), never a live one's.
 
-Exit codes of ``python -m scripts.compose_stack demo``: 0 every application had its outcome;
+Exit codes of ``python -m devstack.compose demo``: 0 every application had its outcome;
 1 a step failed (the reason in one line on stderr).
 """
 
@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -31,12 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+import requests
 from confluent_kafka import Consumer, KafkaError
 
 from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, SCORES_TOPIC
+from devstack.processes import ROOT, DevstackError
 
-ROOT: Final = Path(__file__).resolve().parents[1]
 COMPOSE_FILE: Final = ROOT / "docker-compose.yml"
 IMAGES_ENV: Final = ROOT / ".env.images"
 ENV_EXAMPLE: Final = ROOT / ".env.example"
@@ -50,7 +50,7 @@ HOST_PORT_VARIABLES: Final = {
 }
 
 
-class ComposeError(Exception):
+class ComposeError(DevstackError):
     """A compose or engine step failed; the message says which and why, in one line."""
 
 
@@ -93,7 +93,8 @@ def port_taken(port: int) -> bool:
     """Whether binding ``port`` on every interface (as docker's port publishing does) fails."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind(("0.0.0.0", port))  # noqa: S104 (the probe binds where docker would)
+            # A probe closed at once, binding where docker's port publishing would.
+            probe.bind(("0.0.0.0", port))  # noqa: S104  # nosec B104
         except OSError:
             return True
     return False
@@ -310,13 +311,12 @@ def inspect(container: str, template: str) -> str:
 
 
 def http_get(url: str, timeout: float = 10) -> tuple[int, str]:
-    if not url.startswith("http://"):
-        raise ValueError(url)
+    """Status and body of a GET; a refused or timed-out connection is a ``ComposeError``."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http only)
-            return int(response.status), response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException as exc:
+        raise ComposeError(f"GET {url} failed: {exc}") from exc
+    return response.status_code, response.text
 
 
 def champion_version(tracking_uri: str) -> str:
@@ -442,7 +442,7 @@ def demo(count: int = 1000, timeout: float = 600) -> int:
 
 def main(argv: Sequence[str]) -> int:
     if list(argv) not in ([], ["demo"]):
-        print("usage: python -m scripts.compose_stack [demo]", file=sys.stderr)
+        print("usage: python -m devstack.compose [demo]", file=sys.stderr)
         return 2
     try:
         return demo(count=int(os.environ.get("DEMO_COUNT", "1000")))
