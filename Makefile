@@ -4,21 +4,36 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: bootstrap lint test test-unit demo train bench kafka-up kafka-down schema clean \
-	security security-code security-deps fuzz images demo-compose
+	security security-code security-deps fuzz images demo-compose lint-delivery
 
 bootstrap:
 	@scripts/bootstrap
 
-## lint: ruff (with the security rules), mypy and bandit, before any test
+## lint: ruff (with the security rules), mypy, bandit and the delivery linters, before any test
 lint: bootstrap
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(MAKE) --no-print-directory security-code
+	$(MAKE) --no-print-directory security-code lint-delivery
 
-## test: the whole suite, integration tests included (they start Kafka and MLflow themselves)
+# Every shell script the project ships (a sh or bash first line), for shellcheck.
+SHELL_SCRIPTS = $(shell git grep -lE '^\#! ?/(usr/)?bin/(env +)?(ba)?sh' -- docker scripts .github/scripts .ci)
+## lint-delivery: the Dockerfiles, the workflows (actionlint runs shellcheck on their scripts),
+## the shell scripts, the compose file against the Compose Specification, dependabot's config
+lint-delivery: bootstrap
+	$(VENV)/bin/hadolint --failure-threshold info Dockerfile docker/local/*/Dockerfile
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/actionlint
+	$(VENV)/bin/zizmor --offline --no-progress --quiet .github
+	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
+	$(VENV)/bin/check-jsonschema --schemafile tests/delivery/compose-spec.json docker-compose.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+
+## test: the whole suite, integration tests included: they start Kafka and MLflow themselves,
+## and the container tests a Docker engine and the images (scripts/containers). Two pytest
+## processes, one test file at a time each, with a local broker apiece: most of the suite's
+## time is waiting on brokers and workers, not the CPU.
 test: lint
-	$(PY) -m pytest
+	RUMOS_TEST_BROKER=$${RUMOS_TEST_BROKER:-local} $(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 test-unit: bootstrap
 	$(PY) -m pytest -m "not integration"
@@ -41,7 +56,7 @@ images:
 ## demo-compose: the demo on the compose stack, on whatever engine `make images` provides:
 ## 1,000 applications in, their outcomes read from the host, a summary, everything removed
 demo-compose: bootstrap
-	$(PY) -m scripts.compose_stack demo
+	$(PY) -m devstack.compose demo
 
 kafka-up:
 	@scripts/kafka-local start

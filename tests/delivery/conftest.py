@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.delivery.support import ROOT, Instruction, parse_dockerfile
+from devstack import ROOT
+from tests.delivery.support import Instruction, parse_dockerfile
 
 
 def pytest_configure(config: pytest.Config) -> None:

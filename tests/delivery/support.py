@@ -1,49 +1,25 @@
-"""Readers for the delivery files (Dockerfile, compose, workflows) and their linters.
+"""Readers for the delivery files (Dockerfile, compose, workflows).
 
-These tests need no Docker engine: they read the files, check them against each other and
-against the code they run (the worker's Settings, the CLI modules), and run the linters
-installed into the project's virtualenv by scripts/bootstrap.
+These tests need no Docker engine: they read the files and check them against each other
+and against the code they run (the worker's Settings, the CLI modules). Their linters
+(hadolint, actionlint, zizmor, shellcheck, the Compose Specification) run in `make lint`.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 _INTERPOLATION = re.compile(
     r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
 )
-
-
-def venv_tool(name: str) -> str:
-    """The path of a linter in the virtualenv's bin; a failure (never a skip) when missing."""
-    found = shutil.which(name, path=str(VENV_BIN))
-    if found is None:
-        pytest.fail(
-            f"{name} is not installed in {VENV_BIN}: run scripts/bootstrap "
-            "(pyproject's dev extras install hadolint, zizmor and shellcheck; "
-            "bootstrap builds actionlint with Go)"
-        )
-    return found
-
-
-def run_tool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    """Run a linter with the venv's bin first on PATH (actionlint finds shellcheck there)."""
-    env = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home())}
-    return subprocess.run(
-        list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 def interpolate(value: str, env: dict[str, str] | None = None) -> str:

@@ -1,8 +1,8 @@
-"""docker-compose.yml: valid per the Compose Specification, and in agreement with the code.
+"""docker-compose.yml in agreement with the code.
 
-The schema is vendored (compose-spec.json, from compose-spec/compose-spec's
-schema/compose-spec.json as shipped by check-jsonschema 0.39.0; Apache-2.0, see
-LICENSE.compose-spec), so the check needs no network and no Docker engine.
+`make lint` validates it against the Compose Specification, vendored here (compose-spec.json,
+from compose-spec/compose-spec's schema/compose-spec.json as shipped by check-jsonschema
+0.39.0; Apache-2.0, see LICENSE.compose-spec), so the check needs no network and no engine.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ import json
 import re
 from typing import Any
 
-import jsonschema
 import pytest
 from mlflow import cli as mlflow_cli
 from mlflow import environment_variables as mlflow_environment
 
 from consumer.settings import Settings as WorkerSettings
 from contracts import topics
+from devstack import ROOT
 from producer.settings import Settings as ProducerSettings
 from tests.delivery.support import (
-    ROOT,
     global_args,
     interpolate,
     parse_dockerfile,
@@ -50,23 +49,7 @@ def _entrypoint_jobs() -> set[str]:
             for job in arm.split("|")} - {"*"}  # fmt: skip
 
 
-# -- the specification ----------------------------------------------------------------------
-
-
-def test_compose_file_validates_against_the_compose_specification(
-    compose: dict[str, Any],
-) -> None:
-    schema = json.loads((ROOT / "tests" / "delivery" / "compose-spec.json").read_text())
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(compose)]
-    assert errors == []
-
-
-def test_schema_check_rejects_an_invalid_service() -> None:
-    schema = json.loads((ROOT / "tests" / "delivery" / "compose-spec.json").read_text())
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    bad = {"services": {"scorer": {"image": "x", "depends_on": {"kafka": {"condition": "up"}}}}}
-    assert list(validator.iter_errors(bad))
+# -- the specification (validated against compose-spec.json by `make lint`) -------------------
 
 
 # -- the worker -----------------------------------------------------------------------------

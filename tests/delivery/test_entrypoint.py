@@ -15,7 +15,8 @@ import pytest
 from mlflow import MlflowClient
 
 from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
-from tests.delivery.support import ROOT, VENV_BIN
+from devstack import ROOT
+from tests.delivery.support import VENV_BIN
 
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 

@@ -1,4 +1,4 @@
-"""GitHub workflows and dependabot: actionlint, zizmor, and the project's CI/CD rules."""
+"""GitHub workflows and dependabot: the project's CI/CD rules (their linters run in `make lint`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.delivery.support import ROOT, run_tool, venv_tool
+from devstack import ROOT
 
 _PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 _VERSION_COMMENT = re.compile(r"#\s*v\d+\.\d+\.\d+\s*$")
@@ -33,77 +34,12 @@ def ci(workflows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return workflows["ci.yml"]
 
 
-# -- the linters ------------------------------------------------------------------------------
+# -- the linters (actionlint, zizmor, shellcheck: run by `make lint`) -------------------------
 
 
-def test_actionlint_passes_with_shellcheck() -> None:
-    venv_tool("shellcheck")  # actionlint checks `run:` scripts with it when it is on PATH
-    result = run_tool(venv_tool("actionlint"), "-verbose")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ci.yml" in result.stdout + result.stderr
-
-
-def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
-    workflows = tmp_path / ".github" / "workflows"
-    workflows.mkdir(parents=True)
-    (workflows / "bad.yml").write_text(
-        "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    needs: nowhere\n    steps:\n"
-        "      - run: echo ${{ github.event.pull_request.title }}\n",
-        encoding="utf-8",
-    )
-    result = run_tool(venv_tool("actionlint"), str(workflows / "bad.yml"), cwd=tmp_path)
-    assert result.returncode == 1
-    assert "[expression]" in result.stdout  # untrusted input in an inline script
-    assert "[job-needs]" in result.stdout
-
-
-def test_zizmor_passes() -> None:
-    result = run_tool(venv_tool("zizmor"), "--offline", "--no-progress", ".github")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_zizmor_rejects_an_unsafe_workflow(tmp_path: Path) -> None:
-    workflow = tmp_path / "unsafe.yml"
-    workflow.write_text(
-        "on: pull_request_target\npermissions: write-all\njobs:\n  a:\n"
-        "    runs-on: ubuntu-24.04\n    steps:\n      - uses: actions/checkout@v4\n"
-        "      - run: echo ${{ github.event.pull_request.title }}\n",
-        encoding="utf-8",
-    )
-    result = run_tool(venv_tool("zizmor"), "--offline", "--no-progress", str(workflow))
-    assert result.returncode != 0
-    assert "template-injection" in result.stdout
-
-
-def _shell_scripts() -> list[str]:
-    """Every file under docker/, scripts/ and .github/scripts/ that starts with a sh/bash line."""
-    found = []
-    for folder in ("docker", "scripts", ".github/scripts"):
-        for path in sorted((ROOT / folder).rglob("*")):
-            if not path.is_file() or path.suffix in (".py", ".xml", ".properties"):
-                continue
-            first = path.read_bytes().split(b"\n", 1)[0]
-            if re.match(rb"#!\s*/(usr/)?bin/(env\s+)?(ba)?sh\b", first):
-                found.append(str(path.relative_to(ROOT)))
-    return found
-
-
-def test_shell_scripts_pass_shellcheck() -> None:
-    scripts = _shell_scripts()
-    for expected in ("docker/entrypoint.sh", "scripts/containers", "docker/local/kafka/run"):
-        assert expected in scripts
-    result = run_tool(venv_tool("shellcheck"), *scripts)
-    assert result.returncode == 0, result.stdout
-
-
-def test_dependabot_config_is_valid_and_covers_pip_actions_and_images() -> None:
+def test_dependabot_covers_pip_actions_and_images() -> None:
+    # Its schema is checked by `make lint` (check-jsonschema's dependabot schema).
     path = ROOT / ".github" / "dependabot.yml"
-    result = run_tool(
-        venv_tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(path)
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    import yaml
-
     updates = yaml.safe_load(path.read_text(encoding="utf-8"))["updates"]
     ecosystems = {update["package-ecosystem"] for update in updates}
     assert {"pip", "github-actions", "docker", "docker-compose"} <= ecosystems
