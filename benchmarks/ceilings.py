@@ -28,12 +28,12 @@ from benchmarks.stack import Champion, point_mlflow_at
 from consumer.decoding import decode_application
 from consumer.errors import ScorerError
 from consumer.model import LoadedModel, RegistryLoader
+from consumer.records import Headers, OutboundRecord
 from consumer.scoring import feature_frame
 from consumer.settings import Settings
-from consumer.sinks import Headers, OutboundRecord
 from consumer.transport import KafkaTransport, PartitionKey
 from contracts import LoanApplication
-from contracts.registry import CHAMPION_ALIAS
+from contracts.model_names import CHAMPION_ALIAS
 from producer import encode_application
 
 _WARMUP_CALLS: Final = 3

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from benchmarks import BenchmarkError
-from contracts.registry import CANDIDATE_TAG, CHAMPION_ALIAS, MODEL_NAME
+from contracts.model_names import CANDIDATE_TAG, CHAMPION_ALIAS, MODEL_NAME
 from devstack import (
     ROOT,
     DevstackError,

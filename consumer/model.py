@@ -39,7 +39,7 @@ from mlflow.types import Schema
 from consumer.errors import ModelLoadError, RegistryUnreachableError
 from consumer.settings import redact_uri
 from contracts import FEATURE_COLUMNS
-from contracts.registry import THRESHOLD_METADATA_KEY
+from contracts.model_names import THRESHOLD_METADATA_KEY
 
 _log = logging.getLogger(__name__)
 

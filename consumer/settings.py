@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.kafka import KafkaProperties
-from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
+from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
 from contracts.topics import (
     APPLICATIONS_TOPIC,
     DEAD_LETTER_TOPIC,

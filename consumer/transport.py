@@ -26,8 +26,8 @@ from consumer.errors import (
     TransportError,
 )
 from consumer.liveness import GroupProgress, PartitionKey, PartitionProgress
+from consumer.records import OutboundRecord
 from consumer.settings import Settings
-from consumer.sinks import OutboundRecord
 from contracts.kafka import CREDENTIAL_ERRORS, reveal
 
 _log = logging.getLogger(__name__)

@@ -49,15 +49,15 @@ from consumer.errors import (
 from consumer.liveness import Liveness
 from consumer.model import LoadedModel
 from consumer.ops import Metrics
-from consumer.scoring import score_applications
-from consumer.settings import Settings
-from consumer.sinks import (
+from consumer.records import (
     BatchInfo,
     OutboundRecord,
     OutputTopics,
     dead_letter_record,
     scored_records,
 )
+from consumer.scoring import score_applications
+from consumer.settings import Settings
 from consumer.transport import PartitionKey, Transport
 from contracts import LoanApplication
 

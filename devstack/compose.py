@@ -33,7 +33,7 @@ from typing import Final
 import requests
 from confluent_kafka import Consumer, KafkaError
 
-from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
+from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, SCORES_TOPIC
 from devstack.processes import ROOT, DevstackError
 

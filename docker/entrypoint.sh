@@ -21,7 +21,7 @@ champion_status() {
 import sys
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
+from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
 try:
     version = MlflowClient().get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
 except MlflowException as exc:

@@ -1,4 +1,4 @@
-"""``python -m producer``: see ``producer.cli``."""
+"""``python -m producer``: see :mod:`producer.cli`."""
 
 from producer.cli import main
 

@@ -25,7 +25,7 @@ from mlflow.models.model import ModelInfo
 from sklearn.pipeline import Pipeline
 
 from contracts import FEATURE_COLUMNS
-from contracts.registry import THRESHOLD_METADATA_KEY
+from contracts.model_names import THRESHOLD_METADATA_KEY
 
 MODEL_ARTIFACT_NAME = "model"
 _RUNTIME_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")

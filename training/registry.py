@@ -19,7 +19,7 @@ from mlflow.protos.databricks_pb2 import (
     ErrorCode,
 )
 
-from contracts.registry import CHAMPION_ALIAS, PREVIOUS_ALIAS, SELECTION_REASON_TAG
+from contracts.model_names import CHAMPION_ALIAS, PREVIOUS_ALIAS, SELECTION_REASON_TAG
 from training.errors import NoPreviousChampionError, RegistryError, UnknownVersionError
 from training.settings import RegistrySettings
 

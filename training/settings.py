@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final
 from pydantic import Field, PositiveFloat, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from contracts.registry import EXPERIMENT_NAME, MODEL_NAME
+from contracts.model_names import EXPERIMENT_NAME, MODEL_NAME
 
 ENV_PREFIX: Final = "RUMOS_TRAINING_"
 DEFAULT_DATA_PATH = Path("data/credit_default.csv")

@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from contracts.registry import (
+from contracts.model_names import (
     CANDIDATE_TAG,
     EXPECTED_COST_TAG,
     PREVIOUS_ALIAS,

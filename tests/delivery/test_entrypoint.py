@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
+from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
 from devstack import ROOT
 from tests.delivery.support import VENV_BIN
 

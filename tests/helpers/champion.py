@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from contracts import CSV_FEATURE_COLUMNS, TARGET_COLUMN
-from contracts.registry import CHAMPION_ALIAS, EXPERIMENT_NAME, THRESHOLD_METADATA_KEY
+from contracts.model_names import CHAMPION_ALIAS, EXPERIMENT_NAME, THRESHOLD_METADATA_KEY
 from training.packaging import as_model_input, log_credit_model, pinned_requirements
 
 

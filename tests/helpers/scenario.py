@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Message
 from mlflow.tracking import MlflowClient
 
-from contracts.registry import CHAMPION_ALIAS
+from contracts.model_names import CHAMPION_ALIAS
 from contracts.score import LoanScore, PredictionRecord
 from devstack import WorkerProcess, unique_name, worker_env
 from tests.fixtures.kafka import TopicFactory

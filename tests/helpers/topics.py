@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from consumer.sinks import Headers
+from consumer.records import Headers
 
 _POLL_S = 0.2
 

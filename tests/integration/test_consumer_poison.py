@@ -12,7 +12,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from consumer.sinks import Headers
+from consumer.records import Headers
 from contracts import FEATURE_COLUMNS
 from contracts.score import LoanScore
 from contracts.topics import (

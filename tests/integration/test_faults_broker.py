@@ -17,7 +17,7 @@ depends on where the outage catches it; all of this was seen here:
   own timeout and nothing can interrupt it; the stall watchdog exits with 3;
 * down for longer than the transaction timeout: the abort cannot complete: exit 1.
 
-Exits are crash-only by design (``consumer.__main__``: restart on 1, 3 and 4), so the
+Exits are crash-only by design (``consumer.cli``: restart on 1, 3 and 4), so the
 busy test acts as the orchestrator: it restarts a worker that exits, and requires
 every exit to be one of those, with its reason logged and no traceback. A restarted
 worker's ``init_transactions`` fences the old transaction, so nothing is produced

@@ -12,7 +12,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 
-from contracts.registry import CHAMPION_ALIAS
+from contracts.model_names import CHAMPION_ALIAS
 from devstack import ROOT, unique_name
 from training import aliases
 

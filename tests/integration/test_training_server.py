@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from contracts import FEATURE_BY_CSV_COLUMN, FEATURE_COLUMNS
-from contracts.registry import (
+from contracts.model_names import (
     CANDIDATE_TAG,
     CHAMPION_ALIAS,
     PREVIOUS_ALIAS,

@@ -7,7 +7,7 @@ import pytest
 from benchmarks.profiling import summarize
 
 MAIN = "thread (101): MainThread"
-RUN = "<module> (consumer/__main__.py:10);Worker.run (consumer/worker.py:150)"
+RUN = "main (consumer/cli.py:60);Worker.run (consumer/worker.py:150)"
 
 COLLAPSED = "\n".join(
     [

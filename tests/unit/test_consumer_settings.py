@@ -12,7 +12,7 @@ from pydantic import SecretStr, ValidationError
 
 from consumer.settings import Settings, redact_uri
 from consumer.transport import consumer_config, producer_config
-from contracts.registry import CHAMPION_ALIAS, MODEL_NAME
+from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, PREDICTIONS_TOPIC, SCORES_TOPIC
 
 _REQUIRED = {"KAFKA_BOOTSTRAP_SERVERS": "broker:9092", "MLFLOW_TRACKING_URI": "http://mlflow:5000"}

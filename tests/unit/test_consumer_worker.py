@@ -21,8 +21,8 @@ from consumer.errors import (
 from consumer.liveness import GroupProgress, PartitionProgress
 from consumer.model import LoadedModel
 from consumer.ops import Metrics
+from consumer.records import OutboundRecord
 from consumer.settings import Settings
-from consumer.sinks import OutboundRecord
 from consumer.transport import PartitionKey
 from consumer.worker import EXIT_STUCK, WATCHDOG_THREAD, Worker
 from contracts import LoanApplication

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from consumer.decoding import DecodeFailure, decode_application
 from consumer.model import LoadedModel
 from consumer.ops import Metrics
+from consumer.records import OutboundRecord
 from consumer.settings import Settings
-from consumer.sinks import OutboundRecord
 from consumer.transport import PartitionKey
 from consumer.worker import Worker
 from contracts import LoanApplication

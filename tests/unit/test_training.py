@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from rich.console import Console
 
 from contracts import FEATURE_COLUMNS
-from contracts.registry import (
+from contracts.model_names import (
     CANDIDATE_TAG,
     CHAMPION_ALIAS,
     EXPECTED_COST_TAG,

@@ -12,14 +12,14 @@ from confluent_kafka import Message
 
 from consumer.decoding import DecodeFailure
 from consumer.model import LoadedModel
-from consumer.scoring import Scores
-from consumer.sinks import (
+from consumer.records import (
     BatchInfo,
     OutputTopics,
     correlation_id,
     dead_letter_record,
     scored_records,
 )
+from consumer.scoring import Scores
 from contracts.score import LoanScore, PredictionRecord
 from contracts.topics import (
     CORRELATION_ID_HEADER,

@@ -1,0 +1,95 @@
+"""The worker's entry point (``python -m consumer``): build the settings, wire the worker,
+run it until a signal.
+
+Exit codes: 0 after SIGTERM/SIGINT (the batch in hand is committed first), 1 on a
+fatal Kafka error (e.g. fenced by a newer instance with the same worker id), 2 on
+invalid settings or an unusable HTTP port / Kafka configuration, 3 when the stall
+watchdog finds the loop stuck, 4 when the worker could not consume even after
+replacing its Kafka clients (see ``consumer.worker``); restart on 1, 3 and 4.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Final
+
+from consumer.errors import FatalTransportError
+from consumer.logs import configure_logging
+from consumer.model import AliasWatcher, RegistryLoader
+from consumer.ops import Metrics, OpsServer
+from consumer.settings import ENV_PREFIX, Settings
+from consumer.transport import KafkaTransport
+from consumer.worker import Worker
+from contracts.cli import EXIT_USAGE, settings_or_exit
+
+_log = logging.getLogger("consumer")
+
+# MLflow's HTTP client retries a refused connection for minutes by default; the
+# alias watcher has its own backoff, so each attempt should fail fast and say why.
+_MLFLOW_CLIENT_DEFAULTS: Final = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def main() -> int:
+    """Run the worker; returns the exit code."""
+    settings = settings_or_exit(_settings_from_environment, ENV_PREFIX)
+    configure_logging(settings.log_level)
+    for name, value in _MLFLOW_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    _log.info("starting", extra={"settings": settings.redacted()})
+
+    metrics = Metrics()
+    watcher = AliasWatcher(
+        RegistryLoader(
+            tracking_uri=settings.mlflow_tracking_uri,
+            model_name=settings.model_name,
+            alias=settings.model_alias,
+            cache_dir=settings.model_cache_dir,
+        ),
+        interval_s=settings.reload_interval_s,
+        events=metrics,
+    )
+    try:
+        worker = Worker(
+            settings, transport=KafkaTransport(settings), models=watcher, metrics=metrics
+        )
+        ops = OpsServer(
+            settings.http_host,
+            settings.http_port,
+            metrics=metrics,
+            readiness=worker.readiness,
+            model=lambda: watcher.current,
+            warnings=lambda: _warnings(watcher),
+            liveness=worker.liveness,
+        )
+    except (FatalTransportError, OSError) as exc:
+        _log.critical("cannot start", extra={"reason": str(exc)})
+        return EXIT_USAGE
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: _stop(worker, received))
+
+    ops.start()
+    watcher.start()
+    try:
+        return worker.run()
+    finally:
+        watcher.stop()
+        ops.stop()
+
+
+def _settings_from_environment() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # required fields come from the environment
+
+
+def _warnings(watcher: AliasWatcher) -> list[str]:
+    problem = watcher.problem
+    return [problem] if problem else []
+
+
+def _stop(worker: Worker, signum: int) -> None:
+    _log.info("stop requested", extra={"signal": signal.Signals(signum).name})
+    worker.stop()
