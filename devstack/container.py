@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
 
 IMAGE_VARIABLE: Final = "KAFKA_IMAGE"
-DEFAULT_IMAGE: Final = "apache/kafka:4.1.1"
+# As docker-compose.yml names it: the official 4.1.1, pinned to its multi-platform digest.
+DEFAULT_IMAGE: Final = (
+    "apache/kafka:4.1.1@sha256:0bc1bb2478f45b6cea78864df86acdc11e8df2c5172477819a4d12942cbe5d40"
+)
 IMAGES_FILE: Final = ROOT / ".env.images"
 LABEL: Final = "org.rumos.devstack"
 _OWNER_LABEL: Final = f"{LABEL}.owner-pid"
