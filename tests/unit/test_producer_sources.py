@@ -160,7 +160,7 @@ def test_invalid_jsonl_lines_are_reported_with_line_and_field(
         good,
         "",  # blank lines are skipped but still counted
         '{"application_id": "x"',  # not JSON
-        good.replace('"age":24', '"age":"24"'),  # strict: a string is not a number
+        good.replace(f'"age":{app.age}', f'"age":"{app.age}"'),  # strict: a string is no number
         good.replace("}", ',"colour":"red"}'),  # unknown field
         "[1, 2]",  # not an object
         good,
