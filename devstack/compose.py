@@ -92,6 +92,9 @@ def ensure_images(timeout: float = 3600) -> None:
 def port_taken(port: int) -> bool:
     """Whether binding ``port`` on every interface (as docker's port publishing does) fails."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As docker binds (Go sets SO_REUSEADDR): only a listener makes the port taken, not
+        # the TIME_WAIT an earlier stack's connections leave on it after `down`.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             # A probe closed at once, binding where docker's port publishing would.
             probe.bind(("0.0.0.0", port))  # noqa: S104  # nosec B104
