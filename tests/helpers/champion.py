@@ -6,8 +6,6 @@ The model is fitted on a few hundred rows of the real data and logged with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from contracts import CSV_FEATURE_COLUMNS, TARGET_COLUMN
 from contracts.model_names import CHAMPION_ALIAS, EXPERIMENT_NAME, THRESHOLD_METADATA_KEY
 from training.packaging import as_model_input, log_credit_model, pinned_requirements
+from training.tracking import using_tracking_uri
 
 
 @dataclass(frozen=True)
@@ -51,16 +50,6 @@ def fit_tiny_pipeline(feature_frame: pd.DataFrame, *, rows: int = 400, seed: int
     return pipeline
 
 
-@contextmanager
-def _tracking(uri: str) -> Iterator[None]:
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-
-
 def register_champion(
     tracking_uri: str,
     feature_frame: pd.DataFrame,
@@ -74,7 +63,7 @@ def register_champion(
 ) -> RegisteredChampion:
     """Fit, log, register a new version of ``model_name`` and point ``alias`` at it."""
     pipeline = fit_tiny_pipeline(feature_frame, rows=rows, seed=seed)
-    with _tracking(tracking_uri):
+    with using_tracking_uri(tracking_uri):
         mlflow.set_experiment(experiment)
         with mlflow.start_run() as run:
             mlflow.log_params({"model": "logistic_regression", "rows": rows, "seed": seed})
@@ -93,7 +82,7 @@ def register_champion(
 
 def offline_probabilities(tracking_uri: str, model_uri: str, features: pd.DataFrame) -> np.ndarray:
     """Probabilities of default the registered model gives through MLflow's own pyfunc."""
-    with _tracking(tracking_uri):
+    with using_tracking_uri(tracking_uri):
         model = mlflow.pyfunc.load_model(model_uri)
     return np.asarray(model.predict(as_model_input(features)))[:, 1]
 
@@ -115,7 +104,7 @@ def register_foreign_inputs(
     inputs = as_model_input(sample).set_axis(list(CSV_FEATURE_COLUMNS), axis=1)
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1_000))
     pipeline.fit(inputs, sample[TARGET_COLUMN])
-    with _tracking(tracking_uri):
+    with using_tracking_uri(tracking_uri):
         mlflow.set_experiment(experiment)
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(
@@ -159,7 +148,7 @@ def register_unloadable(
     )
     serialized = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["sklearn"]
     (local / serialized["pickled_model"]).write_bytes(b"truncated upload")
-    with _tracking(tracking_uri):
+    with using_tracking_uri(tracking_uri):
         mlflow.set_experiment(experiment)
         with mlflow.start_run() as run:
             mlflow.log_artifacts(str(local), "model")
