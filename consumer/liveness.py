@@ -68,6 +68,7 @@ class Liveness:
         self._baseline: _Baseline | None = None
         self._suspect: tuple[str, dict[PartitionKey, int]] | None = None
         self._stuck: str | None = None
+        self._healing: str | None = None
         self.heals_without_progress = 0
 
     @property
@@ -147,8 +148,13 @@ class Liveness:
             self._suspect = (reason, pending)
 
     def healed(self) -> None:
-        """A recovery was attempted: judge afresh from now on."""
+        """A recovery was attempted: judge afresh from now on.
+
+        The worker stays not live until it makes progress: a replacement of its clients
+        is an attempt, not a recovery, and ``/livez`` must not flip back to 200 on it.
+        """
         self.heals_without_progress += 1
+        self._healing = self._stuck
         self._stuck = self._suspect = None
         self._baseline = None
         self._last_probe = None
@@ -161,9 +167,11 @@ class Liveness:
             reasons.append(f"the loop has not gone round for {silent:.0f}s")
         if stuck := self._stuck:
             reasons.append(f"not consuming: {stuck}")
+        elif healing := self._healing:
+            reasons.append(f"not consuming since the Kafka clients were replaced: {healing}")
         return reasons
 
     def _progressed(self) -> None:
         self._baseline = None
-        self._stuck = self._suspect = None
+        self._stuck = self._suspect = self._healing = None
         self.heals_without_progress = 0

@@ -126,9 +126,14 @@ def test_consuming_records_clears_stuck_and_the_heal_count(
     liveness: Liveness, clock: Clock
 ) -> None:
     _probe_every_5s(liveness, clock, _progress(p0=(10, 50)), 30)
+    reason = liveness.stuck
     liveness.healed()
     assert liveness.stuck is None
     assert liveness.heals_without_progress == 1
+    # An attempt is not a recovery: still not live until records are consumed.
+    assert liveness.problems(loop_limit_s=600) == [
+        f"not consuming since the Kafka clients were replaced: {reason}"
+    ]
     _probe_every_5s(liveness, clock, _progress(p0=(10, 50)), 30)
     assert liveness.stuck is not None
     assert liveness.heals_without_progress == 1
@@ -137,6 +142,7 @@ def test_consuming_records_clears_stuck_and_the_heal_count(
 
     assert liveness.stuck is None
     assert liveness.heals_without_progress == 0
+    assert liveness.problems(loop_limit_s=600) == []
 
 
 def test_probes_are_spaced(liveness: Liveness, clock: Clock) -> None:
