@@ -11,14 +11,19 @@ CI's image job runs this same module (.github/workflows/ci.yml).
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
+from consumer.settings import Settings
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, SCORES_TOPIC
 from devstack.compose import (
     ComposeError,
@@ -185,6 +190,88 @@ def test_registry_and_champion_survive_down_and_up(stack: ComposeStack) -> None:
     assert champion_version(stack.mlflow) == before
     trainer = stack.compose("logs", "--no-color", "trainer")
     assert f"champion exists: models:/credit-default@champion is version {before}" in trainer
+
+
+# -- a scorer that cannot consume ---------------------------------------------------------------
+
+
+def _squatter(bootstrap: str) -> Consumer:
+    """A member of the scorers' group with a protocol they do not speak, owning every partition:
+    the broker refuses the scorer's JoinGroup for as long as it stays."""
+    squatter = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": Settings.model_fields["group_id"].default,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "enable.auto.commit": False,
+        }
+    )
+    squatter.subscribe([APPLICATIONS_TOPIC])
+    _wait_for(lambda: bool(squatter.poll(0.5) or squatter.assignment()), 90, "squatter assigned")
+    return squatter
+
+
+def _records_in(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{os.getpid()}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        marks = [consumer.get_watermark_offsets(TopicPartition(topic, p), 30) for p in partitions]
+    finally:
+        consumer.close()
+    return sum(high - low for low, high in marks)
+
+
+def test_a_scorer_refused_by_its_group_fails_its_healthcheck_and_compose_restarts_it(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    # The same stack, the scorer recreated with a short self-heal limit (60 s by default).
+    env_file = tmp_path / "self-heal.env"
+    write_env_file(env_file, {**stack.env, "SCORER_SELF_HEAL_AFTER_S": "10"})
+    quick = ComposeStack(stack.project, env_file)
+    stack.compose("stop", "scorer")
+    squatter = _squatter(stack.kafka)
+    try:
+        waiting = ["--synthetic", "--count", "50", "--seed", "14"]
+        publish = [sys.executable, "-m", "producer", "publish", *waiting]
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.kafka}
+        subprocess.run(publish, env=env, check=True, capture_output=True, timeout=120)
+        quick.compose("up", "--detach", "--no-deps", "--no-build", "scorer")
+        (scorer,) = quick.containers("scorer")
+        # The image's HEALTHCHECK command, its verdict and message on stdout.
+        healthcheck = "python /usr/local/lib/rumos/healthcheck.py 2>&1; echo exit=$?"
+        check = ("exec", "-T", "scorer", "sh", "-c", healthcheck)
+        seen: list[str] = []
+
+        def failed_then_restarted() -> bool:
+            seen.append(quick.compose(*check, check=False, timeout=60))
+            restarted = int(inspect(scorer, "{{.RestartCount}}")) >= 1
+            return restarted and any("not consuming" in out and "exit=1" in out for out in seen)
+
+        try:
+            _wait_for(failed_then_restarted, 180, "the image's check failing, then a restart")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nlast checks: {seen[-2:]}\n{quick.diagnosis()}") from None
+    finally:
+        squatter.close()
+    logs = quick.compose("logs", "--no-color", "scorer")
+    assert "self-healing: not consuming, replacing the Kafka consumer and producer" in logs
+    assert "exiting for a restart" in logs
+    # Restarted by compose, it joins the group the squatter left and scores what waited.
+    published = _records_in(stack.kafka, APPLICATIONS_TOPIC)  # not transactional: one per offset
+    reader = TopicReader(stack.kafka)
+    try:
+        finished = reader.poll_until(
+            lambda: reader.total(APPLICATIONS_TOPIC) == published
+            and set(reader.counts[SCORES_TOPIC]) >= set(reader.counts[APPLICATIONS_TOPIC]),
+            300, settle=5,
+        )  # fmt: skip
+    finally:
+        reader.close()
+    applications, scores = reader.counts[APPLICATIONS_TOPIC], reader.counts[SCORES_TOPIC]
+    assert finished, f"{len(set(applications) - set(scores))} of {published} not scored"
+    assert {key: n for key, n in scores.items() if n > 1} == {}, "duplicate scores"
+    _wait_for(lambda: inspect(scorer, "{{.State.Health.Status}}") == "healthy", 180,
+              "the restarted scorer healthy")  # fmt: skip
 
 
 # -- bad input ----------------------------------------------------------------------------------
