@@ -23,6 +23,7 @@ from confluent_kafka import Message
 from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobally
 from rich.console import Console
 
+import devstack
 from benchmarks import BenchmarkError, ceilings, measure, profiling, traffic
 from benchmarks.measure import span, steady_window
 from benchmarks.results import (
@@ -37,17 +38,7 @@ from benchmarks.results import (
 from consumer.ops import STAGES
 from consumer.settings import Settings as WorkerSettings
 from contracts.model_names import CHAMPION_ALIAS
-from devstack import (
-    ROOT,
-    DevstackError,
-    LocalBroker,
-    MlflowServer,
-    ScorerTopics,
-    WorkerProcess,
-    create_topics,
-    unique_name,
-    worker_env,
-)
+from devstack import ROOT, DevstackError, ScorerTopics, WorkerProcess, unique_name
 from training import CandidateResult, TrainingError, TrainingSettings, train
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
@@ -98,7 +89,7 @@ class Run:
         champion: training's own ``train()`` in quick mode (``python -m training --quick``),
         every family trained and the registry's own selection picking, as in production."""
         work = Path(self.services.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-        self.workdir, self.broker = work, LocalBroker(work / "kafka")
+        self.workdir, self.broker = work, devstack.LocalBroker(work / "kafka")
         with self.step("starting a local Kafka broker and an MLflow server"):
             self._keep_log(self.broker.log_path, "kafka.log")
             self.services.callback(self.broker.stop)  # also after a start that failed half-way
@@ -106,7 +97,7 @@ class Run:
             if (pid := self.broker.pid) is None:
                 raise BenchmarkError(f"the broker in {self.broker.directory} recorded no pid")
             self.broker_pid, self.servers = pid, self.broker.bootstrap_servers
-            self.mlflow = MlflowServer.start(work / "mlflow")
+            self.mlflow = devstack.MlflowServer.start(work / "mlflow")
             self._keep_log(self.mlflow.log_path, "mlflow-server.log")
             self.services.callback(self.mlflow.stop)
         settings = TrainingSettings(quick=True, data=data, tracking_uri=self.mlflow.url)
@@ -136,13 +127,13 @@ class Run:
         if not shared_input:
             topics.create(self.servers, partitions, outputs=partitions)
             return topics
-        create_topics(self.servers, dict.fromkeys(topics.names[1:], partitions))
+        devstack.create_topics(self.servers, dict.fromkeys(topics.names[1:], partitions))
         return replace(topics, applications=self.input_topic)
 
     def start_worker(self, topics: ScorerTopics, group_id: str, worker_id: str) -> WorkerProcess:
         """A worker with this process's ``SCORER_*`` settings and the run's broker, registry
         and topics; stopped (SIGTERM) when the services close if not before."""
-        env = worker_env(
+        env = devstack.worker_env(
             True,  # inherit this process's SCORER_* settings
             kafka_bootstrap_servers=self.servers,
             mlflow_tracking_uri=self.mlflow.url,
@@ -158,7 +149,7 @@ class Run:
 
     def preload(self) -> None:
         count = self.config.messages
-        create_topics(self.servers, {self.input_topic: self.config.partitions})
+        devstack.create_topics(self.servers, {self.input_topic: self.config.partitions})
         with self.step(f"preloading {count:,} applications"):
             records = traffic.applications(count, _SEED)
             traffic.send(self.servers, self.input_topic, records, count=count)
