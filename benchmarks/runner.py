@@ -11,7 +11,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import (
+    AbstractContextManager,
+    ExitStack,
+    contextmanager,
+    nullcontext,
+    redirect_stdout,
+)
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,8 +110,10 @@ class Run:
         with (
             self.step("training the champion (python -m training --quick)"),
             (self.logs / "training.log").open("w", encoding="utf-8") as log,
-            # MLflow's event messages ("Created version 3 ...") would interleave with the steps.
+            # MLflow's event messages ("Created version 3 ...") and run links ("View run ...",
+            # printed) would interleave with the steps and the table printed on stdout.
             MlflowEventsAndWarningsBehaviorGlobally(True, False, False),
+            redirect_stdout(log),
         ):
             try:
                 report = train(settings, console=Console(file=log, width=120))
