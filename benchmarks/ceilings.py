@@ -1,18 +1,12 @@
-"""The two ceilings a worker is measured against.
-
-Ceiling A, Kafka passthrough: the worker's own transport (``consumer.transport``) in
-the worker's own loop shape, consume → begin → produce → send offsets → commit, with
-the worker's batch settings, and no decoding, model or serialization in between. Each
-input record is copied to the scores and the predictions topic, so it produces as
-many records per input as the worker does.
-
-Ceiling B, the champion alone: the champion's ``predict_proba`` on a ready frame of
-the worker's batch size, timed repeatedly. The worker's other per-row stages
-(decoding, feature assembly) are timed the same way, in isolation, for comparison.
+"""The limits a worker is measured against (benchmarks/README.md, "What one run measures"):
+ceiling A, the Kafka passthrough in the worker's loop shape; ceiling B, the champion alone;
+and the floor, a naive per-message scorer. In-process loads need the process's MLflow
+registry URI to be the champion's (``runner.point_mlflow_at``).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -20,11 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from confluent_kafka import Message
+import mlflow.pyfunc
+import pandas as pd
+from confluent_kafka import Consumer, KafkaException, Message, Producer
+from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from benchmarks import BenchmarkError
-from benchmarks.stack import Champion, point_mlflow_at
 from consumer.decoding import decode_application
 from consumer.errors import ScorerError
 from consumer.model import LoadedModel, RegistryLoader
@@ -32,11 +28,14 @@ from consumer.records import Headers, OutboundRecord
 from consumer.scoring import feature_frame
 from consumer.settings import Settings
 from consumer.transport import KafkaTransport, PartitionKey
-from contracts import LoanApplication
+from contracts import FEATURE_COLUMNS, LoanApplication
 from contracts.model_names import CHAMPION_ALIAS
+from devstack import unique_name
 from producer import encode_application
 
 _WARMUP_CALLS: Final = 3
+_NAIVE_POLL_S: Final = 1.0
+_FLUSH_S: Final = 60.0
 
 
 def passthrough(
@@ -53,11 +52,7 @@ def passthrough(
         transport = KafkaTransport(settings)
         try:
             transport.start()
-            while moved < expected:
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(
-                        f"passthrough moved {moved} of {expected} in {timeout_s:.0f}s"
-                    )
+            while moved < expected and time.monotonic() < deadline:
                 started = time.perf_counter()
                 messages = transport.consume(
                     settings.batch_max_messages, settings.batch_max_wait_ms / 1000
@@ -79,17 +74,22 @@ def passthrough(
             transport.close()
     except ScorerError as exc:
         raise BenchmarkError(f"passthrough: {exc}") from exc
+    if moved < expected:
+        raise BenchmarkError(f"passthrough moved {moved} of {expected} in {timeout_s:.0f}s")
     return transactions, seconds
 
 
 def _copies(messages: Sequence[Message], settings: Settings) -> list[OutboundRecord]:
-    records = []
-    for message in messages:
-        raw = message.headers() or []
-        headers: Headers = list(raw.items() if isinstance(raw, dict) else raw)
-        for topic in (settings.scores_topic, settings.predictions_topic):
-            records.append(OutboundRecord(topic, message.key(), message.value(), headers))
-    return records
+    return [
+        OutboundRecord(topic, message.key(), message.value(), _headers(message))
+        for message in messages
+        for topic in (settings.scores_topic, settings.predictions_topic)
+    ]
+
+
+def _headers(message: Message) -> Headers:
+    raw = message.headers() or []
+    return list(raw.items() if isinstance(raw, dict) else raw)
 
 
 def _next_offsets(messages: Sequence[Message]) -> dict[PartitionKey, int]:
@@ -119,43 +119,28 @@ class StageCosts(BaseModel):
         return 1e6 / self.model_us_per_row
 
 
-def load_champion(champion: Champion, cache_dir: Path) -> LoadedModel:
+def load_champion(tracking_uri: str, model_name: str, cache_dir: Path) -> LoadedModel:
     """The champion, loaded exactly as the worker loads it."""
     loader = RegistryLoader(
-        tracking_uri=champion.tracking_uri,
-        model_name=champion.model_name,
-        alias=CHAMPION_ALIAS,
-        cache_dir=cache_dir,
+        tracking_uri=tracking_uri, model_name=model_name, alias=CHAMPION_ALIAS, cache_dir=cache_dir
     )
     try:
-        point_mlflow_at(champion.tracking_uri)
         return loader.load(loader.resolve())
     except ScorerError as exc:
         raise BenchmarkError(f"cannot load the champion: {exc}") from exc
 
 
 def stage_costs(
-    model: LoadedModel,
-    applications: Sequence[LoanApplication],
-    *,
-    seconds: float,
-    max_bytes: int,
+    model: LoadedModel, applications: Sequence[LoanApplication], seconds: float, max_bytes: int
 ) -> StageCosts:
-    """Time the worker's decode, feature assembly and model call on ``applications`` (one batch).
-
-    Each stage is called repeatedly for about a third of ``seconds``; the median call
-    is reported (CPU time; see ``StageCosts``).
-    """
-    size = len(applications)
-    now = datetime.now(UTC)
-    values = [encode_application(app, now)[1] for app in applications]
+    """Time the worker's decode, feature assembly and model call on ``applications`` (one
+    batch), each for about a third of ``seconds``; the median call is reported."""
+    size, budget = len(applications), seconds / 3
+    values = [encode_application(app, datetime.now(UTC))[1] for app in applications]
     frame = feature_frame(applications)
-    budget = seconds / 3
-
-    def decode() -> object:
-        return [decode_application(value, max_bytes=max_bytes) for value in values]
-
-    decode_cpu, _, _ = _median_call(decode, budget)
+    decode_cpu, _, _ = _median_call(
+        lambda: [decode_application(value, max_bytes=max_bytes) for value in values], budget
+    )
     features_cpu, _, _ = _median_call(lambda: feature_frame(applications), budget)
     model_cpu, model_wall, calls = _median_call(lambda: model.pipeline.predict_proba(frame), budget)
     return StageCosts(
@@ -181,3 +166,52 @@ def _median_call(call: Callable[[], object], budget_s: float) -> tuple[float, fl
         cpu.append(time.process_time() - cpu_start)
         wall.append(time.perf_counter() - wall_start)
     return statistics.median(cpu), statistics.median(wall), len(cpu)
+
+
+def naive_scorer(
+    bootstrap_servers: str,
+    model_uri: str,
+    topics: tuple[str, str],
+    messages: int,
+    timeout_s: float,
+) -> tuple[int, float]:
+    """Score the first ``messages`` records of ``topics[0]`` one at a time into ``topics[1]``;
+    returns how many, and the seconds from the first record to the last acknowledged score."""
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except MlflowException as exc:
+        raise BenchmarkError(f"naive scorer: cannot load {model_uri}: {exc}") from exc
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": unique_name("bench-naive"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    producer = Producer({"bootstrap.servers": bootstrap_servers})
+    done, started, deadline = 0, None, time.monotonic() + timeout_s
+    try:
+        consumer.subscribe([topics[0]])
+        while done < messages and time.monotonic() < deadline:
+            message = consumer.poll(_NAIVE_POLL_S)
+            if message is None or message.error() is not None:
+                continue
+            started = started or time.perf_counter()
+            application = json.loads(message.value() or b"{}")
+            frame = pd.DataFrame([application])[list(FEATURE_COLUMNS)].astype(float)
+            probability = float(model.predict(frame)[0][1])
+            score = {"application_id": application["application_id"], "probability": probability}
+            producer.produce(topics[1], json.dumps(score).encode(), message.key())
+            producer.poll(0)
+            consumer.commit(message=message, asynchronous=False)
+            done += 1
+        if producer.flush(_FLUSH_S):
+            raise BenchmarkError("naive scorer: scores not acknowledged in time")
+    except KafkaException as exc:
+        raise BenchmarkError(f"naive scorer: {exc}") from exc
+    finally:
+        consumer.close()
+    if done < messages:
+        raise BenchmarkError(f"naive scorer: {done} of {messages} in {timeout_s:.0f}s")
+    return done, time.perf_counter() - (started or time.perf_counter())

@@ -22,12 +22,12 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from benchmarks import BenchmarkError
-from benchmarks.runner import Options, run_benchmark
-from benchmarks.stack import failure_detail
+from benchmarks.results import RunConfig
+from benchmarks.runner import run_benchmark
 from consumer.settings import ENV_PREFIX
 from consumer.settings import Settings as WorkerSettings
 from contracts.cli import EXIT_FAILED, EXIT_INTERRUPTED, settings_or_exit
-from devstack import ROOT, DevstackError
+from devstack import ROOT, DevstackError, log_tail
 
 README: Final = ROOT / "benchmarks" / "README.md"
 RESULTS: Final = ROOT / "benchmarks" / "results"
@@ -76,7 +76,7 @@ def bench(
         lambda: WorkerSettings(kafka_bootstrap_servers="unset", mlflow_tracking_uri="unset"),
         ENV_PREFIX,
     )
-    options = Options(
+    config = RunConfig(
         quick=quick,
         messages=messages or int(sizes["messages"]),
         naive_messages=naive_messages or int(sizes["naive_messages"]),
@@ -85,17 +85,24 @@ def bench(
         warmup_seconds=sizes["warmup_s"] if warmup_seconds is None else warmup_seconds,
         partitions=partitions,
         profile=profile,
-        data=data,
-        results_dir=results_dir,
-        readme=README if (not quick if readme is None else readme) else None,
-        worker=worker,
+        worker=worker.redacted(),
     )
+    write_readme = not quick if readme is None else readme
     console = Console(stderr=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        _, table = run_benchmark(options, console)
+        table = run_benchmark(
+            config,
+            worker,
+            data=data,
+            results_dir=results_dir,
+            readme=README if write_readme else None,
+            console=console,
+        )
     except (BenchmarkError, DevstackError) as exc:
-        console.print(f"[red]benchmark failed:[/] {failure_detail(exc)}", highlight=False)
+        log = getattr(exc, "log_path", None)
+        detail = f"{exc}:\n{log_tail(log)}" if log is not None else str(exc)
+        console.print(f"[red]benchmark failed:[/] {detail}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from exc
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: everything the run started has been stopped")
@@ -104,8 +111,8 @@ def bench(
         signal.signal(signal.SIGTERM, previous)
     Console().print(Markdown(table.read_text()))
     console.print(f"results: {table.parent}")
-    if options.readme is not None:
-        console.print(f"table written to {options.readme}")
+    if write_readme:
+        console.print(f"table written to {README}")
 
 
 def _rates(text: str) -> tuple[int, ...]:

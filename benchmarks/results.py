@@ -1,5 +1,5 @@
 """What a run measured (one JSON-ready model), the targets it is judged against, and the
-numbers table: ``results.md``, the latency plot, and the block between the README's markers.
+numbers table: ``results.md`` and the block between the README's markers.
 
 The tool writes numbers only. What they mean is written by people, in the README's
 findings: a generated explanation would say the same thing again and drift from it.
@@ -12,39 +12,40 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import matplotlib
 from pydantic import BaseModel
 
 from benchmarks import BenchmarkError
 from benchmarks.ceilings import StageCosts
-from benchmarks.machine import MachineInfo
+from benchmarks.measure import MachineInfo, Percentiles, ratio
 from benchmarks.profiling import FunctionShare
-from benchmarks.stats import Percentiles, ratio
-
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt
 
 LATENCY_RATE: Final = 2_000  # the rate the latency target is judged at
-P99_BUDGET_MS: Final = 200.0
 # Each target: name, goal ("≤" when the bound is a maximum), how the value is shown, bound.
 _TARGETS: Final = (
     ("worker vs ceiling A", "≥ {:.0%} of passthrough", "{:.0%}", 0.5),
     ("worker vs naive floor", "≥ {:.0f}x naive", "{:.1f}x", 50.0),
     ("two workers vs one", "≥ {}x one worker", "{:.1f}x", 1.6),
-    (
-        "end-to-end latency",
-        f"p99 ≤ {{:.0f}} ms at {LATENCY_RATE:,}/s",
-        "p99 {:.1f} ms",
-        P99_BUDGET_MS,
-    ),
+    ("end-to-end latency", f"p99 ≤ {{:.0f}} ms at {LATENCY_RATE:,}/s", "p99 {:.1f} ms", 200.0),
     ("worker memory", "≤ {:.0f} MB resident", "{:.0f} MB peak", 400.0),
 )
-
 README_START: Final = "<!-- bench:start -->"
 README_END: Final = "<!-- bench:end -->"
 _STAGES: Final = ("consume", "decode", "score", "produce", "commit", "other")
 
-Status = Literal["met", "missed", "not measured"]
+
+class RunConfig(BaseModel):
+    """What a run was asked to do (``python -m benchmarks --help``), kept with its numbers;
+    ``worker`` is the ``SCORER_*`` settings every worker and the passthrough ran with."""
+
+    quick: bool
+    messages: int
+    naive_messages: int
+    rates: tuple[int, ...]
+    latency_seconds: float
+    warmup_seconds: float
+    partitions: int
+    profile: bool
+    worker: dict[str, Any]
 
 
 class Throughput(BaseModel):
@@ -83,7 +84,7 @@ class Target(BaseModel):
     name: str
     goal: str
     measured: str
-    status: Status
+    status: Literal["met", "missed", "not measured"]
 
 
 class BenchResults(BaseModel):
@@ -91,10 +92,9 @@ class BenchResults(BaseModel):
 
     started_at: datetime
     duration_s: float
-    quick: bool
+    config: RunConfig
     machine: MachineInfo
     load_average_end: tuple[float, float, float]
-    config: dict[str, Any]
     champion: dict[str, str]
     ceiling_a: Throughput
     ceiling_b: StageCosts
@@ -130,8 +130,9 @@ def _target(name: str, goal: str, shown: str, bound: float, value: float | None)
     if value is None:
         return Target(name=name, goal=goal, measured="—", status="not measured")
     met = value <= bound if "≤" in goal else value >= bound
-    status: Status = "met" if met else "missed"
-    return Target(name=name, goal=goal, measured=shown.format(value), status=status)
+    return Target(
+        name=name, goal=goal, measured=shown.format(value), status="met" if met else "missed"
+    )
 
 
 def markdown(results: BenchResults) -> str:
@@ -140,18 +141,18 @@ def markdown(results: BenchResults) -> str:
     load = " / ".join(f"{v:.2f}" for v in m.load_average)
     end = " / ".join(f"{v:.2f}" for v in results.load_average_end)
     extras = "; ".join(
-        f"{name} {c[name]}"
-        for name in ("kafka_extra", "consumer_extra", "producer_extra")
-        if c.get(name)
+        f"{k} {c.worker[k]}"
+        for k in ("kafka_extra", "consumer_extra", "producer_extra")
+        if c.worker.get(k)
     )
     lines = [
         f"Machine: {m.nproc} x {m.cpu_model}, {m.memory_gib:.1f} GiB, Python {m.python}, "
         f"{m.platform}. Load average (1/5/15 min) at start {load}, at end {end}.",
         "",
         f"Run {results.started_at:%Y-%m-%d %H:%M} UTC of commit {m.source} "
-        f"({'quick' if results.quick else 'full'}, {results.duration_s / 60:.1f} min): "
-        f"{c['messages']:,} preloaded applications on {c['partitions']} partitions; worker "
-        f"batches of up to {c['batch_max_messages']} records or {c['batch_max_wait_ms']} ms; "
+        f"({'quick' if c.quick else 'full'}, {results.duration_s / 60:.1f} min): "
+        f"{c.messages:,} preloaded applications on {c.partitions} partitions; worker batches of "
+        f"up to {c.worker['batch_max_messages']} records or {c.worker['batch_max_wait_ms']} ms; "
         f"champion {results.champion['family']} (version {results.champion['version']})."
         + (f" Worker overrides: {extras}." if extras else ""),
         "",
@@ -165,17 +166,6 @@ def markdown(results: BenchResults) -> str:
         f"| Floor: naive scorer | {floor.rate:,.0f} msg/s | {floor.records:,} messages in "
         f"{floor.seconds:.1f} s |",
         *(_drain_row(f"Worker x {w.processes}", w, "scores/s") for w in results.workers),
-        "",
-        "Ratios: "
-        + "; ".join(
-            f"{label} = " + ("—" if (v := results.ratios.get(key)) is None else fmt.format(v))
-            for label, key, fmt in (
-                ("worker / ceiling A", "worker/ceiling_a", "{:.0%}"),
-                ("worker / floor", "worker/floor", "{:.2f}x"),
-                ("two workers / one", "two_workers/one_worker", "{:.2f}x"),
-            )
-        )
-        + ".",
         "",
         "| rate (target) | achieved | samples | p50 | p95 | p99 | max | cores |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
@@ -195,12 +185,12 @@ def markdown(results: BenchResults) -> str:
             for t in results.targets
         ),
         "",
+        f"Profile ({results.profile_note}):"
+        if results.profile
+        else f"Profile: {results.profile_note}.",
+        *([""] if results.profile else []),
+        *(f"- {100 * f.share:.1f}% `{f.function}`" for f in results.profile),
     ]
-    if results.profile:
-        lines += [f"Profile ({results.profile_note}):", ""]
-        lines += [f"- {100 * f.share:.1f}% `{f.function}`" for f in results.profile]
-    else:
-        lines.append(f"Profile: {results.profile_note}.")
     return "\n".join(lines) + "\n"
 
 
@@ -223,45 +213,25 @@ def _drain_row(label: str, run: Throughput, unit: str) -> str:
     return f"| {label} | {run.rate:,.0f} {unit} | {'; '.join(notes)} |"
 
 
-def replace_table(readme: str, table: str) -> str:
-    """``readme`` with the text between the bench markers replaced by ``table``.
+def write(results: BenchResults, directory: Path, readme: Path | None) -> Path:
+    """``results.json`` and ``results.md`` in ``directory``; the same table between
+    ``readme``'s markers when given. Returns the markdown file.
 
-    Raises ``BenchmarkError`` without the markers: where the numbers go is the README's choice.
+    Raises ``BenchmarkError`` when ``readme`` has no markers: where the numbers go is its
+    choice (the files in ``directory`` are written first).
     """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(results.model_dump_json(indent=2) + "\n")
+    (table := directory / "results.md").write_text(markdown(results))
+    if readme is not None:
+        readme.write_text(replace_table(readme.read_text(), table.read_text()))
+    return table
+
+
+def replace_table(readme: str, table: str) -> str:
+    """``readme`` with the text between the bench markers replaced by ``table``."""
     pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.DOTALL)
     if not pattern.search(readme):
         raise BenchmarkError(f"no {README_START} ... {README_END} block to replace")
     block = f"{README_START}\n{table.rstrip()}\n{README_END}"
     return pattern.sub(lambda _match: block, readme, count=1)
-
-
-def plot_latency(results: BenchResults, path: Path) -> None:
-    """p50/p95/p99 end-to-end latency against publishing rate, with the p99 budget."""
-    rates = [p.rate for p in results.latency]
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for label in ("p50", "p95", "p99"):
-        axes.plot(rates, [getattr(p, f"{label}_ms") for p in results.latency], "o-", label=label)
-    axes.axhline(P99_BUDGET_MS, color="grey", linestyle="--", label="p99 budget")
-    axes.set_xlabel("applications per second (published)")
-    axes.set_ylabel("end-to-end latency (ms)")
-    axes.set_title(f"Produce → read_committed score ({results.machine.nproc} cores)")
-    axes.set_ylim(bottom=0)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def write(results: BenchResults, directory: Path, readme: Path | None) -> Path:
-    """``results.json``, ``results.md`` and ``latency.png`` in ``directory``; the same table
-    between ``readme``'s markers when given. Returns the markdown file."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "results.json").write_text(results.model_dump_json(indent=2) + "\n")
-    table = markdown(results)
-    (directory / "results.md").write_text(table)
-    if results.latency:
-        plot_latency(results, directory / "latency.png")
-    if readme is not None:
-        readme.write_text(replace_table(readme.read_text(), table))
-    return directory / "results.md"

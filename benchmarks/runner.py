@@ -1,96 +1,86 @@
-"""One benchmark run, phase by phase, on a stack it starts and always stops.
-
-Order: broker, MLflow server and champion; preload; ceiling A; ceiling B (in-process);
-the naive floor; one then two workers draining; end-to-end latency; a py-spy profile of
-one worker. Every drain's throughput comes from the output's record timestamps, read
-back afterwards, so the harness polling for progress never paces the loop it measures.
+"""One benchmark run, phase by phase, on services it starts and always stops: broker, MLflow
+server and champion; preload; ceiling A; ceiling B; the floor; one then two workers
+draining; end-to-end latency; a py-spy profile. Ports are free ones, names unique, state
+in a temporary directory; every process's log is kept with the results.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import (
+    AbstractContextManager,
+    ExitStack,
+    contextmanager,
+    nullcontext,
+    redirect_stdout,
+)
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+import mlflow
 import orjson
 from confluent_kafka import Message
+from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobally
 from rich.console import Console
 
-from benchmarks import BenchmarkError, ceilings, loadgen
-from benchmarks.latency import LatencyRecorder, measure_rate
-from benchmarks.machine import (
-    cores_used,
-    cpu_snapshot,
-    load_average,
-    machine_info,
-    peak_rss_mb,
-    rss_mb,
+import devstack
+from benchmarks import BenchmarkError, ceilings, measure, profiling, traffic
+from benchmarks.measure import span, steady_window
+from benchmarks.results import (
+    BenchResults,
+    Floor,
+    LatencyPoint,
+    RunConfig,
+    Throughput,
+    with_verdicts,
+    write,
 )
-from benchmarks.naive import naive_scorer
-from benchmarks.profiling import FunctionShare, profiling, py_spy, summarize
-from benchmarks.readback import read_topic
-from benchmarks.results import BenchResults, Floor, LatencyPoint, Throughput, with_verdicts, write
-from benchmarks.stack import Stack, Topics, check_alive
-from benchmarks.stats import span, steady_window
 from consumer.ops import STAGES
 from consumer.settings import Settings as WorkerSettings
-from devstack import ROOT, WorkerProcess, create_topics, unique_name
+from contracts.model_names import CHAMPION_ALIAS
+from devstack import ROOT, DevstackError, ScorerTopics, WorkerProcess, unique_name
+from training import CandidateResult, TrainingError, TrainingSettings, train
 
+# The first start of a machine (JVM, page cache) is slower than the tests allow.
+_BROKER_START_TIMEOUT_S: Final = 180
+_PHASE_TIMEOUT_S: Final = 900.0
+_VISIBLE_TIMEOUT_S: Final = 60.0
+_INFERENCE_SECONDS: Final = 3.0
+_SEED: Final = 7
 _POLL_S: Final = 0.5
 # Sampling stops at the first poll that sees the drain done: poll often, so idle time
 # after the last record stays a small share of the profile.
 _PROFILE_POLL_S: Final = 0.05
 _PROFILE_MESSAGES: Final = 100_000
-_VISIBLE_TIMEOUT_S: Final = 60.0
 _COMMITTED: Final = 'scorer_transactions_total{outcome="committed"}'
-# The worker settings that shape throughput, recorded with every run.
-_WORKER_KNOBS: Final = (
-    "batch_max_messages",
-    "batch_max_wait_ms",
-    "linger_ms",
-    "producer_batch_bytes",
-    "transaction_timeout_ms",
-    "kafka_extra",
-    "consumer_extra",
-    "producer_extra",
-)
 
 
-@dataclass(frozen=True)
-class Options:
-    """Sizes and places of one run (``python -m benchmarks --help``)."""
+def point_mlflow_at(uri: str) -> None:
+    """Set this process's MLflow tracking and registry URIs to ``uri``.
 
-    quick: bool
-    messages: int
-    naive_messages: int
-    rates: tuple[int, ...]
-    latency_seconds: float
-    warmup_seconds: float
-    partitions: int
-    profile: bool
-    data: Path
-    results_dir: Path
-    readme: Path | None
-    worker: WorkerSettings
-    """The ``SCORER_*`` settings every worker and the passthrough run with."""
-    seed: int = 7
-    inference_seconds: float = 3.0
-    phase_timeout_s: float = 900.0
+    ``models:/`` downloads resolve through the global registry URI whatever client
+    arguments say (MLflow 3.17), so in-process loads need it. ``worker_env`` keeps the
+    registry one out of the workers: a deployed worker is told only the tracking URI.
+    """
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
 
 
 class Run:
-    """The phases of one run, sharing a stack, a console and the options."""
+    """The phases of one run: services in ``services`` (closing it stops them all), logs in
+    ``logs``, and the ``SCORER_*`` settings every worker and the passthrough run with."""
 
-    def __init__(self, options: Options, stack: Stack, console: Console) -> None:
-        self.options = options
-        self.stack = stack
-        self.console = console
+    def __init__(
+        self, config: RunConfig, worker: WorkerSettings, logs: Path, console: Console
+    ) -> None:
+        self.config, self.worker, self.logs, self.console = config, worker, logs, console
+        self.services = ExitStack()
         self.input_topic = unique_name("bench-applications")
 
     @contextmanager
@@ -100,65 +90,113 @@ class Run:
             yield
         self.console.print(f"{description}: {time.monotonic() - started:.1f} s", highlight=False)
 
+    def start(self, data: Path) -> CandidateResult:
+        """The broker, the MLflow server (their logs copied to ``logs`` at exit) and the
+        champion: training's own ``train()`` in quick mode (``python -m training --quick``),
+        every family trained and the registry's own selection picking, as in production."""
+        work = Path(self.services.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        self.workdir, self.broker = work, devstack.LocalBroker(work / "kafka")
+        with self.step("starting a local Kafka broker and an MLflow server"):
+            self._keep_log(self.broker.log_path, "kafka.log")
+            self.services.callback(self.broker.stop)  # also after a start that failed half-way
+            self.broker.start(_BROKER_START_TIMEOUT_S)
+            if (pid := self.broker.pid) is None:
+                raise BenchmarkError(f"the broker in {self.broker.directory} recorded no pid")
+            self.broker_pid, self.servers = pid, self.broker.bootstrap_servers
+            self.mlflow = devstack.MlflowServer.start(work / "mlflow")
+            self._keep_log(self.mlflow.log_path, "mlflow-server.log")
+            self.services.callback(self.mlflow.stop)
+        settings = TrainingSettings(quick=True, data=data, tracking_uri=self.mlflow.url)
+        with (
+            self.step("training the champion (python -m training --quick)"),
+            (self.logs / "training.log").open("w", encoding="utf-8") as log,
+            # MLflow's event messages ("Created version 3 ...") and run links ("View run ...",
+            # printed) would interleave with the steps and the table printed on stdout.
+            MlflowEventsAndWarningsBehaviorGlobally(True, False, False),
+            redirect_stdout(log),
+        ):
+            try:
+                report = train(settings, console=Console(file=log, width=120))
+            except TrainingError as exc:
+                raise BenchmarkError(f"training failed: {exc}") from exc
+        if (champion := report.champion) is None:
+            raise BenchmarkError(f"training promoted nothing: {report.selection_reason}")
+        point_mlflow_at(self.mlflow.url)
+        self.model_name = settings.model_name
+        return champion
+
+    def _keep_log(self, path: Path, name: str) -> None:
+        self.services.callback(lambda: path.is_file() and shutil.copyfile(path, self.logs / name))
+
+    def topics(self, prefix: str, *, shared_input: bool = False) -> ScorerTopics:
+        """Fresh topics; with ``shared_input``, the run's preloaded input instead of a new one."""
+        partitions = self.config.partitions
+        topics = ScorerTopics.unique(f"bench-{prefix}")
+        if not shared_input:
+            topics.create(self.servers, partitions, outputs=partitions)
+            return topics
+        devstack.create_topics(self.servers, dict.fromkeys(topics.names[1:], partitions))
+        return replace(topics, applications=self.input_topic)
+
+    def start_worker(self, topics: ScorerTopics, group_id: str, worker_id: str) -> WorkerProcess:
+        """A worker with this process's ``SCORER_*`` settings and the run's broker, registry
+        and topics; stopped (SIGTERM) when the services close if not before."""
+        env = devstack.worker_env(
+            True,  # inherit this process's SCORER_* settings
+            kafka_bootstrap_servers=self.servers,
+            mlflow_tracking_uri=self.mlflow.url,
+            model_name=self.model_name,
+            model_cache_dir=self.workdir / "model-cache",
+            **topics.settings(),
+            group_id=group_id,
+            worker_id=worker_id,
+        )
+        worker = WorkerProcess(env, self.logs / f"{worker_id}.log")
+        self.services.callback(worker.terminate)
+        return worker
+
     def preload(self) -> None:
-        count = self.options.messages
-        create_topics(self.stack.bootstrap_servers, {self.input_topic: self.options.partitions})
+        count = self.config.messages
+        devstack.create_topics(self.servers, {self.input_topic: self.config.partitions})
         with self.step(f"preloading {count:,} applications"):
-            loadgen.send(
-                self.stack.bootstrap_servers,
-                self.input_topic,
-                loadgen.applications(count, self.options.seed),
-                count=count,
-            )
+            records = traffic.applications(count, _SEED)
+            traffic.send(self.servers, self.input_topic, records, count=count)
 
     def ceiling_a(self) -> Throughput:
-        count = self.options.messages
-        topics = self.stack.topics("passthrough", self.options.partitions, self.input_topic)
-        settings = self.options.worker.model_copy(
-            update={
-                "kafka_bootstrap_servers": self.stack.bootstrap_servers,
-                **topics.settings(),
-                "group_id": unique_name("bench-passthrough"),
-                "worker_id": "bench-passthrough",
-            }
+        count, topics = self.config.messages, self.topics("passthrough", shared_input=True)
+        group, name = unique_name("bench-passthrough"), "bench-passthrough"
+        settings = self.worker.model_copy(
+            update={"kafka_bootstrap_servers": self.servers, **topics.settings()}
+            | {"group_id": group, "worker_id": name}
         )
-        pids = {"broker": self.stack.broker_pid, "harness": os.getpid()}
+        pids = {"broker": self.broker_pid, "harness": os.getpid()}
         with self.step("ceiling A: Kafka passthrough"):
-            start = cpu_snapshot(pids)
-            transactions, seconds = ceilings.passthrough(
-                settings, count, self.options.phase_timeout_s
-            )
-            cores = cores_used(start, cpu_snapshot(pids))
-        scores = read_topic(self.stack.bootstrap_servers, topics.scores, expected=count)
+            start = measure.cpu_snapshot(pids)
+            transactions, seconds = ceilings.passthrough(settings, count, _PHASE_TIMEOUT_S)
+            cores = measure.cores_used(start, measure.cpu_snapshot(pids))
+        written = traffic.read_topic(self.servers, topics.scores, expected=count)
         stage_us = {step: round(s / count * 1e6, 2) for step, s in seconds.items()}
         return _throughput(
-            "ceiling A", 1, scores.timestamps, cores, transactions=transactions, stage_us=stage_us
+            "ceiling A", 1, written, cores, transactions=transactions, stage_us=stage_us
         )
 
     def ceiling_b(self) -> ceilings.StageCosts:
-        worker = self.options.worker
         with self.step("ceiling B: timing the champion alone"):
-            model = ceilings.load_champion(self.stack.champion, self.stack.workdir / "bench-cache")
-            batch = list(loadgen.applications(worker.batch_max_messages, self.options.seed + 999))
-            return ceilings.stage_costs(
-                model,
-                batch,
-                seconds=self.options.inference_seconds,
-                max_bytes=worker.max_message_bytes,
-            )
+            cache = self.workdir / "bench-cache"
+            model = ceilings.load_champion(self.mlflow.url, self.model_name, cache)
+            batch = list(traffic.applications(self.worker.batch_max_messages, _SEED + 999))
+            max_bytes = self.worker.max_message_bytes
+            return ceilings.stage_costs(model, batch, _INFERENCE_SECONDS, max_bytes)
 
     def floor(self) -> Floor:
-        count = self.options.naive_messages
-        output = self.stack.topics("naive", self.options.partitions, self.input_topic)
+        count, output = self.config.naive_messages, self.topics("naive", shared_input=True)
+        topics, uri = (
+            (self.input_topic, output.scores),
+            f"models:/{self.model_name}@{CHAMPION_ALIAS}",
+        )
         with self.step(f"floor: naive per-message scorer on {count:,} messages"):
-            return naive_scorer(
-                self.stack.bootstrap_servers,
-                self.stack.champion,
-                input_topic=self.input_topic,
-                output_topic=output.scores,
-                messages=count,
-                timeout_s=self.options.phase_timeout_s,
-            )
+            done, s = ceilings.naive_scorer(self.servers, uri, topics, count, _PHASE_TIMEOUT_S)
+        return Floor(records=done, seconds=s, rate=done / s if s > 0 else 0.0)
 
     def drain(
         self,
@@ -166,44 +204,42 @@ class Run:
         processes: int,
         count: int,
         *,
-        around: Callable[[WorkerProcess], AbstractContextManager[object]] = lambda _w: (
-            nullcontext()
-        ),
+        around: Callable[[WorkerProcess], AbstractContextManager[object]] = lambda _: nullcontext(),
         poll_s: float = _POLL_S,
     ) -> Throughput:
         """``processes`` workers in one group drain ``count`` applications written inside
         one open transaction and released once every worker is ready, so none starts late;
         each application must come out exactly once."""
-        topics = self.stack.topics(name, self.options.partitions)
-        held = loadgen.HeldBack(self.stack.bootstrap_servers, topics.applications)
+        topics = self.topics(name)
         with self.step(f"{name}: preloading {count:,} applications (held back)"):
-            held.fill(loadgen.applications(count, self.options.seed), count=count)
+            records = traffic.applications(count, _SEED)
+            held = traffic.send(self.servers, topics.applications, records, count=count, hold=True)
         workers = self._ready_workers(name, processes, topics)
-        ready = {w.worker_id: rss_mb(w.pid) for w in workers}
-        pids = {"broker": self.stack.broker_pid, **{w.worker_id: w.pid for w in workers}}
-        deadline = time.monotonic() + self.options.phase_timeout_s
+        ready = {w.worker_id: measure.memory_mb(w.pid) for w in workers}
+        pids = {"broker": self.broker_pid, **{w.worker_id: w.pid for w in workers}}
+        deadline = time.monotonic() + _PHASE_TIMEOUT_S
         with self.step(f"{name}: draining"), around(workers[0]):
-            held.release()
+            traffic.release(held)
             while not (scored := sum(_scored(w) for w in workers)):
                 _poll(workers, deadline, poll_s, f"nothing scored by {name}")
-            start = cpu_snapshot(pids)  # at the first score
+            start = measure.cpu_snapshot(pids)  # at the first score
             while (scored := sum(_scored(w) for w in workers)) < count:
                 _poll(workers, deadline, poll_s, f"{scored:,} of {count:,} scored by {name}")
-            cores = cores_used(start, cpu_snapshot(pids))
+            cores = measure.cores_used(start, measure.cpu_snapshot(pids))
         metrics = [w.metrics() for w in workers]
-        peaks = {w.worker_id: peak_rss_mb(w.pid) for w in workers}
+        peaks = {w.worker_id: measure.memory_mb(w.pid, "VmHWM") for w in workers}
         for worker in workers:
             if (code := worker.terminate()) != 0:
                 raise BenchmarkError(f"worker {worker.worker_id} exited with {code} when stopped")
-        read_topic(self.stack.bootstrap_servers, topics.scores, expected=count)
-        by_worker = read_topic(
-            self.stack.bootstrap_servers, topics.predictions, expected=count, label=_worker_id
+        traffic.read_topic(self.servers, topics.scores, expected=count)
+        by_worker = traffic.read_topic(
+            self.servers, topics.predictions, expected=count, label=_worker_id
         )
-        busy_s = sum(span(ts).seconds for ts in by_worker.timestamps.values())
+        busy_s = sum(span(ts).seconds for ts in by_worker.values())
         return _throughput(
             f"worker x {processes}",
             processes,
-            by_worker.timestamps,
+            by_worker,
             cores,
             ready_rss_mb=ready,
             peak_rss_mb=peaks,
@@ -211,83 +247,76 @@ class Run:
             transactions=int(sum(m.get(_COMMITTED, 0) for m in metrics)),
         )
 
-    def profile(self) -> tuple[list[FunctionShare], str]:
-        """py-spy on one worker draining (a separate, unmeasured drain: the sampler takes
-        CPU from the loop it samples)."""
-        if (executable := py_spy()) is None:
-            return [], "py-spy is not installed (pip install -e .[dev]): no profile"
-        count = min(self.options.messages, _PROFILE_MESSAGES)
-        output = self.stack.logs.parent / "worker-profile.txt"
+    def profile(self) -> tuple[list[profiling.FunctionShare], str]:
+        """A py-spy profile of one worker draining (a drain of its own: sampling takes CPU)."""
+        if not self.config.profile:
+            return [], "not profiled"
+        if (executable := profiling.py_spy()) is None:
+            return [], "not profiled: py-spy is not installed"
+        count = min(_PROFILE_MESSAGES, self.config.messages)
+        output = self.logs.parent / "worker-profile.txt"
         self.drain(
             "profile",
             1,
             count,
-            around=lambda worker: profiling(executable, worker.pid, output),
+            around=lambda worker: profiling.profiling(executable, worker.pid, output),
             poll_s=_PROFILE_POLL_S,
         )
         note = (
             f"py-spy, {count:,} applications drained by one worker; inclusive share of the "
             f"main thread's samples, waits included (raw stacks: {output.name})"
         )
-        return summarize(output.read_text()), note
+        return profiling.summarize(output.read_text()), note
 
     def latency(self) -> tuple[list[LatencyPoint], float]:
         """Latency points per rate, and the serving worker's peak resident memory."""
-        topics = self.stack.topics("latency", self.options.partitions)
+        topics = self.topics("latency")
         (worker,) = self._ready_workers("latency", 1, topics)
-        pids = {
-            "broker": self.stack.broker_pid,
-            worker.worker_id: worker.pid,
-            "harness": os.getpid(),
-        }
+        pids = {"broker": self.broker_pid, worker.worker_id: worker.pid, "harness": os.getpid()}
         points = []
-        with LatencyRecorder(
-            self.stack.bootstrap_servers, topics.applications, topics.scores
-        ) as recorder:
-            for index, rate in enumerate(self.options.rates):
-                total = max(1, round(rate * self.options.latency_seconds))
-                records = list(loadgen.applications(total, self.options.seed + 1 + index))
+        with traffic.LatencyRecorder(self.servers, topics.applications, topics.scores) as recorder:
+            for index, rate in enumerate(self.config.rates):
+                total = max(1, round(rate * self.config.latency_seconds))
+                records = list(traffic.applications(total, _SEED + 1 + index))
                 with self.step(f"latency at {rate:,}/s"):
-                    start = cpu_snapshot(pids)
-                    achieved, latency = measure_rate(
-                        recorder,
-                        self.stack.bootstrap_servers,
-                        topics.applications,
-                        records,
-                        rate=rate,
-                        warmup_s=self.options.warmup_seconds,
-                        timeout_s=_VISIBLE_TIMEOUT_S,
+                    start = measure.cpu_snapshot(pids)
+                    achieved, latency = recorder.measure(
+                        records, rate, self.config.warmup_seconds, _VISIBLE_TIMEOUT_S
                     )
-                    cores = cores_used(start, cpu_snapshot(pids))
-                check_alive(worker)
-                points.append(
-                    LatencyPoint(
-                        rate=rate, achieved_rate=achieved, cores=cores, **latency.model_dump()
-                    )
-                )
-        peak = peak_rss_mb(worker.pid)
+                    cores = measure.cores_used(start, measure.cpu_snapshot(pids))
+                _check_alive([worker])
+                measured = {"achieved_rate": achieved, "cores": cores, **latency.model_dump()}
+                points.append(LatencyPoint(rate=rate, **measured))
+        peak = measure.memory_mb(worker.pid, "VmHWM")
         worker.terminate()
         return points, peak
 
-    def _ready_workers(self, name: str, processes: int, topics: Topics) -> list[WorkerProcess]:
+    def _ready_workers(
+        self, name: str, processes: int, topics: ScorerTopics
+    ) -> list[WorkerProcess]:
         """``processes`` workers in one new group, returned once all are ready at the same
         time: each with its partitions (a worker joining later revokes the others')."""
         group = unique_name(f"bench-{name}")
-        workers = [
-            self.stack.start_worker(topics, group, f"bench-{name}-{k + 1}")
-            for k in range(processes)
-        ]
-        deadline = time.monotonic() + self.options.phase_timeout_s
+        ids = [f"bench-{name}-{k + 1}" for k in range(processes)]
+        workers = [self.start_worker(topics, group, worker_id) for worker_id in ids]
+        deadline = time.monotonic() + _PHASE_TIMEOUT_S
         with self.step(f"{name}: starting {processes} worker(s)"):
             while not all(w.get("/readyz")[0] == 200 for w in workers):
                 _poll(workers, deadline, _POLL_S, f"{name}: workers not all ready")
         return workers
 
 
+def _check_alive(workers: Sequence[WorkerProcess]) -> None:
+    """Raise ``DevstackError`` (naming the worker's log) when one of ``workers`` has exited."""
+    for worker in workers:
+        if not worker.running:
+            code = worker.process.returncode
+            raise DevstackError(f"worker {worker.worker_id} exited with {code}", worker.log_path)
+
+
 def _poll(workers: Sequence[WorkerProcess], deadline: float, poll_s: float, late: str) -> None:
     """One wait between polls: raise when a worker died or ``deadline`` passed."""
-    for worker in workers:
-        check_alive(worker)
+    _check_alive(workers)
     if time.monotonic() > deadline:
         raise BenchmarkError(f"{late} (timed out)")
     time.sleep(poll_s)
@@ -303,15 +332,10 @@ def _worker_id(message: Message) -> str:
 
 
 def _throughput(
-    name: str,
-    processes: int,
-    timestamps: dict[str, list[int]],
-    cores: dict[str, float],
-    **measured: Any,
+    name: str, processes: int, by_writer: dict[str, list[int]], cores: dict[str, float], **more: Any
 ) -> Throughput:
     """A drain timed from its output records' timestamps, grouped by writer."""
-    window = steady_window(timestamps)
-    every = [t for ts in timestamps.values() for t in ts]
+    window, every = steady_window(by_writer), [t for ts in by_writer.values() for t in ts]
     return Throughput(
         name=name,
         processes=processes,
@@ -320,80 +344,55 @@ def _throughput(
         window_s=window.seconds,
         drain_s=span(every).seconds,
         cores=cores,
-        **measured,
+        **more,
     )
 
 
 def _stage_us(metrics: Sequence[dict[str, float]], scored: int, busy_s: float) -> dict[str, float]:
     """Microseconds per application in each worker stage, from the workers' histograms;
     ``other`` is the rest of their busy time (waiting in ``consume()``, bookkeeping)."""
-    if scored <= 0:
-        return {}
-    seconds = {
-        stage: sum(
-            m.get(f'scorer_stage_latency_seconds_sum{{stage="{stage}"}}', 0.0) for m in metrics
-        )
-        for stage in STAGES
-    }
-    per_app = {stage: round(value / scored * 1e6, 2) for stage, value in seconds.items()}
-    per_app["other"] = round(max(0.0, busy_s - sum(seconds.values())) / scored * 1e6, 2)
-    return per_app
+    key = 'scorer_stage_latency_seconds_sum{{stage="{}"}}'
+    seconds = {stage: sum(m.get(key.format(stage), 0.0) for m in metrics) for stage in STAGES}
+    seconds["other"] = max(0.0, busy_s - sum(seconds.values()))
+    return {stage: round(value / scored * 1e6, 2) for stage, value in seconds.items()}
 
 
-def run_benchmark(options: Options, console: Console) -> tuple[BenchResults, Path]:
-    """Run every phase and write the results; returns them and the markdown file.
+def run_benchmark(
+    config: RunConfig,
+    worker: WorkerSettings,
+    *,
+    data: Path,
+    results_dir: Path,
+    readme: Path | None,
+    console: Console,
+) -> Path:
+    """Run every phase, write the results under ``results_dir`` (and the table into
+    ``readme`` when given); returns the markdown table's file.
 
     Raises ``BenchmarkError`` or ``DevstackError``; whatever was started is stopped
     first, also on ``KeyboardInterrupt``.
     """
-    data = options.data.resolve()
-    if not data.is_file():
+    if not (data := data.resolve()).is_file():
         raise BenchmarkError(f"dataset not found: {data} (set RUMOS_DATA or pass --data)")
-    started_at = datetime.now(UTC)
-    started = time.monotonic()
-    machine = machine_info(ROOT)
-    run_dir = options.results_dir / started_at.strftime("%Y%m%dT%H%M%SZ")
-    with (
-        tempfile.TemporaryDirectory(prefix="rumos-bench-") as workdir,
-        Stack(Path(workdir), run_dir / "logs") as stack,
-    ):
-        run = Run(options, stack, console)
-        with run.step("starting a local Kafka broker and an MLflow server"):
-            stack.start()
-        with run.step("training the champion (python -m training --quick)"):
-            champion = stack.train(data)
+    started_at, started, context = datetime.now(UTC), time.monotonic(), measure.machine_info(ROOT)
+    run_dir = results_dir / started_at.strftime("%Y%m%dT%H%M%SZ")
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    run = Run(config, worker, run_dir / "logs", console)
+    with run.services:
+        champion = run.start(data)
         run.preload()
-        ceiling_a = run.ceiling_a()
-        ceiling_b = run.ceiling_b()
-        floor = run.floor()
-        workers = [run.drain(f"w{n}", n, options.messages) for n in (1, 2)]
-        latency, latency_rss = run.latency()
-        profile, profile_note = run.profile() if options.profile else ([], "not profiled")
-    knobs = options.worker.redacted()
+        phases: dict[str, Any] = {"ceiling_a": run.ceiling_a(), "ceiling_b": run.ceiling_b()}
+        phases |= {"floor": run.floor()}
+        phases["workers"] = [run.drain(f"w{n}", n, config.messages) for n in (1, 2)]
+        phases["latency"], phases["latency_peak_rss_mb"] = run.latency()
+        phases["profile"], phases["profile_note"] = run.profile()
     results = BenchResults(
         started_at=started_at,
         duration_s=time.monotonic() - started,
-        quick=options.quick,
-        machine=machine,
-        load_average_end=load_average(),
-        config={
-            "messages": options.messages,
-            "naive_messages": options.naive_messages,
-            "partitions": options.partitions,
-            "rates": list(options.rates),
-            "latency_seconds": options.latency_seconds,
-            "warmup_seconds": options.warmup_seconds,
-            **{name: knobs[name] for name in _WORKER_KNOBS},
-        },
-        champion={"family": champion.family, "version": champion.version},
-        ceiling_a=ceiling_a,
-        ceiling_b=ceiling_b,
-        floor=floor,
-        workers=workers,
-        latency=latency,
-        latency_peak_rss_mb=latency_rss,
-        profile=profile,
-        profile_note=profile_note,
+        config=config,
+        machine=context,
+        load_average_end=measure.load_average(),
+        champion={"family": str(champion.family), "version": champion.version},
+        **phases,
     )
-    results = with_verdicts(results)
-    return results, write(results, run_dir, options.readme)
+    return write(with_verdicts(results), run_dir, readme)

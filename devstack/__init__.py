@@ -1,6 +1,6 @@
 """Local services for the demo, the benchmarks and the tests: one launcher per service.
 
-- ``kafka``: a ``scripts/kafka-local`` broker, a broker managed elsewhere, topics.
+- ``kafka``: a ``scripts/kafka-local`` broker, a broker managed elsewhere, a worker's topics.
 - ``container``: a Kafka container through testcontainers (needs a container engine).
 - ``compose``: docker-compose.yml as one project on free host ports, and ``make demo-compose``.
 - ``mlflow_server``: ``mlflow server`` with a SQLite store and proxied artifacts.
@@ -12,7 +12,14 @@ Processes run in sessions of their own, so a Ctrl-C in the terminal reaches only
 caller, which stops them in its own order. Nothing starts at import time.
 """
 
-from devstack.kafka import Broker, ExternalBroker, LocalBroker, create_topics, topic_led
+from devstack.kafka import (
+    Broker,
+    ExternalBroker,
+    LocalBroker,
+    ScorerTopics,
+    create_topics,
+    topic_led,
+)
 from devstack.mlflow_server import MlflowServer
 from devstack.processes import (
     ROOT,
@@ -31,6 +38,7 @@ __all__ = [
     "ExternalBroker",
     "LocalBroker",
     "MlflowServer",
+    "ScorerTopics",
     "WorkerProcess",
     "create_topics",
     "free_port",

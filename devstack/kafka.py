@@ -10,13 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from devstack.processes import POLL_S, ROOT, DevstackError, free_port
+from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, PREDICTIONS_TOPIC, SCORES_TOPIC
+from devstack.processes import POLL_S, ROOT, DevstackError, free_port, unique_name
 
 KAFKA_LOCAL: Final = ROOT / "scripts" / "kafka-local"
 
@@ -212,3 +214,36 @@ def topic_led(admin: AdminClient, topic: str, partitions: int) -> bool:
         and len(metadata.partitions) == partitions
         and all(p.error is None and p.leader >= 0 for p in metadata.partitions.values())
     )
+
+
+@dataclass(frozen=True)
+class ScorerTopics:
+    """A worker's input topic and its three output topics; by default the contract's names."""
+
+    applications: str = APPLICATIONS_TOPIC
+    scores: str = SCORES_TOPIC
+    predictions: str = PREDICTIONS_TOPIC
+    dead_letters: str = DEAD_LETTER_TOPIC
+
+    @classmethod
+    def unique(cls, prefix: str) -> ScorerTopics:
+        """Names no other test or run uses: ``<prefix>-<contract name>-<12 hex digits>``."""
+        return cls(*(unique_name(f"{prefix}-{name}") for name in cls().names))
+
+    @property
+    def names(self) -> tuple[str, str, str, str]:
+        return (self.applications, self.scores, self.predictions, self.dead_letters)
+
+    def settings(self) -> dict[str, str]:
+        """The topics as ``consumer.settings.Settings`` fields (for ``worker_env``)."""
+        return {
+            "input_topic": self.applications,
+            "scores_topic": self.scores,
+            "predictions_topic": self.predictions,
+            "dead_letter_topic": self.dead_letters,
+        }
+
+    def create(self, bootstrap_servers: str, partitions: int, *, outputs: int = 1) -> None:
+        """Create the four topics: the input with ``partitions``, each output with ``outputs``."""
+        counts = dict.fromkeys(self.names[1:], outputs)
+        create_topics(bootstrap_servers, {self.applications: partitions, **counts})

@@ -37,14 +37,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from contracts import LoanApplication
-from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, PREDICTIONS_TOPIC, SCORES_TOPIC
 from devstack import (
     ROOT,
     DevstackError,
     LocalBroker,
     MlflowServer,
+    ScorerTopics,
     WorkerProcess,
-    create_topics,
     unique_name,
     worker_env,
 )
@@ -56,7 +55,7 @@ from producer.sources import read_csv_applications
 from training import CandidateResult, TrainingError, TrainingSettings, train
 
 EXIT_FAILED: Final = 1
-TOPICS: Final = {APPLICATIONS_TOPIC: 3, SCORES_TOPIC: 1, DEAD_LETTER_TOPIC: 1, PREDICTIONS_TOPIC: 1}
+TOPICS: Final = ScorerTopics()  # the contract's names, which the worker reads by default
 # Every outcome must arrive this long after following starts: 1,000 take about a second on a
 # 2-core machine (the README's run), so the margin is for a loaded one.
 OUTCOMES_TIMEOUT_S: Final = 120.0
@@ -137,8 +136,8 @@ def tell_story(
         done.append(f"MLflow on {mlflow.url} (pid {mlflow.pid})")
 
     with stage("Creating the worker's topics") as done:
-        create_topics(broker.bootstrap_servers, TOPICS)
-        done.append(f"topics {', '.join(TOPICS)}")
+        TOPICS.create(broker.bootstrap_servers, partitions=3)
+        done.append(f"topics {', '.join(TOPICS.names)}")
 
     with stage("Training in quick mode") as done:
         champion = _train(mlflow.url, data)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,13 +22,13 @@ from mlflow.tracking import MlflowClient
 
 from contracts.model_names import CHAMPION_ALIAS
 from contracts.score import LoanScore, PredictionRecord
-from devstack import WorkerProcess, unique_name, worker_env
+from devstack import ScorerTopics, WorkerProcess, unique_name, worker_env
 from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.champion import RegisteredChampion, register_champion
 from tests.helpers.observe import metric_value
 from tests.helpers.stream import PacedPublisher, dataset_stream
-from tests.helpers.topics import ScorerTopics, read_committed, read_to_end
+from tests.helpers.topics import read_committed, read_to_end
 
 FAST_WORKER = {
     # Small batches make many transactions, so a kill lands at a random step of one.
@@ -54,9 +54,13 @@ class Audit:
     """Every committed record of a scenario's topics, read once all writers stopped."""
 
     inputs: list[Message]
-    scores: list[LoanScore]
+    score_records: list[Message]
     predictions: list[PredictionRecord]
     dead_letters: list[Message]
+
+    @property
+    def scores(self) -> list[LoanScore]:
+        return [LoanScore.model_validate_json(m.value() or b"") for m in self.score_records]
 
     def assert_exactly_once(self, ids: Sequence[str]) -> None:
         """Each of ``ids`` was published once and has exactly one score and one prediction."""
@@ -153,12 +157,18 @@ class Scenario:
         client.set_registered_model_alias(self.namespace.model_name, CHAMPION_ALIAS, version)
 
     def start_worker(
-        self, worker_id: str, *, wait_ready: bool = True, **settings: str
+        self,
+        worker_id: str,
+        *,
+        wait_ready: bool = True,
+        base: Mapping[str, str] = FAST_WORKER,
+        **settings: str,
     ) -> WorkerProcess:
         """Start (or restart, with the same settings) the worker called ``worker_id``.
 
-        ``settings`` (``SCORER_<NAME>`` values) override ``FAST_WORKER`` on the first
-        start; a restart reuses the first start's environment, port and log file.
+        ``settings`` (``SCORER_<NAME>`` values) override ``base`` (``{}``: the worker's own
+        defaults) on the first start; a restart reuses the first start's environment, port
+        and log file.
         """
         env = self._envs.get(worker_id)
         if env is None:
@@ -170,7 +180,7 @@ class Scenario:
                 model_cache_dir=self.workdir / f"models-{worker_id}",
                 worker_id=worker_id,
                 **self.topics.settings(),
-                **{**FAST_WORKER, **settings},
+                **{**base, **settings},
             )
             self._envs[worker_id] = env
         worker = WorkerProcess(env, self.workdir / f"{worker_id}.log")
@@ -227,7 +237,7 @@ class Scenario:
         )
         return Audit(
             inputs=read[topics.applications],
-            scores=[LoanScore.model_validate_json(m.value() or b"") for m in read[topics.scores]],
+            score_records=read[topics.scores],
             predictions=[
                 PredictionRecord.model_validate_json(m.value() or b"")
                 for m in read[topics.predictions]

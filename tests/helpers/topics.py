@@ -1,4 +1,5 @@
-"""A worker's topics from outside: publish to them, and read what the worker committed.
+"""A worker's topics (``devstack.ScorerTopics``) from outside: publish to them, and read what
+the worker committed.
 
 ``read_committed`` reads topics with ``isolation.level=read_committed`` until a condition
 holds or a deadline passes; ``read_to_end`` reads them to their final ends.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
@@ -16,25 +16,6 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from consumer.records import Headers
 
 _POLL_S = 0.2
-
-
-@dataclass(frozen=True)
-class ScorerTopics:
-    """A worker's four topics, freshly created for one test."""
-
-    applications: str
-    scores: str
-    dead_letters: str
-    predictions: str
-
-    def settings(self) -> dict[str, str]:
-        """The ``devstack.worker_env`` settings naming these topics."""
-        return {
-            "input_topic": self.applications,
-            "scores_topic": self.scores,
-            "dead_letter_topic": self.dead_letters,
-            "predictions_topic": self.predictions,
-        }
 
 
 def publish(

@@ -8,106 +8,55 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
-from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from contracts import FEATURE_COLUMNS
-from contracts.score import LoanScore, PredictionRecord
 from contracts.topics import CORRELATION_ID_HEADER, MODEL_VERSION_HEADER
-from devstack import WorkerProcess, unique_name, worker_env
-from tests.fixtures.kafka import TopicFactory
-from tests.fixtures.mlflow_server import MlflowNamespace
+from devstack import WorkerProcess, unique_name
 from tests.helpers.applications import applications_from_frame, as_frame, encode
-from tests.helpers.champion import offline_probabilities, register_champion
-from tests.helpers.topics import ScorerTopics, byte_headers, publish, read_committed, read_to_end
+from tests.helpers.champion import offline_probabilities
+from tests.helpers.scenario import Scenario
+from tests.helpers.topics import byte_headers, publish
 
 pytestmark = pytest.mark.integration
 
 _COUNT = 1_000
 
 
-@pytest.fixture
-def topics(new_topic: TopicFactory) -> ScorerTopics:
-    return ScorerTopics(
-        applications=new_topic("applications", partitions=3),
-        scores=new_topic("scores"),
-        dead_letters=new_topic("dlq"),
-        predictions=new_topic("predictions"),
-    )
-
-
 def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
-    kafka_bootstrap_servers: str,
-    mlflow_tracking_uri: str,
-    mlflow_namespace: MlflowNamespace,
-    feature_frame: pd.DataFrame,
-    topics: ScorerTopics,
-    scorers: list[WorkerProcess],
-    tmp_path: Path,
+    scenario: Scenario, mlflow_tracking_uri: str, feature_frame: pd.DataFrame
 ) -> None:
-    champion = register_champion(
-        mlflow_tracking_uri,
-        feature_frame,
-        model_name=mlflow_namespace.model_name,
-        experiment=mlflow_namespace.experiment,
-    )
-    env = worker_env(
-        kafka_bootstrap_servers=kafka_bootstrap_servers,
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        group_id=unique_name("scorer"),
-        model_name=champion.model_name,
-        model_cache_dir=tmp_path / "models",
-        worker_id="e2e-0",
-        **topics.settings(),
-    )
-    scorer = WorkerProcess(env, tmp_path / "worker.log")
-    scorers.append(scorer)
-    scorer.wait_ready()
+    champion = scenario.register()
+    scorer = scenario.start_worker("e2e-0", base={})  # the worker's own defaults
+    topics = scenario.topics
 
     applications = applications_from_frame(feature_frame, _COUNT, prefix=unique_name("e2e"))
     publish(
-        kafka_bootstrap_servers,
+        scenario.bootstrap_servers,
         topics.applications,
         (
             (a.application_id.encode(), encode(a), [(CORRELATION_ID_HEADER, f"corr-{i}".encode())])
             for i, a in enumerate(applications)
         ),
     )
-    read_committed(
-        kafka_bootstrap_servers,
-        [topics.scores, topics.predictions],
-        lambda read: all(len(messages) >= _COUNT for messages in read.values()),
-        group_id=unique_name("reader"),
-    )
+    ids = [a.application_id for a in applications]
+    scenario.wait_for_outcomes(ids)
     status, described = scorer.get("/model")
     _, metrics_text = scorer.get("/metrics")
-    assert scorer.terminate() == 0, scorer.log_tail()
+    scenario.stop_workers()
 
-    # The worker is stopped, so the topics' ends are final: read everything there is.
-    read = read_to_end(
-        kafka_bootstrap_servers,
-        [topics.scores, topics.predictions, topics.dead_letters],
-        group_id=unique_name("audit"),
-    )
-    scores: dict[str, tuple[LoanScore, Message]] = {}
-    for message in read[topics.scores]:
-        score = LoanScore.model_validate_json(message.value() or b"")
-        scores[score.application_id] = (score, message)
-    predictions = [
-        PredictionRecord.model_validate_json(m.value() or b"") for m in read[topics.predictions]
-    ]
-    ids = [a.application_id for a in applications]
-
-    assert len(read[topics.scores]) == _COUNT, "duplicate or missing scores"
-    assert sorted(scores) == sorted(ids)
-    assert sorted(p.application_id for p in predictions) == sorted(ids)
-    assert read[topics.dead_letters] == []
+    # The worker is stopped, so the topics' ends are final: the audit reads everything there is.
+    audit = scenario.audit()
+    audit.assert_exactly_once(ids)
+    records = zip(audit.scores, audit.score_records, strict=True)
+    scores = {score.application_id: (score, message) for score, message in records}
+    predictions = audit.predictions
 
     offline = offline_probabilities(mlflow_tracking_uri, champion.uri, as_frame(applications))
     online = np.array([scores[i][0].default_probability for i in ids])
@@ -154,68 +103,28 @@ def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
 
 
 def test_the_worker_waits_not_ready_for_its_model_and_topics_then_scores(
-    kafka_bootstrap_servers: str,
-    kafka_admin: AdminClient,
-    mlflow_tracking_uri: str,
-    mlflow_namespace: MlflowNamespace,
-    feature_frame: pd.DataFrame,
-    new_topic: TopicFactory,
-    scorers: list[WorkerProcess],
-    tmp_path: Path,
+    scenario: Scenario, kafka_admin: AdminClient
 ) -> None:
-    topics = ScorerTopics(
-        applications=new_topic("applications"),
-        scores=unique_name("scores-later"),  # created only once the worker is up
-        dead_letters=new_topic("dlq"),
-        predictions=new_topic("predictions"),
-    )
-    scorer = WorkerProcess(
-        worker_env(
-            kafka_bootstrap_servers=kafka_bootstrap_servers,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            group_id=unique_name("scorer"),
-            model_name=mlflow_namespace.model_name,  # nothing registered under it yet
-            model_cache_dir=tmp_path / "models",
-            worker_id="waiting-0",
-            reload_interval_s="1",
-            **topics.settings(),
-        ),
-        tmp_path / "worker.log",
-    )
-    scorers.append(scorer)
+    # Nothing is registered under the scenario's model name yet, and the scores topic is
+    # created only once the worker is up.
+    topics = scenario.topics = replace(scenario.topics, scores=unique_name("scores-later"))
+    scorer = scenario.start_worker("waiting-0", wait_ready=False, base={}, reload_interval_s="1")
 
     _wait_for(scorer, lambda: "no model loaded" in _reasons(scorer))
     assert scorer.get("/healthz") == (200, {"status": "alive"})
     assert scorer.get("/model")[0] == 503
 
-    champion = register_champion(
-        mlflow_tracking_uri,
-        feature_frame,
-        model_name=mlflow_namespace.model_name,
-        experiment=mlflow_namespace.experiment,
-    )
+    champion = scenario.register()
     _wait_for(scorer, lambda: f"topics do not exist (yet): {topics.scores}" in scorer.log_tail())
     assert _reasons(scorer) == ["not consuming yet"], "ready without its scores topic"
 
     kafka_admin.create_topics([NewTopic(topics.scores, num_partitions=1)])[topics.scores].result(30)
     scorer.wait_ready()
-    applications = applications_from_frame(feature_frame, 20, prefix=unique_name("late"))
-    publish(
-        kafka_bootstrap_servers,
-        topics.applications,
-        ((a.application_id.encode(), encode(a), None) for a in applications),
-    )
-    read = read_committed(
-        kafka_bootstrap_servers,
-        [topics.scores],
-        lambda read: len(read[topics.scores]) >= len(applications),
-        group_id=unique_name("reader"),
-    )
-    versions = {
-        LoanScore.model_validate_json(m.value() or b"").model_version for m in read[topics.scores]
-    }
-    assert versions == {champion.version}
-    assert scorer.terminate() == 0, scorer.log_tail()
+    ids = scenario.publish_scored("late", 20)
+    scenario.stop_workers()
+    audit = scenario.audit()
+    audit.assert_exactly_once(ids)
+    assert {s.model_version for s in audit.scores} == {champion.version}
 
 
 def _reasons(scorer: WorkerProcess) -> list[str]:

@@ -6,15 +6,12 @@ are scored; every input has exactly one outcome, and the stream never stops.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pandas as pd
 import pytest
 
 from consumer.records import Headers
 from contracts import FEATURE_COLUMNS
-from contracts.score import LoanScore
 from contracts.topics import (
     CORRELATION_ID_HEADER,
     ERROR_MESSAGE_HEADER,
@@ -24,12 +21,10 @@ from contracts.topics import (
     SOURCE_TOPIC_HEADER,
     DeadLetterReason,
 )
-from devstack import WorkerProcess, unique_name, worker_env
-from tests.fixtures.kafka import TopicFactory
-from tests.fixtures.mlflow_server import MlflowNamespace
+from devstack import unique_name
 from tests.helpers.applications import applications_from_frame, encode
-from tests.helpers.champion import register_champion
-from tests.helpers.topics import ScorerTopics, byte_headers, publish, read_committed, read_to_end
+from tests.helpers.scenario import Scenario
+from tests.helpers.topics import byte_headers, publish, read_committed
 
 pytestmark = pytest.mark.integration
 
@@ -80,45 +75,14 @@ _POISON: list[tuple[bytes | None, DeadLetterReason, str | None]] = [
 ]
 
 
-@pytest.fixture
-def topics(new_topic: TopicFactory) -> ScorerTopics:
-    return ScorerTopics(
-        applications=new_topic("applications", partitions=2),
-        scores=new_topic("scores"),
-        dead_letters=new_topic("dlq"),
-        predictions=new_topic("predictions"),
-    )
-
-
 def test_every_bad_record_is_dead_lettered_intact_and_the_rest_scored(
-    kafka_bootstrap_servers: str,
-    mlflow_tracking_uri: str,
-    mlflow_namespace: MlflowNamespace,
-    feature_frame: pd.DataFrame,
-    topics: ScorerTopics,
-    scorers: list[WorkerProcess],
-    tmp_path: Path,
+    scenario: Scenario, feature_frame: pd.DataFrame
 ) -> None:
-    champion = register_champion(
-        mlflow_tracking_uri,
-        feature_frame,
-        model_name=mlflow_namespace.model_name,
-        experiment=mlflow_namespace.experiment,
+    scenario.register()
+    scorer = scenario.start_worker(
+        "poison-0", base={}, max_message_bytes=str(_MAX_BYTES), batch_max_messages="50"
     )
-    env = worker_env(
-        kafka_bootstrap_servers=kafka_bootstrap_servers,
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        group_id=unique_name("scorer"),
-        model_name=champion.model_name,
-        model_cache_dir=tmp_path / "models",
-        worker_id="poison-0",
-        max_message_bytes=str(_MAX_BYTES),
-        batch_max_messages="50",
-        **topics.settings(),
-    )
-    scorer = WorkerProcess(env, tmp_path / "worker.log")
-    scorers.append(scorer)
-    scorer.wait_ready()
+    topics = scenario.topics
 
     valid = applications_from_frame(feature_frame, _VALID, prefix=unique_name("ok"))
     # Interleave: a poison record after every 15 valid ones, the corpus twice over;
@@ -134,30 +98,24 @@ def test_every_bad_record_is_dead_lettered_intact_and_the_rest_scored(
             expected_dead[key] = (value, reason, field)
             records.append((key, value, [(CORRELATION_ID_HEADER, f"corr-bad-{index}".encode())]))
     assert len(expected_dead) == 20
-    publish(kafka_bootstrap_servers, topics.applications, records)
+    publish(scenario.bootstrap_servers, topics.applications, records)
 
     read_committed(
-        kafka_bootstrap_servers,
+        scenario.bootstrap_servers,
         [topics.scores, topics.dead_letters],
         lambda read: len(read[topics.scores]) + len(read[topics.dead_letters]) >= len(records),
         group_id=unique_name("reader"),
     )
     assert scorer.get("/readyz")[0] == 200, "a poison record stopped the worker"
     _, metrics_text = scorer.get("/metrics")
-    assert scorer.terminate() == 0, scorer.log_tail()
+    scenario.stop_workers()
 
-    read = read_to_end(
-        kafka_bootstrap_servers,
-        [topics.scores, topics.dead_letters, topics.predictions],
-        group_id=unique_name("audit"),
-    )
-    scored_ids = sorted(
-        LoanScore.model_validate_json(m.value() or b"").application_id for m in read[topics.scores]
-    )
-    assert scored_ids == sorted(a.application_id for a in valid)
-    assert len(read[topics.predictions]) == _VALID
+    audit = scenario.audit()
+    assert len(audit.inputs) == len(records)
+    assert sorted(s.application_id for s in audit.scores) == sorted(a.application_id for a in valid)
+    assert len(audit.predictions) == _VALID
 
-    dead = read[topics.dead_letters]
+    dead = audit.dead_letters
     assert len(dead) == len(expected_dead), "each bad record exactly once"
     sources = set()
     for message in dead:

@@ -23,11 +23,11 @@ import pandas as pd
 import pytest
 
 from contracts.score import LoanScore
-from devstack import ROOT, WorkerProcess, unique_name, worker_env
+from devstack import ROOT, ScorerTopics, WorkerProcess, unique_name, worker_env
 from tests.fixtures.kafka_secure import SecureKafka, make_tls_material
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.champion import RegisteredChampion, register_champion
-from tests.helpers.topics import ScorerTopics, read_to_end
+from tests.helpers.topics import read_to_end
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import BenchmarkError
 from benchmarks.ceilings import StageCosts
-from benchmarks.machine import MachineInfo
+from benchmarks.measure import MachineInfo
 from benchmarks.profiling import FunctionShare
 from benchmarks.results import (
     README_END,
@@ -18,6 +18,7 @@ from benchmarks.results import (
     BenchResults,
     Floor,
     LatencyPoint,
+    RunConfig,
     Throughput,
     markdown,
     replace_table,
@@ -70,7 +71,17 @@ def _results(
     return BenchResults(
         started_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
         duration_s=600.0,
-        quick=False,
+        config=RunConfig(
+            quick=False,
+            messages=200_000,
+            naive_messages=2_000,
+            rates=(500, 2_000),
+            latency_seconds=25.0,
+            warmup_seconds=5.0,
+            partitions=6,
+            profile=True,
+            worker={"batch_max_messages": 500, "batch_max_wait_ms": 100, "producer_extra": {}},
+        ),
         machine=MachineInfo(
             nproc=2,
             cpu_model="Test CPU",
@@ -80,13 +91,6 @@ def _results(
             platform="Linux",
         ),
         load_average_end=(2.0, 1.5, 1.0),
-        config={
-            "messages": 200_000,
-            "partitions": 6,
-            "batch_max_messages": 500,
-            "batch_max_wait_ms": 100,
-            "producer_extra": {},
-        },
         champion={"family": "random_forest", "version": "5"},
         ceiling_a=_drain("ceiling A", 1, ceiling_a, transactions=400, stage_us={"commit": 90.0}),
         ceiling_b=StageCosts(
@@ -191,6 +195,10 @@ def test_markdown_names_machine_load_every_measure_and_verdict() -> None:
 
     assert "2 x Test CPU, 24.0 GiB" in text
     assert "at start 1.50 / 1.00 / 0.50" in text
+    assert (
+        "(full, 10.0 min): 200,000 preloaded applications on 6 partitions; worker batches of "
+        "up to 500 records or 100 ms; champion random_forest (version 5)."
+    ) in text
     assert "| Ceiling A: Kafka passthrough | 20,000 msg/s |" in text
     assert "| Ceiling B: champion alone | 4.00 µs/row |" in text
     assert "| Floor: naive scorer | 200 msg/s |" in text
@@ -198,13 +206,20 @@ def test_markdown_names_machine_load_every_measure_and_verdict() -> None:
     assert "| 2,000/s | 1,980/s | 40,000 | 83 ms | 167 ms | 250 ms |" in text
     assert "| end-to-end latency | p99 ≤ 200 ms at 2,000/s | p99 250.0 ms | **missed** |" in text
     assert "Latency worker's peak RSS: 310 MB." in text
-    assert "40.0% `KafkaTransport.commit (consumer/transport.py)`" in text
+    assert "Profile (py-spy):\n\n- 40.0% `KafkaTransport.commit (consumer/transport.py)`" in text
+
+
+def test_markdown_says_why_there_is_no_profile() -> None:
+    results = _results().model_copy(update={"profile": [], "profile_note": "not profiled"})
+
+    assert markdown(results).endswith("Profile: not profiled.\n")
 
 
 def test_markdown_shows_worker_overrides_when_there_are_some() -> None:
     results = _results()
+    worker = {**results.config.worker, "producer_extra": {"retry.backoff.ms": 10}}
     results = results.model_copy(
-        update={"config": {**results.config, "producer_extra": {"retry.backoff.ms": 10}}}
+        update={"config": results.config.model_copy(update={"worker": worker})}
     )
 
     assert "Worker overrides: producer_extra {'retry.backoff.ms': 10}." in markdown(results)
@@ -248,7 +263,7 @@ def test_replace_table_keeps_backslashes_in_the_table_literal() -> None:
     assert r"C:\temp \1" in replace_table(f"{README_START}\n{README_END}", r"C:\temp \1")
 
 
-def test_write_produces_json_markdown_plot_and_readme(tmp_path: Path) -> None:
+def test_write_produces_json_markdown_and_readme(tmp_path: Path) -> None:
     results = with_verdicts(_results())
     readme = tmp_path / "README.md"
     readme.write_text(f"# Benchmarks\n\n{README_START}\n{README_END}\n")
@@ -259,15 +274,10 @@ def test_write_produces_json_markdown_plot_and_readme(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["workers"][0]["rate"] == 12_000.0
     assert BenchResults.model_validate(saved) == results
-    assert (tmp_path / "run" / "latency.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert table.read_text() in readme.read_text()
 
 
 def test_write_leaves_the_readme_alone_when_told_none(tmp_path: Path) -> None:
     write(with_verdicts(_results()), tmp_path / "run", None)
 
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "latency.png",
-        "results.json",
-        "results.md",
-    ]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["results.json", "results.md"]

@@ -1,4 +1,4 @@
-"""devstack's pure parts: the worker's environment and the Kafka image it picks."""
+"""devstack's pure parts: the worker's environment and topics, and the Kafka image it picks."""
 
 from __future__ import annotations
 
@@ -7,8 +7,27 @@ from pathlib import Path
 
 import pytest
 
-from devstack import DevstackError, worker_env
+from consumer.settings import Settings
+from devstack import DevstackError, ScorerTopics, worker_env
 from devstack.container import DEFAULT_IMAGE, kafka_image
+
+
+def test_scorer_topics_are_the_workers_defaults_unless_made_unique() -> None:
+    contract = ScorerTopics()
+    defaults = Settings(kafka_bootstrap_servers="broker:9092", mlflow_tracking_uri="http://m")
+    assert contract.settings() == {field: getattr(defaults, field) for field in contract.settings()}
+
+    first, second = ScorerTopics.unique("t"), ScorerTopics.unique("t")
+    assert set(first.names).isdisjoint(second.names)
+    for name, contract_name in zip(first.names, contract.names, strict=True):
+        assert name.startswith(f"t-{contract_name}-")
+    env = worker_env(**first.settings())  # every key is a worker setting
+    assert (env["SCORER_INPUT_TOPIC"], env["SCORER_SCORES_TOPIC"]) == (
+        first.applications,
+        first.scores,
+    )
+    assert env["SCORER_PREDICTIONS_TOPIC"] == first.predictions
+    assert env["SCORER_DEAD_LETTER_TOPIC"] == first.dead_letters
 
 
 def test_worker_env_names_variables_as_the_worker_reads_them() -> None:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.machine import CpuSnapshot, cores_used
-from benchmarks.stats import Window, percentiles, ratio, span, steady_window
+from benchmarks.measure import (
+    CpuSnapshot,
+    Window,
+    cores_used,
+    percentiles,
+    ratio,
+    span,
+    steady_window,
+)
 
 
 def test_percentiles_interpolate_like_numpy_linear() -> None:
