@@ -58,8 +58,13 @@ def run_command(context: typer.Context) -> None:
     try:
         if settings.metrics_port:
             start_http_server(settings.metrics_port, registry=metrics.registry)
-        monitor = _monitor(settings, metrics)
-        monitor.run(stop)
+        transport = KafkaTransport(settings)
+        try:
+            store = Store(settings.database_url)
+            profiles = mlflow_profiles(settings.tracking_uri)
+            Monitor(settings, transport, store, profiles, metrics).run(stop)
+        finally:
+            transport.close()
     except (MonitorError, TransportError, OSError) as exc:
         _err.print(f"[red]monitor stopped:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from exc
@@ -80,13 +85,3 @@ def report_command(
         raise typer.Exit(EXIT_FAILED) from exc
     render_report(drift.psi if drift else {}, performance, settings.psi_limit, output)
     _err.print(f"{performance.rows:,} joined outcomes; report written to {output}", highlight=False)
-
-
-def _monitor(settings: Settings, metrics: Metrics) -> Monitor:
-    return Monitor(
-        settings,
-        KafkaTransport(settings),
-        Store(settings.database_url),
-        mlflow_profiles(settings.tracking_uri),
-        metrics,
-    )

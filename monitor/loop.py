@@ -127,7 +127,7 @@ class Monitor:
             return []
         self._metrics.show_drift(drift.psi)
         alerts, states = psi_crossings(
-            drift.psi, tx.alert_states(), limit=s.psi_limit,
+            drift.psi, tx.alert_states(), limit=s.psi_limit, rearm=s.psi_rearm,
             window_rows=drift.rows, model_run_id=drift.model_run_id, now=now,
         )  # fmt: skip
         tx.set_alert_states(states)

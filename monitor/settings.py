@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         default=500, ge=1, description="No PSI alert before the window holds this many rows."
     )
     psi_limit: float = Field(default=0.2, gt=0)
+    psi_rearm: float = Field(
+        default=0.1, gt=0, description="A subject alerts again only after PSI fell to this."
+    )
     pending_outcome_days: float = Field(
         default=90.0, gt=0, description="How long an outcome waits for its prediction."
     )
