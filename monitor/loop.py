@@ -84,7 +84,7 @@ class Monitor:
     def recover(self) -> None:
         """Finish the Kafka side of a batch the database committed before a crash."""
         with self._store.transaction() as tx:
-            records, offsets = tx.outbox()
+            records, offsets = tx.pending_outbox()
         if not offsets:
             return
         committed = self._transport.committed(offsets)

@@ -29,7 +29,7 @@ class Drift:
 def drift_now(tx: StoreTransaction, profiles: ProfileSource, settings: Settings) -> Drift | None:
     """PSI of the window against the newest prediction's model; None while too few rows."""
     scores, run_id = tx.score_window(settings.window_rows)
-    features = tx.feature_window()
+    features = tx.window_features()
     rows = min(len(scores), len(features))
     if run_id is None or rows < settings.min_window_rows:
         return None

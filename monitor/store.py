@@ -24,45 +24,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.errors import StoreError
-
-_meta = sa.MetaData()
-_predictions = sa.Table(
-    "predictions", _meta,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("application_id", sa.String(128), nullable=False, unique=True),
-    sa.Column("model_version", sa.String(64), nullable=False),
-    sa.Column("model_run_id", sa.String(64), nullable=False),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("threshold", sa.Float, nullable=False),
-)  # fmt: skip
-_outcomes = sa.Table(
-    "outcomes", _meta,
-    sa.Column("application_id", sa.String(128), primary_key=True),
-    sa.Column("defaulted", sa.Boolean, nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
-)  # fmt: skip
-_features = sa.Table(
-    "feature_window", _meta,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("source", sa.String(300), nullable=False, unique=True),
-    sa.Column("vector", sa.Text, nullable=False),
-)  # fmt: skip
-_alerts = sa.Table(
-    "alert_state", _meta,
-    sa.Column("subject", sa.String(64), primary_key=True),
-    sa.Column("above", sa.Boolean, nullable=False),
-)  # fmt: skip
-_outbox = sa.Table(
-    "outbox", _meta,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("record", sa.Text, nullable=False),
-)  # fmt: skip
-_outbox_offsets = sa.Table(
-    "outbox_offsets", _meta,
-    sa.Column("topic", sa.String(249), primary_key=True),
-    sa.Column("partition", sa.Integer, primary_key=True),
-    sa.Column("next_offset", sa.BigInteger, nullable=False),
-)  # fmt: skip
+from monitor.tables import (
+    alert_state,
+    feature_window,
+    metadata,
+    outbox,
+    outbox_offsets,
+    outcomes,
+    predictions,
+)
 
 Row = Mapping[str, Any]
 
@@ -73,7 +43,7 @@ class Store:
     def __init__(self, url: str) -> None:
         try:
             self._engine = sa.create_engine(url)
-            _meta.create_all(self._engine)
+            metadata.create_all(self._engine)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot open the monitor's database: {exc}") from exc
 
@@ -98,37 +68,38 @@ class StoreTransaction:
 
     def add_predictions(self, rows: Sequence[Row]) -> int:
         """Insert predictions not seen before; how many were new."""
-        return self._insert_new(_predictions, rows)
+        return self._insert_new(predictions, rows)
 
     def add_outcomes(self, rows: Sequence[Row]) -> int:
         """Insert outcomes not seen before; how many were new (duplicates are ignored)."""
-        return self._insert_new(_outcomes, rows)
+        return self._insert_new(outcomes, rows)
 
     def add_feature_rows(self, rows: Mapping[str, Sequence[float]], keep: int) -> None:
         """Add application feature vectors by source position; keep only the last ``keep``."""
         values = [{"source": src, "vector": json.dumps(list(v))} for src, v in rows.items()]
-        self._insert_new(_features, values)
-        newest = self._db.execute(sa.select(sa.func.max(_features.c.seq))).scalar() or 0
-        self._db.execute(sa.delete(_features).where(_features.c.seq <= newest - keep))
+        self._insert_new(feature_window, values)
+        newest = self._db.execute(sa.select(sa.func.max(feature_window.c.seq))).scalar() or 0
+        self._db.execute(sa.delete(feature_window).where(feature_window.c.seq <= newest - keep))
 
-    def feature_window(self) -> npt.NDArray[np.float64]:
+    def window_features(self) -> npt.NDArray[np.float64]:
         """The window's feature vectors, one row each, oldest first."""
-        rows = self._db.execute(sa.select(_features.c.vector).order_by(_features.c.seq))
+        rows = self._db.execute(sa.select(feature_window.c.vector).order_by(feature_window.c.seq))
         return np.array([json.loads(row.vector) for row in rows], dtype=np.float64)
 
     def score_window(self, size: int) -> tuple[npt.NDArray[np.float64], str | None]:
         """The last ``size`` scores, and the run id of the newest prediction's model."""
-        query = sa.select(_predictions.c.score, _predictions.c.model_run_id)
-        rows = self._db.execute(query.order_by(_predictions.c.seq.desc()).limit(size)).all()
+        query = sa.select(predictions.c.score, predictions.c.model_run_id)
+        rows = self._db.execute(query.order_by(predictions.c.seq.desc()).limit(size)).all()
         return np.array([r.score for r in rows], dtype=float), (rows[0][1] if rows else None)
 
     def joined(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], list[float]]:
-        """Every prediction with an outcome: (defaulted, score, threshold), in score order."""
-        query = sa.select(_outcomes.c.defaulted, _predictions.c.score, _predictions.c.threshold)
+        """Every prediction with an outcome: (defaulted, score, threshold), in arrival order."""
+        query = sa.select(outcomes.c.defaulted, predictions.c.score, predictions.c.threshold)
         query = query.join(
-            _predictions, _predictions.c.application_id == _outcomes.c.application_id
+            predictions,
+            predictions.c.application_id == outcomes.c.application_id,
         )
-        rows = self._db.execute(query.order_by(_predictions.c.seq)).all()
+        rows = self._db.execute(query.order_by(predictions.c.seq)).all()
         return (
             np.array([r.defaulted for r in rows], dtype=bool),
             np.array([r.score for r in rows], dtype=float),
@@ -138,59 +109,61 @@ class StoreTransaction:
     def expire_pending(self, received_before: datetime, keep: int) -> int:
         """Drop outcomes still without a prediction that arrived before ``received_before``,
         then the oldest beyond ``keep``; how many were dropped."""
-        pending = sa.select(_outcomes.c.application_id).where(
-            ~sa.exists().where(_predictions.c.application_id == _outcomes.c.application_id)
+        pending = sa.select(outcomes.c.application_id).where(
+            ~sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
         )
-        stale = pending.where(_outcomes.c.received_at < received_before)
+        stale = pending.where(outcomes.c.received_at < received_before)
         dropped = self._db.execute(
-            sa.delete(_outcomes).where(_outcomes.c.application_id.in_(stale))
+            sa.delete(outcomes).where(outcomes.c.application_id.in_(stale))
         ).rowcount
-        excess = pending.order_by(_outcomes.c.received_at.desc()).offset(keep)
+        excess = pending.order_by(outcomes.c.received_at.desc()).offset(keep)
         ids = [i for (i,) in self._db.execute(excess)]
         if ids:
-            self._db.execute(sa.delete(_outcomes).where(_outcomes.c.application_id.in_(ids)))
+            self._db.execute(sa.delete(outcomes).where(outcomes.c.application_id.in_(ids)))
         return dropped + len(ids)
 
     def pending_outcomes(self) -> int:
         """Outcomes kept while their prediction has not arrived."""
-        match = sa.exists().where(_predictions.c.application_id == _outcomes.c.application_id)
-        query = sa.select(sa.func.count()).select_from(_outcomes).where(~match)
+        match = sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
+        query = sa.select(sa.func.count()).select_from(outcomes).where(~match)
         return int(self._db.execute(query).scalar() or 0)
 
     def alert_states(self) -> dict[str, bool]:
         """Subjects currently above their limit (True) or back below it (False)."""
-        return {row.subject: row.above for row in self._db.execute(sa.select(_alerts))}
+        return {row.subject: row.above for row in self._db.execute(sa.select(alert_state))}
 
     def set_alert_states(self, states: Mapping[str, bool]) -> None:
-        self._db.execute(sa.delete(_alerts).where(_alerts.c.subject.in_(list(states))))
+        self._db.execute(sa.delete(alert_state).where(alert_state.c.subject.in_(list(states))))
         if states:
             self._db.execute(
-                sa.insert(_alerts), [{"subject": s, "above": a} for s, a in states.items()]
+                sa.insert(alert_state),
+                [{"subject": s, "above": a} for s, a in states.items()],
             )
 
     def put_outbox(self, records: Sequence[str], offsets: Mapping[tuple[str, int], int]) -> None:
         """Replace the outbox with ``records`` (JSON text) and the offsets closing the batch."""
         self.clear_outbox()
         if records:
-            self._db.execute(sa.insert(_outbox), [{"record": r} for r in records])
+            self._db.execute(sa.insert(outbox), [{"record": r} for r in records])
         offset_rows = [
             {"topic": t, "partition": p, "next_offset": o} for (t, p), o in offsets.items()
         ]
         if offset_rows:
-            self._db.execute(sa.insert(_outbox_offsets), offset_rows)
+            self._db.execute(sa.insert(outbox_offsets), offset_rows)
 
-    def outbox(self) -> tuple[list[str], dict[tuple[str, int], int]]:
-        rows = self._db.execute(sa.select(_outbox.c.record).order_by(_outbox.c.seq))
+    def pending_outbox(self) -> tuple[list[str], dict[tuple[str, int], int]]:
+        """What a batch still has to write to Kafka, and the offsets that close it."""
+        rows = self._db.execute(sa.select(outbox.c.record).order_by(outbox.c.seq))
         records = [str(row.record) for row in rows]
         offsets = {
             (str(r.topic), int(r.partition)): int(r.next_offset)
-            for r in self._db.execute(sa.select(_outbox_offsets))
+            for r in self._db.execute(sa.select(outbox_offsets))
         }
         return records, offsets
 
     def clear_outbox(self) -> None:
-        self._db.execute(sa.delete(_outbox))
-        self._db.execute(sa.delete(_outbox_offsets))
+        self._db.execute(sa.delete(outbox))
+        self._db.execute(sa.delete(outbox_offsets))
 
     def _insert_new(self, table: sa.Table, rows: Sequence[Row]) -> int:
         if not rows:
