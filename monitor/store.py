@@ -170,4 +170,5 @@ class StoreTransaction:
             return 0
         dialect = sqlite if self._db.dialect.name == "sqlite" else postgresql
         statement = dialect.insert(table).on_conflict_do_nothing()
-        return sum(self._db.execute(statement, [row]).rowcount for row in rows)
+        # One executemany; both drivers sum rowcount over it, and a skipped conflict is no row.
+        return int(self._db.execute(statement, list(rows)).rowcount)
