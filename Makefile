@@ -71,7 +71,7 @@ schema: bootstrap
 security: security-code security-deps
 
 security-code: bootstrap
-	$(PY) -m bandit -q -c pyproject.toml -r contracts training consumer producer devstack
+	$(PY) -m bandit -q -c pyproject.toml -r contracts training consumer producer monitor devstack
 
 # --strict: a dependency the vulnerability service cannot look up fails the audit instead
 # of passing silently. Needs network access to the service (AUDIT_SERVICE=pypi or osv).

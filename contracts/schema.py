@@ -1,4 +1,4 @@
-"""JSON Schema export of the message contract (``python -m contracts.schema``)."""
+"""JSON Schema export of the message contracts (``python -m contracts.schema``)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,31 @@ import json
 from pathlib import Path
 from typing import Final
 
+from pydantic import BaseModel
+
 from contracts.application import LoanApplication
+from contracts.outcome import LoanOutcome
 
-SCHEMA_PATH: Final = Path(__file__).with_name("loan_application.schema.json")
+_HERE: Final = Path(__file__).parent
+SCHEMA_PATH: Final = _HERE / "loan_application.schema.json"
+OUTCOME_SCHEMA_PATH: Final = _HERE / "loan_outcome.schema.json"
+
+EXPORTED_SCHEMAS: Final[dict[Path, type[BaseModel]]] = {
+    SCHEMA_PATH: LoanApplication,
+    OUTCOME_SCHEMA_PATH: LoanOutcome,
+}
+"""Every message published by something outside this project, and where its schema is kept."""
 
 
-def render_schema() -> str:
-    """The contract's JSON Schema as the exact text kept in the repository."""
-    return json.dumps(LoanApplication.model_json_schema(), indent=2, sort_keys=True) + "\n"
+def render_schema(model: type[BaseModel] = LoanApplication) -> str:
+    """``model``'s JSON Schema as the exact text kept in the repository."""
+    return json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 def main() -> None:
-    SCHEMA_PATH.write_text(render_schema(), encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+    for path, model in EXPORTED_SCHEMAS.items():
+        path.write_text(render_schema(model), encoding="utf-8")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

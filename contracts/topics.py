@@ -1,4 +1,4 @@
-"""Kafka topic and header names: the wire contract between producer, worker and subscribers."""
+"""Kafka topic and header names: the wire contract between the producer, worker and monitor."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ APPLICATIONS_TOPIC: Final = "loan-applications"
 SCORES_TOPIC: Final = "loan-scores"
 DEAD_LETTER_TOPIC: Final = "loan-applications.dlq"
 PREDICTIONS_TOPIC: Final = "loan-predictions"
+OUTCOMES_TOPIC: Final = "loan-outcomes"
+"""Observed outcomes (``contracts.outcome.LoanOutcome``), keyed by ``application_id``."""
+OUTCOMES_DEAD_LETTER_TOPIC: Final = "loan-outcomes.dlq"
+"""Outcomes the monitor cannot read, with the same headers as the worker's dead letters."""
+ALERTS_TOPIC: Final = "model-alerts"
+"""Alert records the monitor writes when a configured limit is crossed."""
 
 # Headers on a score record.
 MODEL_VERSION_HEADER: Final = "model-version"

@@ -8,7 +8,7 @@ Programmatic API (the CLI, the demo and the benchmarks use the same)::
     assert report.complete, report.failures
 """
 
-from producer.encoding import encode_application, restamp_encoded
+from producer.encoding import encode_application, encode_outcome, restamp_encoded
 from producer.errors import KafkaClientError, ProducerError, SourceError
 from producer.following import FollowReport, KafkaConsumerLike, ReceivedScore, follow_scores
 from producer.kafka import create_consumer, create_producer, ensure_topic
@@ -16,7 +16,7 @@ from producer.pacing import TokenBucket
 from producer.publishing import KafkaProducerLike, Publishable, PublishReport, publish
 from producer.records import InvalidRecord, Issue, Record, RecordSource
 from producer.settings import Settings
-from producer.sources import CSV_ID_PREFIX, read_csv_applications, read_jsonl
+from producer.sources import CSV_ID_PREFIX, read_csv_applications, read_csv_outcomes, read_jsonl
 from producer.synthetic import SYNTHETIC_ID_PREFIX, synthetic_applications
 
 __all__ = [
@@ -40,10 +40,12 @@ __all__ = [
     "create_consumer",
     "create_producer",
     "encode_application",
+    "encode_outcome",
     "ensure_topic",
     "follow_scores",
     "publish",
     "read_csv_applications",
+    "read_csv_outcomes",
     "read_jsonl",
     "restamp_encoded",
     "synthetic_applications",

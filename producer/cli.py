@@ -1,4 +1,4 @@
-"""``python -m producer``: publish loan applications, and follow their scores.
+"""``python -m producer``: publish loan applications and their outcomes, and follow their scores.
 
 Thin over the programmatic API (``producer.publish``, ``producer.follow_scores``, the
 readers); this module only parses options, draws progress and reports.
@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final, TextIO
@@ -35,8 +36,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from contracts import LoanApplication
 from contracts.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, settings_or_exit
-from contracts.topics import APPLICATIONS_TOPIC, SCORES_TOPIC
+from contracts.outcome import LoanOutcome
+from contracts.topics import APPLICATIONS_TOPIC, OUTCOMES_TOPIC, SCORES_TOPIC
 from producer.errors import ProducerError, SourceError
 from producer.following import FollowReport, follow_scores
 from producer.kafka import (
@@ -50,7 +53,7 @@ from producer.publishing import Publishable, PublishReport, publish
 from producer.records import InvalidRecord, RecordSource
 from producer.settings import ENV_PREFIX, Settings
 from producer.sinks import JsonLinesSink, TableSink
-from producer.sources import read_csv_applications, read_jsonl
+from producer.sources import read_csv_applications, read_csv_outcomes, read_jsonl
 from producer.synthetic import synthetic_applications
 
 EXIT_INCOMPLETE: Final = EXIT_FAILED
@@ -59,7 +62,7 @@ FOLLOW_GROUP_PREFIX: Final = "producer-follow"
 
 app = typer.Typer(
     name="producer",
-    help="Publish loan applications to Kafka and follow their scores.",
+    help="Publish loan applications and their outcomes to Kafka, and follow their scores.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -118,21 +121,35 @@ def publish_command(
     """Publish applications (keyed by application_id) and report their delivery."""
     with _user_errors():
         records = _open_source(source, source_format, synthetic, count, seed)
-        total = records.total
-        limited: Iterator[Publishable] = (
-            records if count is None else itertools.islice(records, count)
-        )
-        if count is not None and total is not None:
-            total = min(count, total)
-        if dry_run:
-            invalid = _validate_only(limited, total)
-            _print_invalid(invalid, show_invalid)
-            raise typer.Exit(EXIT_INCOMPLETE if invalid else EXIT_OK)
-        report = _publish_with_progress(limited, total, topic, rate)
-    _print_report(report, show_invalid)
-    if report.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
+        _publish_source(records, count, topic, rate, dry_run=dry_run, show_invalid=show_invalid)
+
+
+@app.command("publish-outcomes")
+def publish_outcomes_command(
+    source: Annotated[Path, typer.Argument(help="A CSV with the dataset's ID and label columns.")],
+    observed_on: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"], help="The day the outcomes were observed (default: today, UTC)."
+        ),
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option(min=0, help="Publish at most this many source rows.")
+    ] = None,
+    rate: Annotated[
+        float, typer.Option(min=0.0, help="Messages per second; 0 = as fast as possible.")
+    ] = 0.0,
+    topic: Annotated[str, typer.Option(help="Topic to publish to.")] = OUTCOMES_TOPIC,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate the source only; send nothing.")
+    ] = False,
+    show_invalid: Annotated[int, typer.Option(min=0, help="How many invalid rows to list.")] = 20,
+) -> None:
+    """Publish the observed outcome of each application (keyed by application_id)."""
+    day = (observed_on or datetime.now(UTC)).date()
+    with _user_errors():
+        records = read_csv_outcomes(source, observed_on=day)
+        _publish_source(records, count, topic, rate, dry_run=dry_run, show_invalid=show_invalid)
 
 
 @app.command("follow")
@@ -191,6 +208,31 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_INCOMPLETE) from exc
 
 
+def _publish_source(
+    records: RecordSource[LoanApplication] | RecordSource[LoanOutcome],
+    count: int | None,
+    topic: str,
+    rate: float,
+    *,
+    dry_run: bool,
+    show_invalid: int,
+) -> None:
+    """Publish (or only validate) at most ``count`` records, report, and exit with the verdict."""
+    total = records.total
+    limited: Iterator[Publishable] = records if count is None else itertools.islice(records, count)
+    if count is not None and total is not None:
+        total = min(count, total)
+    if dry_run:
+        invalid = _validate_only(limited, total)
+        _print_invalid(invalid, show_invalid)
+        raise typer.Exit(EXIT_INCOMPLETE if invalid else EXIT_OK)
+    report = _publish_with_progress(limited, total, topic, rate)
+    _print_report(report, show_invalid)
+    if report.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(EXIT_OK if report.complete else EXIT_INCOMPLETE)
+
+
 def _load_settings() -> Settings:
     settings = settings_or_exit(Settings, ENV_PREFIX)
     librdkafka = logging.getLogger(LIBRDKAFKA_LOGGER)
@@ -206,7 +248,7 @@ def _open_source(
     synthetic: bool,
     count: int | None,
     seed: int | None,
-) -> RecordSource:
+) -> RecordSource[LoanApplication]:
     if synthetic == (source is not None):
         raise SourceError("give exactly one of a SOURCE file or --synthetic")
     if source is None:

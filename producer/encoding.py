@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from contracts import LoanApplication
+from contracts.outcome import LoanOutcome
 
 
 class EncodingError(ValueError):
@@ -25,6 +26,11 @@ def encode_application(application: LoanApplication, submitted_at: datetime) -> 
     fields = application.model_dump()
     fields["submitted_at"] = submitted_at
     return application.application_id.encode(), orjson.dumps(fields)
+
+
+def encode_outcome(outcome: LoanOutcome) -> tuple[bytes, bytes]:
+    """``(key, value)`` for ``outcome``, keyed like its application, sent as it is."""
+    return outcome.application_id.encode(), orjson.dumps(outcome.model_dump())
 
 
 def restamp_encoded(payload: bytes, submitted_at: datetime) -> tuple[bytes, bytes]:

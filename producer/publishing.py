@@ -1,4 +1,4 @@
-"""Publishing applications to Kafka: pacing, keys, headers, delivery accounting.
+"""Publishing applications and outcomes to Kafka: pacing, keys, headers, delivery accounting.
 
 ``publish`` is transport-agnostic: it takes anything shaped like a confluent-kafka
 ``Producer`` (``KafkaProducerLike``), so tests inject a fake and the CLI, the demo and
@@ -17,10 +17,12 @@ from typing import Any, Final, Protocol
 from confluent_kafka import KafkaException
 
 from contracts import LoanApplication
+from contracts.outcome import LoanOutcome
 from contracts.topics import APPLICATIONS_TOPIC, CORRELATION_ID_HEADER
 from producer.encoding import (
     EncodingError,
     encode_application,
+    encode_outcome,
     new_correlation_id,
     restamp_encoded,
 )
@@ -31,9 +33,9 @@ from producer.records import WHOLE_RECORD, InvalidRecord, Issue
 
 Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[Any, Any], None]
-Publishable = LoanApplication | bytes | InvalidRecord
-"""A valid application; one already encoded as contract JSON (see ``restamp_encoded``);
-or an invalid record from a reader, which is reported and never sent."""
+Publishable = LoanApplication | LoanOutcome | bytes | InvalidRecord
+"""A valid application or outcome; an application already encoded as contract JSON (see
+``restamp_encoded``); or an invalid record from a reader, which is reported and never sent."""
 
 _POLL_EVERY: Final = 1_000
 _BUFFER_FULL_WAIT_S: Final = 0.05
@@ -111,10 +113,11 @@ def publish(
 ) -> PublishReport:
     """Send every valid record to ``topic`` and wait for its delivery report.
 
-    Each record is keyed by ``application_id``, carries a fresh uuid4 in the
-    ``CORRELATION_ID_HEADER`` header and has ``submitted_at`` stamped just before it is
-    produced. ``rate`` is records per second (token bucket); 0 sends as fast as the
-    producer accepts. Applications are not re-validated: the readers already did.
+    Each record is keyed by ``application_id`` and carries a fresh uuid4 in the
+    ``CORRELATION_ID_HEADER`` header; an application has ``submitted_at`` stamped just
+    before it is produced, an outcome is sent as it is. ``rate`` is records per second
+    (token bucket); 0 sends as fast as the producer accepts. Records are not re-validated:
+    the readers already did.
     ``progress`` is called about ten times a second and once at the end. Ctrl-C stops
     sending, still flushes what was sent, and sets ``interrupted``.
 
@@ -152,9 +155,13 @@ def publish(
     return report
 
 
-def _encode(record: LoanApplication | bytes, submitted_at: datetime) -> tuple[bytes, bytes]:
+def _encode(
+    record: LoanApplication | LoanOutcome | bytes, submitted_at: datetime
+) -> tuple[bytes, bytes]:
     if isinstance(record, bytes):
         return restamp_encoded(record, submitted_at)
+    if isinstance(record, LoanOutcome):
+        return encode_outcome(record)
     return encode_application(record, submitted_at)
 
 

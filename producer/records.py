@@ -1,9 +1,10 @@
-"""What sources yield: valid applications, or invalid records explaining what is wrong."""
+"""What sources yield: valid messages, or invalid records explaining what is wrong."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -64,15 +65,21 @@ def _field_name(loc: tuple[int | str, ...], rename: dict[str, str]) -> str:
     return rename.get(head, head)
 
 
-class RecordSource(Iterator[Record]):
-    """An iterator of records that knows how many it will yield, when it can (for progress)."""
+_ValidT = TypeVar("_ValidT")
 
-    def __init__(self, records: Iterator[Record], total: int | None) -> None:
+
+class RecordSource(Iterator[_ValidT | InvalidRecord], Generic[_ValidT]):
+    """An iterator of records that knows how many it will yield, when it can (for progress).
+
+    ``_ValidT`` is the message a valid record is: ``LoanApplication`` or ``LoanOutcome``.
+    """
+
+    def __init__(self, records: Iterator[_ValidT | InvalidRecord], total: int | None) -> None:
         self._records = records
         self.total = total
 
-    def __iter__(self) -> RecordSource:
+    def __iter__(self) -> RecordSource[_ValidT]:
         return self
 
-    def __next__(self) -> Record:
+    def __next__(self) -> _ValidT | InvalidRecord:
         return next(self._records)

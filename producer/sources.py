@@ -1,4 +1,5 @@
-"""Readers for application files: the dataset's CSV layout, and JSON Lines of contract objects.
+"""Readers for application files (the dataset's CSV layout, JSON Lines of contract objects) and
+for outcome files (the dataset's CSV with its label column).
 
 Both check the file as a whole eagerly (a missing file or a wrong layout raises
 ``SourceError`` when the reader is called, before anything is published) and then
@@ -8,6 +9,7 @@ yield one ``LoanApplication`` or ``InvalidRecord`` per row, lazily, in file orde
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Final
 
@@ -20,8 +22,10 @@ from contracts import (
     FEATURE_BY_CSV_COLUMN,
     FEATURE_COLUMNS,
     ID_COLUMN,
+    TARGET_COLUMN,
     LoanApplication,
 )
+from contracts.outcome import LoanOutcome
 from producer.errors import SourceError
 from producer.records import (
     WHOLE_RECORD,
@@ -45,6 +49,7 @@ _CSV_COLUMN_BY_FIELD: Final = {
 # Integral floats beyond 2**53 cannot be converted to int exactly: leave them to the contract.
 _MAX_EXACT_INTEGER: Final = 2.0**53
 _FIRST_CSV_DATA_LINE: Final = 2
+_OUTCOME_CSV_COLUMNS: Final = {"application_id": ID_COLUMN, "defaulted": TARGET_COLUMN}
 
 
 class _Missing:
@@ -54,7 +59,9 @@ class _Missing:
 _MISSING: Final = _Missing()
 
 
-def read_csv_applications(path: Path, *, id_prefix: str = CSV_ID_PREFIX) -> RecordSource:
+def read_csv_applications(
+    path: Path, *, id_prefix: str = CSV_ID_PREFIX
+) -> RecordSource[LoanApplication]:
     """Applications from a CSV in the dataset's layout (``ID``, ``LIMIT_BAL`` … ``PAY_AMT6``).
 
     Columns are parsed as numbers by pandas (vectorized), then each row is validated
@@ -64,7 +71,7 @@ def read_csv_applications(path: Path, *, id_prefix: str = CSV_ID_PREFIX) -> Reco
 
     Raises ``SourceError`` if the file cannot be read as CSV or lacks a required column.
     """
-    frame = _read_csv_frame(path)
+    frame = _read_csv_frame(path, (ID_COLUMN, *CSV_FEATURE_COLUMNS))
     blank = frame.isna().all(axis=1).tolist()
     ids = frame[ID_COLUMN].fillna("").str.strip().tolist()
     application_ids: list[object] = [f"{id_prefix}{value}" if value else _MISSING for value in ids]
@@ -75,7 +82,30 @@ def read_csv_applications(path: Path, *, id_prefix: str = CSV_ID_PREFIX) -> Reco
     return RecordSource(_csv_records(application_ids, columns, blank), total=len(frame))
 
 
-def read_jsonl(path: Path) -> RecordSource:
+def read_csv_outcomes(
+    path: Path, *, observed_on: date, id_prefix: str = CSV_ID_PREFIX
+) -> RecordSource[LoanOutcome]:
+    """Outcomes from a CSV with the dataset's ``ID`` and label (``TARGET_COLUMN``) columns.
+
+    Each row becomes a ``LoanOutcome`` for ``id_prefix`` + ``ID`` (the key its application
+    was published under), ``defaulted`` when the label is 1, observed on ``observed_on``.
+    Other columns are ignored. A label other than 0 or 1, a missing cell or a blank line is
+    an ``InvalidRecord`` naming the CSV column.
+
+    Raises ``SourceError`` if the file cannot be read as CSV or lacks either column.
+    """
+    frame = _read_csv_frame(path, (ID_COLUMN, TARGET_COLUMN))
+    blank = frame.loc[:, [ID_COLUMN, TARGET_COLUMN]].isna().all(axis=1).tolist()
+    ids = frame[ID_COLUMN].fillna("").str.strip().tolist()
+    labels = _column_values(frame[TARGET_COLUMN], integer=True)
+    columns: dict[str, list[object]] = {
+        "application_id": [f"{id_prefix}{value}" if value else _MISSING for value in ids],
+        "defaulted": [_default_flag(label) for label in labels],
+    }
+    return RecordSource(_outcome_records(columns, blank, observed_on), total=len(frame))
+
+
+def read_jsonl(path: Path) -> RecordSource[LoanApplication]:
     """Applications from a JSON Lines file: one contract object per line, blank lines skipped.
 
     Each line is validated exactly as the worker will decode it (strict JSON).
@@ -89,7 +119,7 @@ def read_jsonl(path: Path) -> RecordSource:
     return RecordSource(_jsonl_records(path), total=total)
 
 
-def _read_csv_frame(path: Path) -> pd.DataFrame:
+def _read_csv_frame(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     try:
         # Only an empty cell is missing ("NA" is a bad value, not a missing one); the ID is
         # text so that "007" stays "007".
@@ -106,7 +136,7 @@ def _read_csv_frame(path: Path) -> pd.DataFrame:
         raise SourceError(f"{path} is empty: expected a CSV header") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise SourceError(f"{path} is not a readable CSV: {exc}") from exc
-    missing = [column for column in (ID_COLUMN, *CSV_FEATURE_COLUMNS) if column not in frame]
+    missing = [column for column in required if column not in frame]
     if missing:
         raise SourceError(f"{path} lacks required CSV columns: {', '.join(missing)}")
     return frame
@@ -134,6 +164,34 @@ def _column_values(column: pd.Series, *, integer: bool) -> list[object]:
         cell if is_text and isinstance(cell, str) else _MISSING for cell in cells[unparsed]
     ]
     return values.tolist()
+
+
+def _default_flag(label: object) -> object:
+    """The label column's 0/1 as the contract's boolean; anything else stays as it is, so
+    the contract rejects it naming the column."""
+    if type(label) is int and label in (0, 1):
+        return bool(label)
+    return label
+
+
+def _outcome_records(
+    columns: dict[str, list[object]], blank: list[bool], observed_on: date
+) -> Iterator[LoanOutcome | InvalidRecord]:
+    rows = zip(*columns.values(), strict=True)
+    for offset, (values, is_blank) in enumerate(zip(rows, blank, strict=True)):
+        line = offset + _FIRST_CSV_DATA_LINE
+        if is_blank:
+            yield InvalidRecord(line, (Issue(WHOLE_RECORD, "blank line"),))
+            continue
+        data = {
+            name: value
+            for name, value in zip(columns, values, strict=True)
+            if value is not _MISSING
+        }
+        try:
+            yield LoanOutcome.model_validate({**data, "observed_on": observed_on})
+        except ValidationError as exc:
+            yield invalid_from_validation(line, exc, _OUTCOME_CSV_COLUMNS)
 
 
 def _csv_records(

@@ -64,7 +64,7 @@ _NO_PAYMENT_P: Final = 0.17
 _PAYMENT_SHARE_MEDIAN, _PAYMENT_SHARE_LOG_SD, _MAX_PAYMENT_SHARE = 0.06, 1.5, 1.5
 
 
-def synthetic_applications(count: int, seed: int) -> RecordSource:
+def synthetic_applications(count: int, seed: int) -> RecordSource[LoanApplication]:
     """``count`` valid synthetic applications, reproducible from ``seed``.
 
     Generated vectorized in chunks of 10,000, so memory stays flat for any count.

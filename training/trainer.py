@@ -30,6 +30,7 @@ from contracts.model_names import (
     PREVIOUS_ALIAS,
     SELECTION_REASON_TAG,
 )
+from contracts.profile import REFERENCE_PROFILE_ARTIFACT
 from training import plots, tracking
 from training.candidates import CANDIDATES, CV_FOLDS, QUICK_CV_FOLDS, make_search
 from training.data import Split, load_dataset, split_dataset
@@ -41,6 +42,7 @@ from training.evaluation import (
     validation_metrics,
 )
 from training.packaging import log_credit_model, pinned_requirements
+from training.profile import reference_profile
 from training.registry import aliases, promote, registry_client
 from training.results import CandidateResult, TrainingReport
 from training.selection import Selection, select_champion
@@ -194,6 +196,8 @@ def _train_candidate(context: _Context, experiment_id: str, family: Family) -> C
             )
             _cv_table(search.cv_results_).to_csv(directory / "cv_results.csv", index=False)
         metrics.update(_disparity_metrics(disparities))
+        profile = reference_profile(split.train_features, proba)
+        mlflow.log_text(profile.model_dump_json(indent=1), REFERENCE_PROFILE_ARTIFACT)
         mlflow.log_params(
             {
                 "family": str(family),

@@ -6,14 +6,15 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from contracts import LoanApplication
+from contracts import TARGET_COLUMN, LoanApplication
+from contracts.outcome import LoanOutcome
 from contracts.score import LoanScore
 from contracts.topics import CORRELATION_ID_HEADER
 from devstack import ROOT, unique_name
@@ -232,6 +233,39 @@ def test_cli_publishes_paced_synthetic_applications(
     assert result.returncode == 0, result.stderr
     messages = _read_all(kafka_bootstrap_servers, topic, 40)
     assert [m.key() for m in messages] == [f"syn-9-{n}".encode() for n in range(1, 41)]
+
+
+def test_cli_publishes_paced_outcomes_keyed_like_their_applications(
+    credit_csv: Path,
+    credit_frame: pd.DataFrame,
+    kafka_bootstrap_servers: str,
+    new_topic: TopicFactory,
+) -> None:
+    topic = new_topic("producer-outcomes")
+
+    result = _cli(
+        kafka_bootstrap_servers,
+        "publish-outcomes",
+        str(credit_csv),
+        "--count",
+        "120",
+        "--rate",
+        "400",
+        "--observed-on",
+        "2026-11-27",
+        "--topic",
+        topic,
+    )
+
+    assert result.returncode == 0, result.stderr
+    messages = _read_all(kafka_bootstrap_servers, topic, 120)
+    assert _records_on_log(kafka_bootstrap_servers, topic, 1) == 120
+    outcomes = [LoanOutcome.model_validate_json(m.value() or b"") for m in messages]
+    head = credit_frame.head(120)
+    assert [m.key() for m in messages] == [f"{CSV_ID_PREFIX}{n}".encode() for n in head["ID"]]
+    assert [o.application_id.encode() for o in outcomes] == [m.key() for m in messages]
+    assert [o.defaulted for o in outcomes] == (head[TARGET_COLUMN] == 1).tolist()
+    assert {o.observed_on for o in outcomes} == {date(2026, 11, 27)}
 
 
 def test_cli_refuses_a_topic_that_does_not_exist(kafka_bootstrap_servers: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -10,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from contracts import FEATURE_COLUMNS, ID_COLUMN, LoanApplication
-from contracts.schema import SCHEMA_PATH, render_schema
+from contracts.outcome import LoanOutcome
+from contracts.schema import EXPORTED_SCHEMAS, render_schema
 
 
 def _valid_payload() -> dict[str, Any]:
@@ -120,7 +122,18 @@ def test_json_round_trip_is_lossless() -> None:
     assert LoanApplication.model_validate_json(application.model_dump_json()) == application
 
 
-def test_exported_json_schema_is_current() -> None:
-    assert SCHEMA_PATH.read_text(encoding="utf-8") == render_schema(), (
-        "contracts/loan_application.schema.json is stale: run `make schema`"
+@pytest.mark.parametrize("path", list(EXPORTED_SCHEMAS), ids=lambda path: path.name)
+def test_exported_json_schemas_are_current(path: Path) -> None:
+    assert path.read_text(encoding="utf-8") == render_schema(EXPORTED_SCHEMAS[path]), (
+        f"contracts/{path.name} is stale: run `make schema`"
     )
+
+
+def test_an_outcome_round_trips_and_its_flag_is_a_json_boolean() -> None:
+    raw = '{"application_id": "app-1", "defaulted": true, "observed_on": "2026-11-27"}'
+    outcome = LoanOutcome.model_validate_json(raw)
+    assert outcome.observed_on.isoformat() == "2026-11-27"
+    assert LoanOutcome.model_validate_json(outcome.model_dump_json()) == outcome
+    with pytest.raises(ValidationError) as excinfo:
+        LoanOutcome.model_validate_json(raw.replace("true", "1").replace('"app-1"', '""'))
+    assert {error["loc"][0] for error in excinfo.value.errors()} == {"defaulted", "application_id"}

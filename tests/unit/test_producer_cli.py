@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from contracts import TARGET_COLUMN
 from producer.cli import EXIT_INCOMPLETE, EXIT_USAGE, app
 
 runner = CliRunner()
@@ -50,6 +51,28 @@ def test_dry_run_of_synthetic_applications_prints_its_seed() -> None:
     assert code == 0
     assert "synthetic seed:" in output
     assert "50 valid, 0 invalid" in output
+
+
+def test_dry_run_of_outcomes_validates_the_real_labels(
+    credit_csv: Path, credit_frame: pd.DataFrame
+) -> None:
+    code, output = _invoke("publish-outcomes", str(credit_csv), "--dry-run")
+
+    assert code == 0
+    assert f"{len(credit_frame)} valid, 0 invalid, nothing sent" in output
+
+
+def test_dry_run_of_outcomes_lists_a_bad_label(credit_frame: pd.DataFrame, tmp_path: Path) -> None:
+    frame = credit_frame.head(3).astype(str)
+    frame.loc[1, TARGET_COLUMN] = "maybe"
+    path = tmp_path / "outcomes.csv"
+    frame.to_csv(path, index=False)
+
+    code, output = _invoke("publish-outcomes", str(path), "--dry-run", "--observed-on", "2026-1-2")
+
+    assert code == EXIT_INCOMPLETE
+    assert "2 valid, 1 invalid" in output
+    assert f"│ 3    │ {TARGET_COLUMN}" in output
 
 
 def test_count_zero_publishes_nothing(credit_csv: Path) -> None:

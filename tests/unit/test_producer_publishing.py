@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from contracts import LoanApplication
+from contracts.outcome import LoanOutcome
 from contracts.topics import APPLICATIONS_TOPIC, CORRELATION_ID_HEADER
 from producer import (
     InvalidRecord,
@@ -159,6 +160,21 @@ def test_pre_encoded_bytes_are_sent_with_their_key_and_a_fresh_stamp() -> None:
     (sent,) = producer.produced
     assert sent.key == application.application_id.encode()
     assert LoanApplication.model_validate_json(sent.value).submitted_at == _STAMP
+
+
+def test_outcomes_are_keyed_like_their_application_and_sent_as_they_are() -> None:
+    outcomes = [
+        LoanOutcome(application_id=f"app-{n}", defaulted=n % 2 == 0, observed_on=date(2026, 1, n))
+        for n in range(1, 4)
+    ]
+    producer = FakeProducer()
+
+    report = _publish(outcomes, producer, topic="t-outcomes")
+
+    assert [p.key for p in producer.produced] == [b"app-1", b"app-2", b"app-3"]
+    assert [LoanOutcome.model_validate_json(p.value) for p in producer.produced] == outcomes
+    assert all(CORRELATION_ID_HEADER in dict(p.headers) for p in producer.produced)
+    assert report.complete
 
 
 def test_buffer_full_is_retried_after_serving_deliveries() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -17,12 +17,14 @@ from contracts import (
     TARGET_COLUMN,
     LoanApplication,
 )
+from contracts.outcome import LoanOutcome
 from producer import (
     CSV_ID_PREFIX,
     InvalidRecord,
     SourceError,
     encode_application,
     read_csv_applications,
+    read_csv_outcomes,
     read_jsonl,
 )
 
@@ -184,3 +186,54 @@ def test_invalid_jsonl_lines_are_reported_with_line_and_field(
 def test_missing_jsonl_file_raises_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="cannot read"):
         read_jsonl(tmp_path / "absent.jsonl")
+
+
+_OBSERVED = date(2026, 11, 27)
+
+
+def test_every_real_label_becomes_the_outcome_of_its_application(
+    credit_csv: Path, credit_frame: pd.DataFrame
+) -> None:
+    records = list(read_csv_outcomes(credit_csv, observed_on=_OBSERVED))
+
+    assert all(isinstance(record, LoanOutcome) for record in records)
+    outcomes = [record for record in records if isinstance(record, LoanOutcome)]
+    expected_ids = [f"{CSV_ID_PREFIX}{value}" for value in credit_frame[ID_COLUMN]]
+    assert [o.application_id for o in outcomes] == expected_ids
+    assert [o.defaulted for o in outcomes] == (credit_frame[TARGET_COLUMN] == 1).tolist()
+    assert {o.observed_on for o in outcomes} == {_OBSERVED}
+
+
+def test_invalid_labels_are_reported_with_line_and_column(tmp_path: Path) -> None:
+    header = [ID_COLUMN, "AGE", TARGET_COLUMN]
+    rows: list[dict[str, str] | None] = [
+        {ID_COLUMN: "1", "AGE": "30", TARGET_COLUMN: "1"},
+        {ID_COLUMN: "2", "AGE": "30", TARGET_COLUMN: "2"},  # not a 0/1 label
+        {ID_COLUMN: "3", "AGE": "30", TARGET_COLUMN: "yes"},
+        {ID_COLUMN: "4", "AGE": "30", TARGET_COLUMN: ""},
+        None,
+        {ID_COLUMN: "", "AGE": "30", TARGET_COLUMN: "0"},
+        {ID_COLUMN: "7", "AGE": "30", TARGET_COLUMN: "0.0"},  # integral text is a label
+    ]
+    path = _write_csv(tmp_path / "outcomes.csv", header, rows)
+
+    records = list(read_csv_outcomes(path, observed_on=_OBSERVED))
+
+    assert records[0] == LoanOutcome(
+        application_id=f"{CSV_ID_PREFIX}1", defaulted=True, observed_on=_OBSERVED
+    )
+    assert _issues(records[1]) == {(3, TARGET_COLUMN)}
+    assert _issues(records[2]) == {(4, TARGET_COLUMN)}
+    assert _issues(records[3]) == {(5, TARGET_COLUMN)}
+    assert _issues(records[4]) == {(6, "<record>")}
+    assert _issues(records[5]) == {(7, ID_COLUMN)}
+    assert isinstance(records[6], LoanOutcome)
+    assert not records[6].defaulted
+
+
+def test_an_outcome_file_without_the_label_column_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "no-label.csv"
+    path.write_text("ID,AGE\n1,30\n", encoding="utf-8")
+
+    with pytest.raises(SourceError, match=f"lacks required CSV columns: {TARGET_COLUMN}"):
+        read_csv_outcomes(path, observed_on=_OBSERVED)

@@ -28,6 +28,7 @@ from contracts.model_names import (
     SELECTION_REASON_TAG,
     THRESHOLD_METADATA_KEY,
 )
+from contracts.profile import REFERENCE_PROFILE_ARTIFACT, ReferenceProfile
 from devstack import ROOT, unique_name
 from training import (
     Family,
@@ -40,6 +41,7 @@ from training import (
     rollback,
     train,
 )
+from training.data import load_dataset, split_dataset
 from training.evaluation import TIMING_METRICS
 from training.tracking import using_tracking_uri
 
@@ -186,6 +188,25 @@ def test_fairness_table_covers_sex_age_band_and_marriage(
     assert {("marriage", "married"), ("marriage", "single")} <= groups
     assert set(summary["disparities"]) == {"sex", "age_band", "marriage"}
     assert summary["threshold"] == pytest.approx(champion.threshold)
+
+
+def test_each_version_stores_its_reference_profile_binned_on_its_training_split(
+    trainings: TwoTrainings, store: Store, sample_csv: Path
+) -> None:
+    champion = trainings.second.champion
+    assert champion is not None
+    version = store.client.get_model_version(trainings.settings.model_name, champion.version)
+    local = store.client.download_artifacts(version.run_id, REFERENCE_PROFILE_ARTIFACT)
+    profile = ReferenceProfile.model_validate_json(Path(local).read_text(encoding="utf-8"))
+
+    split = split_dataset(load_dataset(sample_csv), seed=11, quick=True)
+    assert set(profile.features) == set(FEATURE_COLUMNS)
+    assert profile.training_rows == len(split.train_features)
+    for name, histogram in profile.features.items():
+        assert sum(histogram.counts) == len(split.train_features), name
+        assert histogram.count(split.train_features[name]).tolist() == histogram.counts
+    assert sum(profile.score.counts) == profile.validation_rows == len(split.validation_features)
+    assert len(profile.score.counts) >= 5  # deciles of a continuous score, not one lump
 
 
 def test_every_candidate_is_registered_and_tagged(trainings: TwoTrainings, store: Store) -> None:

@@ -1,0 +1,2 @@
+"""The model monitor: drift against the training profile, live performance once outcomes
+arrive, alerts when a limit is crossed (``python -m monitor``)."""

@@ -1,0 +1,157 @@
+"""The monitor's loop: a batch's joins and drift state in the database, its Kafka writes
+(dead letters, alerts) and input offsets in one Kafka transaction, tied by an outbox.
+
+Per batch::
+
+    messages = consume(up to N, at most W ms)
+    DB transaction:                              # all or nothing
+        insert predictions, outcomes, window rows (keyed: a replay inserts nothing new)
+        PSI of the window; "above the limit" state per subject -> the alerts of new crossings
+        outbox := dead letters + alerts, and the next offsets of this batch
+    Kafka transaction: produce the outbox; send those offsets; commit
+    DB: clear the outbox
+
+Why exactly-once holds, and no join is lost: the database commits first, so whatever
+Kafka has committed is also in the database. A crash before the database commit loses
+nothing: Kafka's offsets have not moved, the batch is read again. A crash after it
+leaves the outbox full; at start ``recover()`` asks the group's committed offsets,
+which move only with the outbox's own transaction: if they reached the outbox's
+offsets, that transaction committed and the outbox is just cleared; else it is
+produced, with those offsets, in a new transaction. Either way each dead letter and
+alert is committed once, and the inputs resume right after the batch. So a batch is
+only ever read again when its database transaction did not commit: the state it meets
+is the state before it, and it derives the same alerts. Keyed inserts make even a
+repeated record (a duplicate outcome) change nothing.
+
+A duplicate outcome (same ``application_id``) is ignored by its key. An outcome whose
+prediction is not in yet waits as a row of its own, until ``pending_outcome_days`` or
+past ``max_pending_outcomes`` (oldest first), counted in ``monitor_pending_outcomes``
+and ``monitor_outcomes_expired_total``. One monitor instance per database: the group
+gives failover, not sharding.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import Message
+
+from consumer.errors import AbortableTransactionError, RetriableTransportError
+from consumer.records import OutboundRecord
+from monitor.alerts import psi_crossings
+from monitor.measures import ProfileSource, drift_now, performance_now
+from monitor.metrics import Metrics
+from monitor.outbox import alert_record, from_outbox, to_outbox
+from monitor.records import Batch, sort_batch
+from monitor.settings import Settings
+from monitor.store import Store, StoreTransaction
+from monitor.transport import PartitionKey, Transport
+
+_log = logging.getLogger(__name__)
+_WRITE_ATTEMPTS = 5
+
+
+class Monitor:
+    """The loop over injected Kafka, database and profile source (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Transport,
+        store: Store,
+        profiles: ProfileSource,
+        metrics: Metrics,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings
+        self._topics = settings.topics()
+        self._transport = transport
+        self._store = store
+        self._profiles = profiles
+        self._metrics = metrics
+        self._now = now
+
+    def run(self, stop: threading.Event) -> None:
+        """Start, recover an unfinished batch, then process batches until ``stop`` is set."""
+        self._transport.start()
+        self.recover()
+        while not stop.is_set():
+            self.step()
+
+    def recover(self) -> None:
+        """Finish the Kafka side of a batch the database committed before a crash."""
+        with self._store.transaction() as tx:
+            records, offsets = tx.pending_outbox()
+        if not offsets:
+            return
+        committed = self._transport.committed(offsets)
+        if any(committed.get(key, -1) < offset for key, offset in offsets.items()):
+            _log.info("recovering an unfinished batch: %d records", len(records))
+            self._write([from_outbox(r) for r in records], offsets)
+        with self._store.transaction() as tx:
+            tx.clear_outbox()
+
+    def step(self) -> int:
+        """Process one batch (if any arrives in time); how many messages it had."""
+        s = self._settings
+        messages = self._transport.consume(s.batch_max_messages, s.batch_timeout_s)
+        if not messages:
+            return 0
+        now = self._now()
+        batch = sort_batch(messages, self._topics, max_value_bytes=s.max_value_bytes, now=now)
+        offsets = _next_offsets(messages)
+        with self._store.transaction() as tx:
+            outbound = [*batch.dead_letters, *self._record(tx, batch, now)]
+            tx.put_outbox([to_outbox(r) for r in outbound], offsets)
+        self._write(outbound, offsets)
+        with self._store.transaction() as tx:
+            tx.clear_outbox()
+        self._metrics.batches.inc()
+        self._metrics.dead_letters.inc(len(batch.dead_letters))
+        return len(messages)
+
+    def _record(self, tx: StoreTransaction, batch: Batch, now: datetime) -> list[OutboundRecord]:
+        s = self._settings
+        tx.add_predictions(batch.predictions)
+        self._metrics.duplicates.inc(len(batch.outcomes) - tx.add_outcomes(batch.outcomes))
+        tx.add_feature_rows(batch.features, keep=s.window_rows)
+        expiry = now - timedelta(days=s.pending_outcome_days)
+        self._metrics.expired.inc(tx.expire_pending(expiry, keep=s.max_pending_outcomes))
+        self._metrics.pending.set(tx.pending_outcomes())
+        self._metrics.show_performance(performance_now(tx, s))
+        drift = drift_now(tx, self._profiles, s)
+        if drift is None:
+            return []
+        self._metrics.show_drift(drift.psi)
+        alerts, states = psi_crossings(
+            drift.psi, tx.alert_states(), limit=s.psi_limit, rearm=s.psi_rearm,
+            window_rows=drift.rows, model_run_id=drift.model_run_id, now=now,
+        )  # fmt: skip
+        tx.set_alert_states(states)
+        for alert in alerts:
+            self._metrics.alerts.labels(subject=alert.subject).inc()
+        return [alert_record(alert, self._topics.alerts) for alert in alerts]
+
+    def _write(self, records: list[OutboundRecord], offsets: dict[PartitionKey, int]) -> None:
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            try:
+                self._transport.write(records, offsets)
+                return
+            except (AbortableTransactionError, RetriableTransportError) as exc:
+                _log.warning("transaction failed (attempt %d): %s", attempt, exc)
+                # An abort that fails too ends the process; the next start's recover()
+                # finishes this batch from the outbox.
+                self._transport.abort()
+                if attempt == _WRITE_ATTEMPTS:
+                    raise
+
+
+def _next_offsets(messages: list[Message]) -> dict[PartitionKey, int]:
+    offsets: dict[PartitionKey, int] = {}
+    for message in messages:
+        key = (message.topic() or "", message.partition() or 0)
+        offsets[key] = max(offsets.get(key, 0), (message.offset() or 0) + 1)
+    return offsets

@@ -1,0 +1,49 @@
+"""The monitor's Prometheus metrics, on their own registry (served by ``python -m monitor``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from monitor.performance import LivePerformance
+
+
+class Metrics:
+    """Every instrument the monitor updates; one instance per running monitor."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.psi = Gauge("monitor_psi", "PSI of the live window", ["subject"], registry=r)
+        self.roc_auc = Gauge("monitor_live_roc_auc", "ROC-AUC on joined outcomes", registry=r)
+        self.brier = Gauge("monitor_live_brier", "Brier score on joined outcomes", registry=r)
+        self.cost = Gauge("monitor_live_expected_cost", "Expected cost per application", registry=r)
+        self.joined = Gauge("monitor_joined_rows", "Predictions with an outcome", registry=r)
+        self.pending = Gauge(
+            "monitor_pending_outcomes", "Outcomes waiting for their prediction", registry=r
+        )
+        self.expired = Counter(
+            "monitor_outcomes_expired", "Outcomes dropped unjoined (expiry or bound)", registry=r
+        )
+        self.duplicates = Counter(
+            "monitor_outcomes_duplicate", "Outcomes already recorded, ignored", registry=r
+        )
+        self.dead_letters = Counter(
+            "monitor_outcomes_dead_lettered", "Malformed outcomes sent to the DLQ", registry=r
+        )
+        self.alerts = Counter("monitor_alerts", "Alerts written", ["subject"], registry=r)
+        self.batches = Counter("monitor_batches", "Batches committed", registry=r)
+
+    def show_drift(self, values: Mapping[str, float]) -> None:
+        for subject, value in values.items():
+            self.psi.labels(subject=subject).set(value)
+
+    def show_performance(self, performance: LivePerformance) -> None:
+        self.joined.set(performance.rows)
+        for gauge, value in (
+            (self.roc_auc, performance.roc_auc),
+            (self.brier, performance.brier),
+            (self.cost, performance.expected_cost),
+        ):
+            gauge.set(value)  # NaN until measurable (one class only): "no value yet"

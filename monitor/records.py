@@ -1,0 +1,91 @@
+"""A consumed batch sorted into rows for the store, by input topic. Pure.
+
+A malformed outcome becomes a dead letter built by the worker's own ``dead_letter_record``
+(same headers, key and value byte for byte).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from confluent_kafka import Message
+from pydantic import ValidationError
+
+from consumer.decoding import DecodeFailure
+from consumer.records import OutboundRecord, dead_letter_record
+from contracts import FEATURE_COLUMNS, LoanApplication
+from contracts.score import PredictionRecord
+from monitor.decoding import decode_outcome
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorTopics:
+    """What the monitor reads (predictions, outcomes, applications) and writes."""
+
+    predictions: str
+    outcomes: str
+    applications: str
+    outcomes_dlq: str
+    alerts: str
+
+
+@dataclass
+class Batch:
+    """One consumed batch, sorted by role, ready for one store transaction."""
+
+    predictions: list[dict[str, Any]]
+    outcomes: list[dict[str, Any]]
+    features: dict[str, tuple[float, ...]]
+    dead_letters: list[OutboundRecord]
+    unreadable_predictions: int = 0
+
+
+def sort_batch(
+    messages: list[Message], topics: MonitorTopics, *, max_value_bytes: int, now: datetime
+) -> Batch:
+    """Rows for the store from each message; a malformed outcome becomes a dead letter."""
+    batch = Batch([], [], {}, [])
+    for message in messages:
+        topic, value = message.topic(), message.value()
+        if topic == topics.outcomes:
+            outcome = decode_outcome(value, max_bytes=max_value_bytes)
+            if isinstance(outcome, DecodeFailure):
+                batch.dead_letters.append(
+                    dead_letter_record(
+                        message, outcome, topics.outcomes_dlq, max_value_bytes=max_value_bytes
+                    )
+                )
+            else:
+                batch.outcomes.append(
+                    {"application_id": outcome.application_id, "defaulted": outcome.defaulted,
+                     "received_at": now}
+                )  # fmt: skip
+        elif topic == topics.predictions:
+            try:
+                prediction = PredictionRecord.model_validate_json(value or b"")
+            except ValidationError:
+                batch.unreadable_predictions += 1  # the worker's own output: counted, not fatal
+                continue
+            batch.predictions.append(
+                {"application_id": prediction.application_id,
+                 "model_version": prediction.model_version,
+                 "model_run_id": prediction.model_run_id,
+                 "score": prediction.default_probability, "threshold": prediction.threshold}
+            )  # fmt: skip
+        elif topic == topics.applications:
+            try:
+                application = LoanApplication.model_validate_json(value or b"")
+            except ValidationError:
+                continue  # the worker dead-letters it; it is no part of the scored population
+            source = f"{topic}/{message.partition()}/{message.offset()}"
+            batch.features[source] = application.features()
+    return batch
+
+
+def feature_columns(window: npt.NDArray[np.float64]) -> dict[str, npt.NDArray[np.float64]]:
+    """The window's matrix (rows of ``FEATURE_COLUMNS`` values) as one array per feature."""
+    return {name: window[:, i] for i, name in enumerate(FEATURE_COLUMNS)} if len(window) else {}

@@ -1,0 +1,81 @@
+"""The monitor's configuration: one typed object, read from the environment in ``main()``.
+
+Every field is ``MONITOR_<FIELD>`` except ``KAFKA_BOOTSTRAP_SERVERS`` and
+``MLFLOW_TRACKING_URI``, shared with the worker. ``MONITOR_DATABASE_URL`` is any SQLAlchemy
+URL: a SQLite file by default (``make demo``, tests), PostgreSQL in the compose stack
+(``postgresql+psycopg://monitor:...@postgres/monitor``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.kafka import KafkaProperties, reveal
+from contracts.topics import (
+    ALERTS_TOPIC,
+    APPLICATIONS_TOPIC,
+    OUTCOMES_DEAD_LETTER_TOPIC,
+    OUTCOMES_TOPIC,
+    PREDICTIONS_TOPIC,
+)
+from monitor.records import MonitorTopics
+
+ENV_PREFIX: Final = "MONITOR_"
+
+
+class Settings(BaseSettings):
+    """Everything the monitor can be told. Built once in ``main()`` and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    kafka_bootstrap_servers: str = Field(
+        default="localhost:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS", min_length=1
+    )
+    tracking_uri: str = Field(
+        default="http://localhost:5000", validation_alias="MLFLOW_TRACKING_URI"
+    )
+    group_id: str = Field(default="rumos-monitor", min_length=1)
+    transactional_id: str = Field(default="rumos-monitor", min_length=1)
+    database_url: str = Field(default="sqlite:///monitor.db", min_length=1)
+    predictions_topic: str = PREDICTIONS_TOPIC
+    outcomes_topic: str = OUTCOMES_TOPIC
+    applications_topic: str = APPLICATIONS_TOPIC
+    outcomes_dead_letter_topic: str = OUTCOMES_DEAD_LETTER_TOPIC
+    alerts_topic: str = ALERTS_TOPIC
+    window_rows: int = Field(default=5_000, ge=10, description="Live rows PSI is measured on.")
+    min_window_rows: int = Field(
+        default=500, ge=1, description="No PSI alert before the window holds this many rows."
+    )
+    psi_limit: float = Field(default=0.2, gt=0)
+    psi_rearm: float = Field(
+        default=0.1, gt=0, description="A subject alerts again only after PSI fell to this."
+    )
+    pending_outcome_days: float = Field(
+        default=90.0, gt=0, description="How long an outcome waits for its prediction."
+    )
+    max_pending_outcomes: int = Field(default=1_000_000, ge=1)
+    cost_fn: float = Field(default=5.0, ge=0, description="As training's --cost-fn.")
+    cost_fp: float = Field(default=1.0, ge=0, description="As training's --cost-fp.")
+    batch_max_messages: int = Field(default=2_000, ge=1)
+    batch_timeout_s: float = Field(default=0.5, gt=0)
+    max_value_bytes: int = Field(default=65_536, ge=1_024)
+    metrics_port: int = Field(default=9101, ge=0, le=65_535, description="0: no endpoint.")
+    kafka_extra: KafkaProperties = Field(default_factory=dict)
+
+    def topics(self) -> MonitorTopics:
+        return MonitorTopics(
+            predictions=self.predictions_topic,
+            outcomes=self.outcomes_topic,
+            applications=self.applications_topic,
+            outcomes_dlq=self.outcomes_dead_letter_topic,
+            alerts=self.alerts_topic,
+        )
+
+    def kafka_common(self) -> dict[str, Any]:
+        """librdkafka properties every client shares, secrets revealed: never log them."""
+        return {"bootstrap.servers": self.kafka_bootstrap_servers, **reveal(self.kafka_extra)}

@@ -1,0 +1,174 @@
+"""The monitor's durable state, behind one small class: SQLite by default, PostgreSQL in compose.
+
+Everything is keyed so that writing the same record twice changes nothing: a prediction
+and an outcome by ``application_id`` (a duplicate outcome is ignored, so it never counts
+twice, and a batch replayed after a crash rewrites nothing), a window row by its source
+``topic/partition/offset``. An outcome whose prediction has not arrived is simply an
+outcome row without a matching prediction row: it joins whenever the prediction comes.
+
+The outbox holds what a batch must still write to Kafka, with the offsets that close the
+batch; ``monitor.loop`` explains why that makes the Kafka side exactly-once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from monitor.errors import StoreError
+from monitor.tables import (
+    alert_state,
+    feature_window,
+    metadata,
+    outbox,
+    outbox_offsets,
+    outcomes,
+    predictions,
+)
+
+Row = Mapping[str, Any]
+
+
+class Store:
+    """The database at ``url`` (any SQLAlchemy URL), its tables created if missing."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self._engine = sa.create_engine(url)
+            metadata.create_all(self._engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the monitor's database: {exc}") from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """One database transaction: committed when the block ends, rolled back on error."""
+        try:
+            with self._engine.begin() as connection:
+                yield StoreTransaction(connection)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"the monitor's database failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+class StoreTransaction:
+    """The monitor's reads and writes inside one open transaction."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self._db = connection
+
+    def add_predictions(self, rows: Sequence[Row]) -> int:
+        """Insert predictions not seen before; how many were new."""
+        return self._insert_new(predictions, rows)
+
+    def add_outcomes(self, rows: Sequence[Row]) -> int:
+        """Insert outcomes not seen before; how many were new (duplicates are ignored)."""
+        return self._insert_new(outcomes, rows)
+
+    def add_feature_rows(self, rows: Mapping[str, Sequence[float]], keep: int) -> None:
+        """Add application feature vectors by source position; keep only the last ``keep``."""
+        values = [{"source": src, "vector": json.dumps(list(v))} for src, v in rows.items()]
+        self._insert_new(feature_window, values)
+        newest = self._db.execute(sa.select(sa.func.max(feature_window.c.seq))).scalar() or 0
+        self._db.execute(sa.delete(feature_window).where(feature_window.c.seq <= newest - keep))
+
+    def window_features(self) -> npt.NDArray[np.float64]:
+        """The window's feature vectors, one row each, oldest first."""
+        rows = self._db.execute(sa.select(feature_window.c.vector).order_by(feature_window.c.seq))
+        return np.array([json.loads(row.vector) for row in rows], dtype=np.float64)
+
+    def score_window(self, size: int) -> tuple[npt.NDArray[np.float64], str | None]:
+        """The last ``size`` scores, and the run id of the newest prediction's model."""
+        query = sa.select(predictions.c.score, predictions.c.model_run_id)
+        rows = self._db.execute(query.order_by(predictions.c.seq.desc()).limit(size)).all()
+        return np.array([r.score for r in rows], dtype=float), (rows[0][1] if rows else None)
+
+    def joined(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], list[float]]:
+        """Every prediction with an outcome: (defaulted, score, threshold), in arrival order."""
+        query = sa.select(outcomes.c.defaulted, predictions.c.score, predictions.c.threshold)
+        query = query.join(
+            predictions,
+            predictions.c.application_id == outcomes.c.application_id,
+        )
+        rows = self._db.execute(query.order_by(predictions.c.seq)).all()
+        return (
+            np.array([r.defaulted for r in rows], dtype=bool),
+            np.array([r.score for r in rows], dtype=float),
+            [r.threshold for r in rows],
+        )
+
+    def expire_pending(self, received_before: datetime, keep: int) -> int:
+        """Drop outcomes still without a prediction that arrived before ``received_before``,
+        then the oldest beyond ``keep``; how many were dropped."""
+        pending = sa.select(outcomes.c.application_id).where(
+            ~sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
+        )
+        stale = pending.where(outcomes.c.received_at < received_before)
+        dropped = self._db.execute(
+            sa.delete(outcomes).where(outcomes.c.application_id.in_(stale))
+        ).rowcount
+        excess = pending.order_by(outcomes.c.received_at.desc()).offset(keep)
+        ids = [i for (i,) in self._db.execute(excess)]
+        if ids:
+            self._db.execute(sa.delete(outcomes).where(outcomes.c.application_id.in_(ids)))
+        return dropped + len(ids)
+
+    def pending_outcomes(self) -> int:
+        """Outcomes kept while their prediction has not arrived."""
+        match = sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
+        query = sa.select(sa.func.count()).select_from(outcomes).where(~match)
+        return int(self._db.execute(query).scalar() or 0)
+
+    def alert_states(self) -> dict[str, bool]:
+        """Subjects currently above their limit (True) or back below it (False)."""
+        return {row.subject: row.above for row in self._db.execute(sa.select(alert_state))}
+
+    def set_alert_states(self, states: Mapping[str, bool]) -> None:
+        self._db.execute(sa.delete(alert_state).where(alert_state.c.subject.in_(list(states))))
+        if states:
+            self._db.execute(
+                sa.insert(alert_state),
+                [{"subject": s, "above": a} for s, a in states.items()],
+            )
+
+    def put_outbox(self, records: Sequence[str], offsets: Mapping[tuple[str, int], int]) -> None:
+        """Replace the outbox with ``records`` (JSON text) and the offsets closing the batch."""
+        self.clear_outbox()
+        if records:
+            self._db.execute(sa.insert(outbox), [{"record": r} for r in records])
+        offset_rows = [
+            {"topic": t, "partition": p, "next_offset": o} for (t, p), o in offsets.items()
+        ]
+        if offset_rows:
+            self._db.execute(sa.insert(outbox_offsets), offset_rows)
+
+    def pending_outbox(self) -> tuple[list[str], dict[tuple[str, int], int]]:
+        """What a batch still has to write to Kafka, and the offsets that close it."""
+        rows = self._db.execute(sa.select(outbox.c.record).order_by(outbox.c.seq))
+        records = [str(row.record) for row in rows]
+        offsets = {
+            (str(r.topic), int(r.partition)): int(r.next_offset)
+            for r in self._db.execute(sa.select(outbox_offsets))
+        }
+        return records, offsets
+
+    def clear_outbox(self) -> None:
+        self._db.execute(sa.delete(outbox))
+        self._db.execute(sa.delete(outbox_offsets))
+
+    def _insert_new(self, table: sa.Table, rows: Sequence[Row]) -> int:
+        if not rows:
+            return 0
+        dialect = sqlite if self._db.dialect.name == "sqlite" else postgresql
+        statement = dialect.insert(table).on_conflict_do_nothing()
+        # One executemany; both drivers sum rowcount over it, and a skipped conflict is no row.
+        return int(self._db.execute(statement, list(rows)).rowcount)

@@ -1,0 +1,48 @@
+"""The monitor's tables (SQLAlchemy Core), portable between SQLite and PostgreSQL.
+
+``predictions.seq`` and ``feature_window.seq`` give arrival order (the sliding windows);
+``feature_window.source`` is the application's ``topic/partition/offset``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("application_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("model_run_id", sa.String(64), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+)  # fmt: skip
+outcomes = sa.Table(
+    "outcomes", metadata,
+    sa.Column("application_id", sa.String(128), primary_key=True),
+    sa.Column("defaulted", sa.Boolean, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)  # fmt: skip
+feature_window = sa.Table(
+    "feature_window", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(300), nullable=False, unique=True),
+    sa.Column("vector", sa.Text, nullable=False),
+)  # fmt: skip
+alert_state = sa.Table(
+    "alert_state", metadata,
+    sa.Column("subject", sa.String(64), primary_key=True),
+    sa.Column("above", sa.Boolean, nullable=False),
+)  # fmt: skip
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("record", sa.Text, nullable=False),
+)  # fmt: skip
+outbox_offsets = sa.Table(
+    "outbox_offsets", metadata,
+    sa.Column("topic", sa.String(249), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+)  # fmt: skip

@@ -1,0 +1,312 @@
+"""The monitor on a real broker and a real SQLite file: a shifted stream alerts once, live
+AUC is sklearn's on the same joined rows, duplicates count once, bad outcomes are dead-
+lettered, and a restarted monitor keeps its joins and does not alert again."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import closing
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from mlflow import MlflowClient
+from sklearn.metrics import roc_auc_score
+
+from contracts import FEATURE_COLUMNS, TARGET_COLUMN
+from contracts.alert import ModelAlert
+from contracts.outcome import LoanOutcome
+from contracts.profile import REFERENCE_PROFILE_ARTIFACT, ReferenceProfile
+from contracts.topics import ERROR_TYPE_HEADER
+from devstack import ROOT, unique_name
+from monitor.loop import Monitor
+from monitor.measures import measure
+from monitor.metrics import Metrics
+from monitor.settings import Settings
+from monitor.store import Store
+from monitor.transport import KafkaTransport
+from tests.fixtures.kafka import TopicFactory
+from tests.helpers.topics import byte_headers, publish, read_to_end
+from training.profile import reference_profile
+
+pytestmark = pytest.mark.integration
+
+_RUN = "run-e2e"
+_ROWS = 600
+_DEADLINE_S = 180.0
+
+
+@pytest.fixture
+def settings(kafka_bootstrap_servers: str, new_topic: TopicFactory, tmp_path: Path) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=kafka_bootstrap_servers,
+        group_id=unique_name("monitor"),
+        transactional_id=unique_name("monitor-tx"),
+        database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
+        predictions_topic=new_topic("mon-predictions"),
+        outcomes_topic=new_topic("mon-outcomes"),
+        applications_topic=new_topic("mon-applications"),
+        outcomes_dead_letter_topic=new_topic("mon-outcomes-dlq"),
+        alerts_topic=new_topic("mon-alerts"),
+        window_rows=_ROWS,
+        min_window_rows=_ROWS // 2,
+        batch_timeout_s=0.2,
+        metrics_port=0,
+    )
+
+
+@pytest.fixture
+def scores() -> np.ndarray:
+    return np.random.default_rng(8).beta(2, 6, size=2 * _ROWS)
+
+
+@pytest.fixture
+def shuffled(feature_frame: pd.DataFrame) -> pd.DataFrame:
+    """The dataset in random order: the profile and the stream come from one population."""
+    return feature_frame.sample(frac=1.0, random_state=3)
+
+
+@pytest.fixture
+def profile(shuffled: pd.DataFrame) -> ReferenceProfile:
+    return reference_profile(shuffled.head(10_000), np.random.default_rng(1).beta(2, 6, 3_000))
+
+
+def _application(application_id: str, row: pd.Series) -> bytes:
+    fields = {
+        n: int(row[n]) if float(row[n]).is_integer() else float(row[n]) for n in FEATURE_COLUMNS
+    }
+    return json.dumps({"application_id": application_id, **fields}).encode()
+
+
+def _prediction(application_id: str, score: float, run_id: str = _RUN) -> bytes:
+    return json.dumps({
+        "application_id": application_id, "model_name": "m", "model_version": "1",
+        "model_run_id": run_id, "default_probability": score, "predicted_default": score >= 0.3,
+        "threshold": 0.3, "batch_size": 1, "batch_latency_ms": 1.0, "input_topic": "a",
+        "input_partition": 0, "input_offset": 0, "worker_id": "w",
+        "scored_at": "2026-11-27T12:00:00Z",
+    }).encode()  # fmt: skip
+
+
+def _outcome(application_id: str, defaulted: bool) -> tuple[bytes, bytes, None]:
+    outcome = LoanOutcome(
+        application_id=application_id, defaulted=defaulted, observed_on=date.today()
+    )
+    return application_id.encode(), outcome.model_dump_json().encode(), None
+
+
+def _outcomes(
+    ids: list[str], labels: np.ndarray, start: int, stop: int
+) -> list[tuple[bytes, bytes, None]]:
+    return [_outcome(ids[n], bool(labels[n])) for n in range(start, stop)]
+
+
+def _run_until(monitor: Monitor, expected_messages: int) -> int:
+    """Step the monitor until it has processed ``expected_messages`` records; how many it did."""
+    seen, deadline = 0, time.monotonic() + _DEADLINE_S
+    while seen < expected_messages:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the monitor processed {seen} of {expected_messages} records in time")
+        seen += monitor.step()
+    return seen
+
+
+def _start(settings: Settings, profile: ReferenceProfile) -> tuple[Monitor, KafkaTransport]:
+    transport = KafkaTransport(settings)
+    monitor = Monitor(
+        settings, transport, Store(settings.database_url), lambda _run: profile, Metrics()
+    )
+    transport.start()
+    monitor.recover()
+    return monitor, transport
+
+
+def test_drift_alerts_once_live_auc_is_sklearn_s_and_a_restart_keeps_the_joins(
+    settings: Settings,
+    profile: ReferenceProfile,
+    scores: np.ndarray,
+    shuffled: pd.DataFrame,
+) -> None:
+    rows = shuffled.iloc[20_000 : 20_000 + 2 * _ROWS].copy()
+    rows.iloc[_ROWS:, rows.columns.get_loc("limit_bal")] *= 4  # the second half drifts
+    ids = [f"app-{n}" for n in range(len(rows))]
+    labels = rows[TARGET_COLUMN].to_numpy() == 1
+    bootstrap = settings.kafka_bootstrap_servers
+    applications = [
+        (i.encode(), _application(i, r), None)
+        for i, (_, r) in zip(ids, rows.iterrows(), strict=True)
+    ]
+    predictions = [
+        (i.encode(), _prediction(i, float(s)), None) for i, s in zip(ids, scores, strict=True)
+    ]
+    publish(bootstrap, settings.applications_topic, applications)
+    publish(bootstrap, settings.predictions_topic, predictions)
+    labelled = 400
+    duplicate = _outcome(ids[0], not labels[0])  # a second outcome for app-0: ignored
+    malformed = (b"app-x", b'{"application_id": "app-x", "defaulted": "maybe"}', None)
+    publish(
+        bootstrap,
+        settings.outcomes_topic,
+        [*_outcomes(ids, labels, 0, labelled), duplicate, malformed],
+    )
+
+    monitor, transport = _start(settings, profile)
+    _run_until(monitor, 2 * len(rows) + labelled + 2)
+    transport.close()
+
+    _, performance = measure(Store(settings.database_url), lambda _run: profile, settings)
+    assert performance.rows == labelled
+    assert performance.roc_auc == pytest.approx(
+        roc_auc_score(labels[:labelled], scores[:labelled]), abs=1e-12
+    )
+    written = read_to_end(bootstrap, [settings.alerts_topic, settings.outcomes_dead_letter_topic],
+                          group_id=unique_name("read-monitor"))  # fmt: skip
+    alerts = [
+        ModelAlert.model_validate_json(m.value() or b"") for m in written[settings.alerts_topic]
+    ]
+    assert [a.subject for a in alerts].count("limit_bal") == 1
+    assert len({a.subject for a in alerts}) == len(alerts)
+    (letter,) = written[settings.outcomes_dead_letter_topic]
+    assert byte_headers(letter)[ERROR_TYPE_HEADER] == b"validation"
+    assert letter.value() == malformed[1]
+
+    # A new incarnation, same database and group: earlier joins stay, later outcomes add up.
+    more = _outcomes(ids, labels, labelled, 500)
+    publish(bootstrap, settings.outcomes_topic, more)
+    monitor, transport = _start(settings, profile)
+    assert _run_until(monitor, len(more)) == len(more)  # resumed after the committed batches
+    transport.close()
+
+    _, performance = measure(Store(settings.database_url), lambda _run: profile, settings)
+    assert performance.rows == 500
+    assert performance.roc_auc == pytest.approx(
+        roc_auc_score(labels[:500], scores[:500]), abs=1e-12
+    )
+    again = read_to_end(bootstrap, [settings.alerts_topic], group_id=unique_name("read-monitor"))
+    assert len(again[settings.alerts_topic]) == len(alerts)  # no alert repeated by the restart
+
+
+def _count(database: Path, table: str) -> int:
+    with closing(sqlite3.connect(database, timeout=30)) as db:
+        try:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+
+def _wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + _DEADLINE_S
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"the monitor exited ({process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"not {what} in {_DEADLINE_S:.0f}s")
+        time.sleep(0.1)  # polling a condition with a deadline, not waiting for readiness
+
+
+def _caught_up(settings: Settings) -> bool:
+    """Whether the group's committed offsets reached the end of every input topic."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": settings.group_id})  # fmt: skip
+    try:
+        topics = [settings.predictions_topic, settings.outcomes_topic, settings.applications_topic]
+        partitions = [TopicPartition(topic, 0) for topic in topics]
+        committed = consumer.committed(partitions, timeout=10)
+        ends = [consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions]
+    except KafkaException:
+        # Offsets sent in a transaction still open (the killed monitor's) are unstable:
+        # the broker will not say until the next incarnation fences it. Not caught up.
+        return False
+    finally:
+        consumer.close()
+    return all(c.offset == end for c, end in zip(committed, ends, strict=True))
+
+
+def _spawn(settings: Settings, tracking_uri: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        **{f"MONITOR_{name.upper()}": str(value) for name, value in settings.model_dump(
+            exclude={"kafka_bootstrap_servers", "tracking_uri", "kafka_extra"}).items()},
+    }  # fmt: skip
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "monitor"], cwd=ROOT, env=env, stdout=sink, stderr=sink
+        )
+
+
+def test_kill_9_mid_stream_loses_no_join_and_double_counts_nothing(
+    settings: Settings,
+    profile: ReferenceProfile,
+    scores: np.ndarray,
+    shuffled: pd.DataFrame,
+    mlflow_tracking_uri: str,
+    tmp_path: Path,
+) -> None:
+    client = MlflowClient(mlflow_tracking_uri)
+    run = client.create_run(client.create_experiment(unique_name("monitor-profile")))
+    client.log_text(run.info.run_id, profile.model_dump_json(), REFERENCE_PROFILE_ARTIFACT)
+    rows = shuffled.iloc[20_000 : 20_000 + 2 * _ROWS].copy()
+    rows.iloc[_ROWS:, rows.columns.get_loc("limit_bal")] *= 4
+    ids = [f"app-{n}" for n in range(len(rows))]
+    labels = rows[TARGET_COLUMN].to_numpy() == 1
+    bootstrap = settings.kafka_bootstrap_servers
+    publish(
+        bootstrap,
+        settings.applications_topic,
+        [
+            (i.encode(), _application(i, r), None)
+            for i, (_, r) in zip(ids, rows.iterrows(), strict=True)
+        ],
+    )
+    publish(
+        bootstrap,
+        settings.predictions_topic,
+        [
+            (i.encode(), _prediction(i, float(s), run.info.run_id), None)
+            for i, s in zip(ids, scores, strict=True)
+        ],
+    )
+    malformed = (b"app-x", b"{", None)
+    publish(bootstrap, settings.outcomes_topic,
+            [*_outcomes(ids, labels, 0, 1_000), _outcome(ids[1], True), malformed])  # fmt: skip
+    settings = settings.model_copy(update={"batch_max_messages": 40})
+    database = tmp_path / "monitor.db"
+    log = tmp_path / "monitor.log"
+
+    first = _spawn(settings, mlflow_tracking_uri, log)
+    try:
+        _wait_for(lambda: _count(database, "outcomes") >= 100, "joining mid-stream", first)
+    finally:
+        first.kill()  # SIGKILL: no handler runs, the batch in hand is cut wherever it is
+        first.wait(30)
+    assert not _caught_up(settings), "killed too late to prove anything"
+    second = _spawn(settings, mlflow_tracking_uri, log)
+    try:
+        _wait_for(lambda: _caught_up(settings), "caught up after the restart", second)
+    finally:
+        second.terminate()
+        assert second.wait(60) == 0, log.read_text(encoding="utf-8")[-3000:]
+
+    _, performance = measure(Store(settings.database_url), lambda _run: profile, settings)
+    assert performance.rows == 1_000
+    assert performance.roc_auc == pytest.approx(
+        roc_auc_score(labels[:1_000], scores[:1_000]), abs=1e-12
+    )
+    written = read_to_end(bootstrap, [settings.alerts_topic, settings.outcomes_dead_letter_topic],
+                          group_id=unique_name("read-monitor"))  # fmt: skip
+    assert len(written[settings.outcomes_dead_letter_topic]) == 1
+    subjects = [ModelAlert.model_validate_json(m.value() or b"").subject
+                for m in written[settings.alerts_topic]]  # fmt: skip
+    assert subjects.count("limit_bal") == 1
+    assert len(set(subjects)) == len(subjects)

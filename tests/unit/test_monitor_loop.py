@@ -1,0 +1,295 @@
+"""The monitor's loop on a real SQLite store and a fake Kafka: joins, duplicates, expiry,
+alerts, and the recovery of a batch whose Kafka transaction never committed."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from consumer.records import OutboundRecord
+from contracts import FEATURE_COLUMNS
+from contracts.alert import ModelAlert
+from contracts.outcome import LoanOutcome
+from contracts.profile import ReferenceProfile
+from contracts.topics import ERROR_TYPE_HEADER
+from monitor.cli import app
+from monitor.loop import Monitor
+from monitor.measures import measure
+from monitor.metrics import Metrics
+from monitor.settings import Settings
+from monitor.store import Store
+from training.profile import reference_profile
+
+_NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
+_RUN = "run-1"
+
+
+@dataclass
+class FakeMessage:
+    _topic: str
+    _offset: int
+    _value: bytes | None
+    _key: bytes | None = None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []
+
+
+class KilledError(Exception):
+    """Stands for kill -9 between the database commit and the Kafka commit."""
+
+
+@dataclass
+class FakeKafka:
+    """Batches to hand out; transactions that commit records and offsets together."""
+
+    batches: list[list[FakeMessage]] = field(default_factory=list)
+    written: list[OutboundRecord] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    die_on_write: bool = False
+
+    def start(self) -> None: ...
+
+    def consume(self, max_messages: int, timeout_s: float) -> list[FakeMessage]:
+        return self.batches.pop(0) if self.batches else []
+
+    def committed(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {key: self.offsets.get(key, -1) for key in partitions}
+
+    def write(
+        self, records: Iterable[OutboundRecord], offsets: Mapping[tuple[str, int], int]
+    ) -> None:
+        if self.die_on_write:
+            raise KilledError
+        self.written.extend(records)
+        self.offsets.update(offsets)
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Topics:
+    def __init__(self) -> None:
+        self.offsets: dict[str, int] = {}
+
+    def message(self, topic: str, value: bytes | None) -> FakeMessage:
+        offset = self.offsets.get(topic, 0)
+        self.offsets[topic] = offset + 1
+        return FakeMessage(topic, offset, value, b"k")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
+        pending_outcome_days=90,
+        window_rows=400,
+        min_window_rows=200,
+        metrics_port=0,
+    )
+
+
+@pytest.fixture
+def profile(feature_frame: pd.DataFrame) -> ReferenceProfile:
+    scores = np.random.default_rng(1).beta(2, 6, size=3_000)
+    return reference_profile(feature_frame.head(10_000), scores)
+
+
+def _monitor(
+    settings: Settings, kafka: FakeKafka, profile: ReferenceProfile, at: datetime = _NOW
+) -> Monitor:
+    store = Store(settings.database_url)
+    return Monitor(settings, kafka, store, lambda _run: profile, Metrics(), now=lambda: at)  # type: ignore[arg-type]
+
+
+def _prediction(application_id: str, score: float) -> bytes:
+    return json.dumps({
+        "application_id": application_id, "model_name": "m", "model_version": "1",
+        "model_run_id": _RUN, "default_probability": score, "predicted_default": score >= 0.5,
+        "threshold": 0.5, "batch_size": 1, "batch_latency_ms": 1.0, "input_topic": "a",
+        "input_partition": 0, "input_offset": 0, "worker_id": "w",
+        "scored_at": "2026-11-27T12:00:00Z",
+    }).encode()  # fmt: skip
+
+
+def _outcome(application_id: str, defaulted: bool) -> bytes:
+    return (
+        LoanOutcome(
+            application_id=application_id, defaulted=defaulted, observed_on=date(2026, 11, 27)
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def _application(row: pd.Series, application_id: str) -> bytes:
+    fields = {
+        name: (int(row[name]) if float(row[name]).is_integer() else float(row[name]))
+        for name in FEATURE_COLUMNS
+    }
+    return json.dumps({"application_id": application_id, **fields}).encode()
+
+
+def _drain(monitor: Monitor) -> None:
+    while monitor.step():
+        pass
+
+
+def test_outcomes_join_whenever_their_prediction_arrives_and_duplicates_count_once(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = [
+        [topics.message("loan-outcomes", _outcome("a", True))],  # before its prediction
+        [topics.message("loan-predictions", _prediction("a", 0.9)),
+         topics.message("loan-predictions", _prediction("b", 0.2)),
+         topics.message("loan-outcomes", _outcome("b", False))],
+        [topics.message("loan-outcomes", _outcome("b", True))],  # a duplicate, even if it differs
+        [topics.message("loan-outcomes", _outcome("c", False))],  # never predicted (yet)
+    ]  # fmt: skip
+    monitor = _monitor(settings, kafka, profile)
+
+    _drain(monitor)
+
+    _, performance = measure(Store(settings.database_url), lambda _run: profile, settings)
+    assert performance.rows == 2
+    assert performance.roc_auc == 1.0
+    metrics = monitor._metrics
+    assert metrics.duplicates._value.get() == 1
+    assert metrics.pending._value.get() == 1
+    assert kafka.offsets == {("loan-outcomes", 0): 4, ("loan-predictions", 0): 2}
+
+
+def test_a_pending_outcome_expires_after_the_documented_delay(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = [[topics.message("loan-outcomes", _outcome("x", True))]]
+    _drain(_monitor(settings, kafka, profile))
+    later = _monitor(settings, kafka, profile, at=_NOW + timedelta(days=91))
+    kafka.batches = [[topics.message("loan-predictions", _prediction("y", 0.1))]]
+
+    later.step()
+
+    assert later._metrics.expired._value.get() == 1
+    assert later._metrics.pending._value.get() == 0
+
+
+def test_a_malformed_outcome_is_dead_lettered_with_the_worker_s_headers(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = [[topics.message("loan-outcomes", b'{"application_id": "a"}')]]
+
+    _drain(_monitor(settings, kafka, profile))
+
+    (letter,) = kafka.written
+    assert letter.topic == settings.outcomes_dead_letter_topic
+    assert letter.value == b'{"application_id": "a"}'
+    assert dict(letter.headers)[ERROR_TYPE_HEADER] == b"validation"
+
+
+def _stream(
+    frame: pd.DataFrame, topics: Topics, prefix: str, shift: bool
+) -> list[list[FakeMessage]]:
+    batches = []
+    for start in range(0, len(frame), 100):
+        batch = []
+        for offset, (_, row) in enumerate(frame.iloc[start : start + 100].iterrows()):
+            app_id = f"{prefix}-{start + offset}"
+            if shift:
+                row = row.copy()
+                row["limit_bal"] = row["limit_bal"] * 4
+            batch.append(topics.message("loan-applications", _application(row, app_id)))
+            batch.append(topics.message("loan-predictions", _prediction(app_id, 0.2)))
+        batches.append(batch)
+    return batches
+
+
+def test_a_shifted_feature_raises_exactly_one_alert(
+    settings: Settings, profile: ReferenceProfile, feature_frame: pd.DataFrame
+) -> None:
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = _stream(feature_frame.iloc[10_000:10_600], topics, "stable", shift=False)
+    kafka.batches += _stream(feature_frame.iloc[11_000:12_000], topics, "shifted", shift=True)
+    monitor = _monitor(settings, kafka, profile)
+
+    _drain(monitor)
+
+    alerts = [ModelAlert.model_validate_json(r.value or b"") for r in kafka.written]
+    subjects = [a.subject for a in alerts]
+    assert "limit_bal" in subjects
+    assert len(subjects) == len(set(subjects))  # one per crossing, however many batches follow
+    assert all(a.value > settings.psi_limit for a in alerts)
+
+
+def test_a_batch_killed_between_database_and_kafka_is_finished_once_at_restart(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    topics, kafka = Topics(), FakeKafka(die_on_write=True)
+    kafka.batches = [[topics.message("loan-outcomes", b"not json"),
+                      topics.message("loan-predictions", _prediction("a", 0.7))]]  # fmt: skip
+    with pytest.raises(KilledError):
+        _monitor(settings, kafka, profile).step()
+    assert kafka.written == []
+
+    kafka.die_on_write = False
+    restarted = _monitor(settings, kafka, profile)
+    restarted.run(_stopped())
+    restarted.run(_stopped())  # a second restart finds nothing left to finish
+
+    assert [r.topic for r in kafka.written] == [settings.outcomes_dead_letter_topic]
+    assert kafka.offsets == {("loan-outcomes", 0): 1, ("loan-predictions", 0): 1}
+
+
+def _stopped() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
+def test_report_renders_the_joined_outcomes_as_a_png(
+    settings: Settings, profile: ReferenceProfile, tmp_path: Path
+) -> None:
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = [
+        [topics.message("loan-predictions", _prediction(f"a{n}", n / 40)) for n in range(40)],
+        [topics.message("loan-outcomes", _outcome(f"a{n}", n % 3 == 0)) for n in range(40)],
+    ]
+    _drain(_monitor(settings, kafka, profile))
+    output = tmp_path / "report.png"
+
+    result = CliRunner().invoke(
+        app,
+        ["report", "--output", str(output)],
+        env={"MONITOR_DATABASE_URL": settings.database_url},
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "40 joined outcomes" in result.output
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,116 @@
+"""The monitor's pure parts: PSI, crossings, live performance, outcome decoding, the outbox."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from consumer.records import OutboundRecord
+from contracts.profile import Histogram
+from contracts.topics import DeadLetterReason
+from monitor.alerts import psi_crossings
+from monitor.decoding import decode_outcome
+from monitor.drift import histogram_psi, psi
+from monitor.outbox import from_outbox, to_outbox
+from monitor.performance import live_performance
+from training.evaluation import CostMatrix, expected_cost
+
+_NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def test_psi_is_zero_for_the_same_shares_and_grows_with_the_shift() -> None:
+    reference = [100, 200, 300, 400]
+    assert psi(reference, [10, 20, 30, 40]) == pytest.approx(0.0)
+    mild = psi(reference, [120, 200, 300, 380])
+    strong = psi(reference, [400, 300, 200, 100])
+    assert 0 < mild < 0.1 < 0.2 < strong
+
+
+def test_psi_matches_its_textbook_formula_and_tolerates_an_empty_bin() -> None:
+    ref, live = np.array([0.5, 0.5]), np.array([0.8, 0.2])
+    expected = float(np.sum((live - ref) * np.log(live / ref)))
+    assert psi([50, 50], [80, 20]) == pytest.approx(expected)
+    assert math.isfinite(psi([50, 50, 0], [40, 40, 20]))
+    assert psi([1, 2], [0, 0]) == 0.0  # nothing live yet
+
+
+def test_psi_refuses_counts_over_different_bins() -> None:
+    with pytest.raises(ValueError, match="bins differ"):
+        psi([1, 2, 3], [1, 2])
+
+
+def test_live_values_are_counted_in_the_training_bins() -> None:
+    reference = Histogram(edges=[10.0, 20.0], counts=[100, 100, 100])
+    same = np.concatenate([np.full(50, 5.0), np.full(50, 15.0), np.full(50, 25.0)])
+    assert histogram_psi(reference, same) == pytest.approx(0.0)
+    assert histogram_psi(reference, np.full(90, 99.0)) > 0.2  # all above the training range
+
+
+def test_a_crossing_alerts_once_and_rearms_only_once_stable_again() -> None:
+    options = {"limit": 0.2, "rearm": 0.1, "window_rows": 500, "model_run_id": "r", "now": _NOW}
+    series = [0.3, 0.5, 0.15, 0.25, 0.1, 0.21]  # straddles the limit, then is stable again
+
+    raised, state = [], {}
+    for age in series:
+        alerts, state = psi_crossings({"age": age, "score": 0.05}, state, **options)
+        raised.append([(a.subject, a.value) for a in alerts])
+
+    assert raised == [[("age", 0.3)], [], [], [], [], [("age", 0.21)]]
+    assert state == {"age": True, "score": False}
+
+
+def test_live_performance_is_sklearn_s_on_the_same_rows() -> None:
+    rng = np.random.default_rng(4)
+    scores = rng.uniform(size=400)
+    defaulted = rng.uniform(size=400) < scores
+    thresholds = np.full(400, 0.3)
+    costs = CostMatrix(false_negative=5, false_positive=1)
+
+    measured = live_performance(defaulted, scores, thresholds, costs)
+
+    assert measured.rows == 400
+    assert measured.defaults == int(defaulted.sum())
+    assert measured.roc_auc == pytest.approx(roc_auc_score(defaulted, scores))
+    assert measured.brier == pytest.approx(brier_score_loss(defaulted, scores))
+    assert measured.expected_cost == pytest.approx(expected_cost(defaulted, scores >= 0.3, costs))
+    assert len(measured.calibration) == 10
+    assert sum(b.rows for b in measured.calibration) == 400
+    rates = [b.default_rate for b in measured.calibration]
+    assert rates[-1] > rates[0]  # the scores mean something: higher decile, more defaults
+
+
+def test_auc_waits_for_both_classes() -> None:
+    costs = CostMatrix(false_negative=5, false_positive=1)
+    assert math.isnan(live_performance([True, True], [0.2, 0.9], [0.5, 0.5], costs).roc_auc)
+    assert live_performance([], [], [], costs).rows == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "named"),
+    [
+        (None, DeadLetterReason.EMPTY, ""),
+        (b"  ", DeadLetterReason.EMPTY, ""),
+        (b"{nope", DeadLetterReason.INVALID_JSON, ""),
+        (b'{"application_id": "a", "defaulted": 1, "observed_on": "2026-01-02"}',
+         DeadLetterReason.VALIDATION, "defaulted"),
+        (b'{"application_id": "a", "defaulted": true}', DeadLetterReason.VALIDATION, "observed_on"),
+        (b"x" * 5_000, DeadLetterReason.OVERSIZED, ""),
+    ],
+)  # fmt: skip
+def test_a_malformed_outcome_is_classified_like_the_worker_s_dead_letters(
+    value: bytes | None, reason: DeadLetterReason, named: str
+) -> None:
+    failure = decode_outcome(value, max_bytes=4_096)
+    assert not hasattr(failure, "application_id")
+    assert failure.reason is reason  # type: ignore[union-attr]
+    assert named in failure.message  # type: ignore[union-attr]
+
+
+def test_outbound_records_survive_the_outbox_byte_for_byte() -> None:
+    record = OutboundRecord("dlq", b"\xff\x00key", b"\x80 not utf-8", [("error-type", b"x")])
+    assert from_outbox(to_outbox(record)) == record
+    assert from_outbox(to_outbox(OutboundRecord("t", None, None, []))).value is None
