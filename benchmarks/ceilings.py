@@ -32,8 +32,10 @@ from consumer.records import Headers, OutboundRecord
 from consumer.scoring import feature_frame
 from consumer.settings import Settings
 from consumer.transport import KafkaTransport, PartitionKey
+from consumer.vetting import ModelTrust
 from contracts import LoanApplication
 from contracts.model_names import CHAMPION_ALIAS
+from contracts.model_trust import load_public_keys
 from producer import encode_application
 
 _WARMUP_CALLS: Final = 3
@@ -126,6 +128,7 @@ def load_champion(champion: Champion, cache_dir: Path) -> LoadedModel:
         model_name=champion.model_name,
         alias=CHAMPION_ALIAS,
         cache_dir=cache_dir,
+        trust=ModelTrust(public_keys=tuple(load_public_keys(str(champion.public_key)))),
     )
     try:
         point_mlflow_at(champion.tracking_uri)

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from devstack import (
     unique_name,
     worker_env,
 )
+from training.signing import keygen
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
@@ -48,6 +50,8 @@ class Champion:
     model_name: str
     version: str
     family: str
+    public_key: Path
+    """The PEM public key the champion is signed with (workers verify it)."""
 
     @property
     def uri(self) -> str:
@@ -141,8 +145,10 @@ class Stack(ExitStack):
         uri, log_path = self._mlflow.url, self.logs / "training.log"
         command = [sys.executable, "-m", "training", "--quick", "--data", str(data)]
         command += ["--tracking-uri", uri, "--model-name", MODEL_NAME]
+        keys = keygen(Path(tempfile.mkdtemp(prefix="model-signing-", dir=self.workdir)))
         # This tree's training code, whatever the working directory.
         env = {**os.environ, "COLUMNS": "120", "PYTHONPATH": str(ROOT)}
+        env["RUMOS_TRAINING_SIGNING_KEY"] = str(keys.private)
         with log_path.open("wb") as log:
             try:
                 subprocess.run(
@@ -162,7 +168,7 @@ class Stack(ExitStack):
         except MlflowException as exc:
             raise BenchmarkError(f"training registered no champion: {exc}") from exc
         family = str(version.tags.get(CANDIDATE_TAG, "unknown"))
-        self._champion = Champion(uri, MODEL_NAME, str(version.version), family)
+        self._champion = Champion(uri, MODEL_NAME, str(version.version), family, keys.public)
         return self._champion
 
     def topics(self, prefix: str, partitions: int, input_topic: str | None = None) -> Topics:
@@ -187,6 +193,7 @@ class Stack(ExitStack):
             mlflow_tracking_uri=self.champion.tracking_uri,
             model_name=self.champion.model_name,
             model_cache_dir=self.workdir / "model-cache",
+            model_signing_public_key=self.champion.public_key,
             **topics.settings(),
             group_id=group_id,
             worker_id=worker_id,

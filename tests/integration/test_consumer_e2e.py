@@ -25,6 +25,7 @@ from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.applications import applications_from_frame, as_frame, encode
 from tests.helpers.champion import offline_probabilities, register_champion
+from tests.helpers.signing import public_key_pem_text
 from tests.helpers.topics import ScorerTopics, byte_headers, publish, read_committed, read_to_end
 
 pytestmark = pytest.mark.integration
@@ -63,6 +64,7 @@ def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
         group_id=unique_name("scorer"),
         model_name=champion.model_name,
         model_cache_dir=tmp_path / "models",
+        model_signing_public_key=public_key_pem_text(),
         worker_id="e2e-0",
         **topics.settings(),
     )
@@ -176,6 +178,7 @@ def test_the_worker_waits_not_ready_for_its_model_and_topics_then_scores(
             group_id=unique_name("scorer"),
             model_name=mlflow_namespace.model_name,  # nothing registered under it yet
             model_cache_dir=tmp_path / "models",
+            model_signing_public_key=public_key_pem_text(),
             worker_id="waiting-0",
             reload_interval_s="1",
             **topics.settings(),

@@ -29,6 +29,7 @@ from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.applications import applications_from_frame, encode
 from tests.helpers.champion import register_champion
+from tests.helpers.signing import public_key_pem_text
 from tests.helpers.topics import ScorerTopics, byte_headers, publish, read_committed, read_to_end
 
 pytestmark = pytest.mark.integration
@@ -111,6 +112,7 @@ def test_every_bad_record_is_dead_lettered_intact_and_the_rest_scored(
         group_id=unique_name("scorer"),
         model_name=champion.model_name,
         model_cache_dir=tmp_path / "models",
+        model_signing_public_key=public_key_pem_text(),
         worker_id="poison-0",
         max_message_bytes=str(_MAX_BYTES),
         batch_max_messages="50",

@@ -17,12 +17,14 @@ import pytest
 from consumer.errors import ModelLoadError, RegistryUnreachableError
 from consumer.model import AliasWatcher, LoadedModel, ModelRef, RegistryLoader
 from consumer.ops import Metrics
+from consumer.vetting import ModelTrust
 from tests.helpers.applications import applications_from_frame, as_frame
 from tests.helpers.champion import (
     register_champion,
     register_foreign_inputs,
     register_unloadable,
 )
+from tests.helpers.signing import signing_key
 from training.packaging import as_model_input
 
 
@@ -40,7 +42,10 @@ def unused_port() -> int:
 
 
 def _loader(uri: str, cache: Path, name: str = "credit-default") -> RegistryLoader:
-    return RegistryLoader(tracking_uri=uri, model_name=name, alias="champion", cache_dir=cache)
+    trust = ModelTrust(public_keys=(signing_key().public_key(),))
+    return RegistryLoader(
+        tracking_uri=uri, model_name=name, alias="champion", cache_dir=cache, trust=trust
+    )
 
 
 def test_the_champion_loads_with_its_threshold_run_and_probabilities(
@@ -69,7 +74,8 @@ def test_a_cached_version_loads_without_the_artifact_store(
 ) -> None:
     champion = register_champion(registry, feature_frame, model_name="credit-default")
     cache = tmp_path / "cache"
-    _loader(registry, cache).load(ModelRef("credit-default", champion.version, champion.run_id))
+    first = _loader(registry, cache)
+    first.load(first.resolve())
     assert (cache / "credit-default" / f"v1-{champion.run_id}" / "MLmodel").is_file()
     for artifacts in ("mlruns", "mlartifacts"):
         shutil.rmtree(tmp_path / artifacts, ignore_errors=True)
