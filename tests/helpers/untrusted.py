@@ -10,7 +10,8 @@ private key would have to.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -37,10 +38,12 @@ MARKER_TRAP_TYPE = f"{__name__}.MarkerTrap"
 
 
 class MarkerTrap(BaseEstimator, TransformerMixin):  # type: ignore[misc]
-    """A pass-through step that writes ``marker`` when deserialised: code run by a load."""
+    """A pass-through step that writes ``marker`` when deserialised in any process but the
+    one that made it (MLflow round-trips the pipeline while saving it): code run by a load."""
 
-    def __init__(self, marker: str = "") -> None:
+    def __init__(self, marker: str = "", creator_pid: int = 0) -> None:
         self.marker = marker
+        self.creator_pid = creator_pid
 
     def fit(self, X: Any, y: Any = None) -> Self:  # noqa: N803 (sklearn's name)
         return self
@@ -49,7 +52,8 @@ class MarkerTrap(BaseEstimator, TransformerMixin):  # type: ignore[misc]
         return X
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        Path(state["marker"]).write_text("MarkerTrap.__setstate__ ran")
+        if state.get("creator_pid") != os.getpid():
+            Path(state["marker"]).write_text("MarkerTrap.__setstate__ ran")
         super().__setstate__(state)
 
 
@@ -93,7 +97,8 @@ def register_trap(
     trusted in its own ``MLmodel``) and make it champion; its version."""
     sample = feature_frame.sample(n=400, random_state=0)
     inputs = as_model_input(sample)
-    pipeline = make_pipeline(MarkerTrap(str(marker)), LogisticRegression(max_iter=1_000))
+    trap = MarkerTrap(str(marker), os.getpid())
+    pipeline = make_pipeline(trap, LogisticRegression(max_iter=1_000))
     pipeline.fit(inputs, sample[TARGET_COLUMN])
     return _registered(
         tracking_uri,
@@ -138,11 +143,6 @@ def register_copy(
         for key in (MANIFEST_TAG, SIGNATURE_TAG, KEY_ID_TAG):
             client.set_model_version_tag(model_name, version, key, tags[key])
     return version
-
-
-def signature_tags_of(tracking_uri: str, model_name: str, version: str) -> Mapping[str, str]:
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    return dict(client.get_model_version(model_name, version).tags)
 
 
 def _registered(tracking_uri: str, model_name: str, log: Callable[[], Any]) -> str:
