@@ -3,10 +3,13 @@
 A candidate is logged with the scikit-learn flavor. Its pyfunc ``predict`` returns
 ``predict_proba`` (column 1 is the probability of default), its input is a frame of
 the 23 contract features as ``float64`` in ``FEATURE_COLUMNS`` order, and its
-``MLmodel`` metadata carries the decision threshold, so a scorer that loads it
-needs nothing else::
+``MLmodel`` metadata carries the decision threshold, so a scorer needs nothing else.
+The pipeline is serialized with skops and holds only types in
+``contracts.model_trust.SKOPS_ALLOWED_TYPES``; the scorer reads ``MLmodel`` as data and
+loads the skops file with that list (``consumer.vetting``), never through
+``mlflow.pyfunc``. Offline, MLflow's own loader gives the same probabilities::
 
-    model = mlflow.pyfunc.load_model("models:/credit-default@champion")
+    model = mlflow.pyfunc.load_model("models:/credit-default/7")
     threshold = float(model.metadata.metadata["threshold"])
     pipeline = model.get_raw_model()          # the fitted sklearn Pipeline
 """
