@@ -28,8 +28,10 @@ from consumer.records import Headers, OutboundRecord
 from consumer.scoring import feature_frame
 from consumer.settings import Settings
 from consumer.transport import KafkaTransport, PartitionKey
+from consumer.vetting import ModelTrust
 from contracts import FEATURE_COLUMNS, LoanApplication
 from contracts.model_names import CHAMPION_ALIAS
+from contracts.model_trust import load_public_keys
 from devstack import unique_name
 from producer import encode_application
 
@@ -119,10 +121,16 @@ class StageCosts(BaseModel):
         return 1e6 / self.model_us_per_row
 
 
-def load_champion(tracking_uri: str, model_name: str, cache_dir: Path) -> LoadedModel:
+def load_champion(
+    tracking_uri: str, model_name: str, cache_dir: Path, public_key: Path
+) -> LoadedModel:
     """The champion, loaded exactly as the worker loads it."""
     loader = RegistryLoader(
-        tracking_uri=tracking_uri, model_name=model_name, alias=CHAMPION_ALIAS, cache_dir=cache_dir
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        alias=CHAMPION_ALIAS,
+        cache_dir=cache_dir,
+        trust=ModelTrust(public_keys=tuple(load_public_keys(str(public_key)))),
     )
     try:
         return loader.load(loader.resolve())

@@ -27,6 +27,7 @@ import mlflow
 import orjson
 from confluent_kafka import Message
 from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobally
+from pydantic import SecretStr
 from rich.console import Console
 
 import devstack
@@ -46,6 +47,7 @@ from consumer.settings import Settings as WorkerSettings
 from contracts.model_names import CHAMPION_ALIAS
 from devstack import ROOT, DevstackError, ScorerTopics, WorkerProcess, unique_name
 from training import CandidateResult, TrainingError, TrainingSettings, train
+from training.signing import keygen
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
@@ -106,7 +108,15 @@ class Run:
             self.mlflow = devstack.MlflowServer.start(work / "mlflow")
             self._keep_log(self.mlflow.log_path, "mlflow-server.log")
             self.services.callback(self.mlflow.stop)
-        settings = TrainingSettings(quick=True, data=data, tracking_uri=self.mlflow.url)
+        # Signed like production: workers load only versions this key signed.
+        keys = keygen(work / "model-signing")
+        self.public_key = keys.public
+        settings = TrainingSettings(
+            quick=True,
+            data=data,
+            tracking_uri=self.mlflow.url,
+            signing_key=SecretStr(str(keys.private)),
+        )
         with (
             self.step("training the champion (python -m training --quick)"),
             (self.logs / "training.log").open("w", encoding="utf-8") as log,
@@ -147,6 +157,7 @@ class Run:
             mlflow_tracking_uri=self.mlflow.url,
             model_name=self.model_name,
             model_cache_dir=self.workdir / "model-cache",
+            model_signing_public_key=self.public_key,
             **topics.settings(),
             group_id=group_id,
             worker_id=worker_id,
@@ -183,7 +194,7 @@ class Run:
     def ceiling_b(self) -> ceilings.StageCosts:
         with self.step("ceiling B: timing the champion alone"):
             cache = self.workdir / "bench-cache"
-            model = ceilings.load_champion(self.mlflow.url, self.model_name, cache)
+            model = ceilings.load_champion(self.mlflow.url, self.model_name, cache, self.public_key)
             batch = list(traffic.applications(self.worker.batch_max_messages, _SEED + 999))
             max_bytes = self.worker.max_message_bytes
             return ceilings.stage_costs(model, batch, _INFERENCE_SECONDS, max_bytes)

@@ -21,8 +21,10 @@ from consumer.model import AliasWatcher, RegistryLoader
 from consumer.ops import Metrics, OpsServer
 from consumer.settings import ENV_PREFIX, Settings
 from consumer.transport import KafkaTransport
+from consumer.vetting import ModelTrust
 from consumer.worker import Worker
 from contracts.cli import EXIT_USAGE, settings_or_exit
+from contracts.model_trust import SigningKeyError, load_public_keys
 
 _log = logging.getLogger("consumer")
 
@@ -41,6 +43,11 @@ def main() -> int:
     for name, value in _MLFLOW_CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     _log.info("starting", extra={"settings": settings.redacted()})
+    try:
+        trust = _model_trust(settings)
+    except SigningKeyError as exc:
+        _log.critical("cannot start", extra={"reason": str(exc)})
+        return EXIT_USAGE
 
     metrics = Metrics()
     watcher = AliasWatcher(
@@ -49,6 +56,7 @@ def main() -> int:
             model_name=settings.model_name,
             alias=settings.model_alias,
             cache_dir=settings.model_cache_dir,
+            trust=trust,
         ),
         interval_s=settings.reload_interval_s,
         events=metrics,
@@ -65,6 +73,7 @@ def main() -> int:
             model=lambda: watcher.current,
             warnings=lambda: _warnings(watcher),
             liveness=worker.liveness,
+            refusal=lambda: _refusal(watcher),
         )
     except (FatalTransportError, OSError) as exc:
         _log.critical("cannot start", extra={"reason": str(exc)})
@@ -83,6 +92,33 @@ def main() -> int:
 
 def _settings_from_environment() -> Settings:
     return Settings()  # type: ignore[call-arg]  # required fields come from the environment
+
+
+def _model_trust(settings: Settings) -> ModelTrust:
+    """The keys versions must be signed with; raises ``SigningKeyError`` when there are none
+    and unsigned models are not explicitly allowed, or a key cannot be read."""
+    source = settings.model_signing_public_key
+    keys = load_public_keys(source) if source else []
+    if settings.allow_unsigned_models:
+        _log.warning(
+            "UNSIGNED MODELS ALLOWED: %s",
+            "signed versions are still verified"
+            if keys
+            else "no public key: no version's signature or files are checked",
+            extra={"allow_unsigned_models": True, "public_keys": len(keys)},
+        )
+    elif not keys:
+        raise SigningKeyError(
+            f"no public key to verify models with: set {ENV_PREFIX}MODEL_SIGNING_PUBLIC_KEY "
+            f"(a PEM file or text), or {ENV_PREFIX}ALLOW_UNSIGNED_MODELS=true to serve "
+            "unsigned models"
+        )
+    return ModelTrust(public_keys=tuple(keys), allow_unsigned=settings.allow_unsigned_models)
+
+
+def _refusal(watcher: AliasWatcher) -> dict[str, str] | None:
+    refused = watcher.refused
+    return refused.describe() if refused else None
 
 
 def _warnings(watcher: AliasWatcher) -> list[str]:

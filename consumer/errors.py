@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contracts.model_trust import TrustFailure
+
 
 class ScorerError(Exception):
     """Root of every error the scoring worker raises on purpose."""
@@ -9,6 +11,17 @@ class ScorerError(Exception):
 
 class ModelLoadError(ScorerError):
     """The champion could not be resolved, downloaded or loaded from the registry."""
+
+
+class ModelRefusedError(ModelLoadError):
+    """The version itself is not fit to serve (untrusted, unsigned, wrong inputs, corrupt).
+
+    Retrying cannot help: the watcher does not try it again until the alias moves.
+    """
+
+    def __init__(self, failure: TrustFailure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 class RegistryUnreachableError(ModelLoadError):

@@ -2,14 +2,16 @@
 
 ``RegistryLoader`` resolves ``models:/<name>@<alias>`` to a version, downloads that
 version's artifacts once into ``<cache>/<name>/v<version>-<run id>`` (a restart
-reuses them) and loads them the way ``training.packaging`` documents.
+reuses them), vets them with ``consumer.vetting`` (signed manifest, sklearn flavor
+serialized with skops, the worker's own type allow-list: every check made on data
+before anything from the artifact runs) and only then builds the pipeline.
 ``AliasWatcher`` runs in a daemon thread: it loads the first model (retrying with
 backoff while MLflow or the alias is missing) and then re-checks the alias every
 reload interval. A new version is loaded completely before it is published with a
 single reference assignment, so the worker, which reads ``current`` once per batch,
 swaps models between batches and never sees a half-loaded one. A version that fails
-to load, or whose input signature is not the contract's features, leaves the old one
-serving.
+to load leaves the old one serving; one that is refused (``ModelRefusedError``:
+untrusted, or not fit to serve) is also not tried again until the alias moves on.
 """
 
 from __future__ import annotations
@@ -26,20 +28,19 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
-import mlflow
 import mlflow.artifacts
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.types import Schema
 
-from consumer.errors import ModelLoadError, RegistryUnreachableError
+from consumer.errors import ModelLoadError, ModelRefusedError, RegistryUnreachableError
 from consumer.settings import redact_uri
+from consumer.vetting import ModelTrust, load_pipeline, vet
 from contracts import FEATURE_COLUMNS
 from contracts.model_names import THRESHOLD_METADATA_KEY
+from contracts.model_trust import TrustFailure, UntrustedModelError
 
 _log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class ModelRef:
     name: str
     version: str
     run_id: str | None
+    tags: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class LoadedModel:
     pipeline: ProbabilityModel
     metrics: Mapping[str, float] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
+    signed: bool = False
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def describe(self) -> dict[str, Any]:
@@ -85,6 +88,7 @@ class LoadedModel:
             "threshold": self.threshold,
             "metrics": dict(self.metrics),
             "params": dict(self.params),
+            "signed": self.signed,
             "loaded_at": self.loaded_at.isoformat(),
         }
 
@@ -104,8 +108,17 @@ _REGISTRY_ERRORS: Final = (MlflowException, OSError, requests.RequestException)
 class RegistryLoader:
     """Loads ``models:/<model_name>@<alias>`` from an MLflow registry, with a local cache."""
 
-    def __init__(self, *, tracking_uri: str, model_name: str, alias: str, cache_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        tracking_uri: str,
+        model_name: str,
+        alias: str,
+        cache_dir: Path,
+        trust: ModelTrust,
+    ) -> None:
         self._tracking_uri = tracking_uri
+        self._trust = trust
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._model_name = model_name
         self._alias = alias
@@ -118,7 +131,9 @@ class RegistryLoader:
         except _REGISTRY_ERRORS as exc:
             action = f"cannot resolve models:/{self._model_name}@{self._alias}"
             raise self._error(action, exc) from exc
-        return ModelRef(self._model_name, str(version.version), version.run_id)
+        return ModelRef(
+            self._model_name, str(version.version), version.run_id, dict(version.tags or {})
+        )
 
     def load(self, ref: ModelRef) -> LoadedModel:
         """Download (or reuse from the cache) and load ``ref``. Raises ``ModelLoadError``."""
@@ -128,24 +143,34 @@ class RegistryLoader:
         except _REGISTRY_ERRORS as exc:
             raise self._error(f"cannot load {ref.name} version {ref.version}", exc) from exc
         try:
-            pyfunc_model = mlflow.pyfunc.load_model(str(local))
-        except Exception as exc:  # a corrupt artifact fails in whichever library reads it
-            raise ModelLoadError(
-                f"{ref.name} version {ref.version}: its artifacts do not load: "
-                f"{type(exc).__name__}: {_first_line(exc)}"
+            vetted = vet(local, ref.tags, self._trust)
+        except UntrustedModelError as exc:
+            raise ModelRefusedError(
+                exc.failure, f"{ref.name} version {ref.version}: {exc}"
             ) from exc
-        _check_inputs(pyfunc_model.metadata.get_input_schema(), ref)
-        pipeline = pyfunc_model.get_raw_model()
+        _check_inputs(vetted.input_names, ref)
+        threshold = _threshold(vetted.threshold, ref)
+        try:
+            pipeline = load_pipeline(vetted)
+        except Exception as exc:  # a corrupt artifact fails in whichever library reads it
+            raise ModelRefusedError(
+                TrustFailure.INVALID,
+                f"{ref.name} version {ref.version}: its artifacts do not load: "
+                f"{type(exc).__name__}: {_first_line(exc)}",
+            ) from exc
         if not callable(getattr(pipeline, "predict_proba", None)):
-            raise ModelLoadError(f"{ref.name} version {ref.version} has no predict_proba")
+            raise ModelRefusedError(
+                TrustFailure.INVALID, f"{ref.name} version {ref.version} has no predict_proba"
+            )
         return LoadedModel(
             name=ref.name,
             version=ref.version,
             run_id=ref.run_id,
-            threshold=_threshold(pyfunc_model.metadata.metadata, ref),
+            threshold=threshold,
             pipeline=pipeline,
             metrics=dict(run.data.metrics) if run else {},
             params=dict(run.data.params) if run else {},
+            signed=vetted.signed,
         )
 
     def _error(self, action: str, exc: BaseException) -> ModelLoadError:
@@ -191,13 +216,12 @@ class RegistryLoader:
         return target
 
 
-def _check_inputs(schema: Schema | None, ref: ModelRef) -> None:
-    """Raise ``ModelLoadError`` unless the model takes exactly the contract's features, in order.
+def _check_inputs(names: list[str] | None, ref: ModelRef) -> None:
+    """Raise ``ModelRefusedError`` unless the model takes exactly the contract's features, in order.
 
     The worker scores a frame of ``FEATURE_COLUMNS``; a model fitted on other columns
     would fail every batch, so it is refused here and the current model keeps serving.
     """
-    names = schema.input_names() if schema is not None else None
     if names == list(FEATURE_COLUMNS):
         return
     if names is None:
@@ -210,24 +234,26 @@ def _check_inputs(schema: Schema | None, ref: ModelRef) -> None:
             if missing or unexpected
             else "columns in another order"
         )
-    raise ModelLoadError(
+    raise ModelRefusedError(
+        TrustFailure.INVALID,
         f"{ref.name} version {ref.version} does not take the contract's "
-        f"{len(FEATURE_COLUMNS)} features: {detail}"
+        f"{len(FEATURE_COLUMNS)} features: {detail}",
     )
 
 
-def _threshold(metadata: Mapping[str, Any] | None, ref: ModelRef) -> float:
-    raw = (metadata or {}).get(THRESHOLD_METADATA_KEY)
+def _threshold(raw: Any, ref: ModelRef) -> float:
     try:
-        threshold = float(raw)  # type: ignore[arg-type]
+        threshold = float(raw)
     except (TypeError, ValueError) as exc:
-        raise ModelLoadError(
+        raise ModelRefusedError(
+            TrustFailure.INVALID,
             f"{ref.name} version {ref.version} has no numeric '{THRESHOLD_METADATA_KEY}' "
-            "in its MLmodel metadata"
+            "in its MLmodel metadata",
         ) from exc
     if not 0.0 <= threshold <= 1.0:
-        raise ModelLoadError(
-            f"{ref.name} version {ref.version} threshold {threshold} not in [0, 1]"
+        raise ModelRefusedError(
+            TrustFailure.INVALID,
+            f"{ref.name} version {ref.version} threshold {threshold} not in [0, 1]",
         )
     return threshold
 
@@ -258,8 +284,22 @@ class ModelEvents(Protocol):
 
     def model_load_failed(self) -> None: ...
 
+    def model_refused(self, failure: TrustFailure) -> None: ...
+
     def registry_checked(self, reachable: bool) -> None:
         """After each alias check: did the registry answer (even with an error)?"""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A version the watcher will not load, and why."""
+
+    version: str
+    failure: TrustFailure
+    reason: str
+
+    def describe(self) -> dict[str, str]:
+        return {"version": self.version, "failure": self.failure.value, "reason": self.reason}
 
 
 class AliasWatcher:
@@ -270,6 +310,7 @@ class AliasWatcher:
         self._interval_s = interval_s
         self._events = events
         self._current: LoadedModel | None = None
+        self._refused: Refusal | None = None
         self._problem: str | None = None
         self._loaded = threading.Event()
         self._stopping = threading.Event()
@@ -281,8 +322,13 @@ class AliasWatcher:
         return self._current
 
     @property
+    def refused(self) -> Refusal | None:
+        """The version the alias points at if the watcher refused it (None otherwise)."""
+        return self._refused
+
+    @property
     def problem(self) -> str | None:
-        """Why the last alias check failed, and what still serves (None once one succeeds)."""
+        """Why the alias's version is not serving, and what still serves (None when it is)."""
         return self._problem
 
     def start(self) -> None:
@@ -296,15 +342,35 @@ class AliasWatcher:
         return self._loaded.wait(timeout)
 
     def check(self) -> None:
-        """Resolve the alias once; load and publish its version if it is not the current one.
+        """Resolve the alias once; load and publish its version if it is neither the
+        current one nor the one last refused.
 
-        Raises ``ModelLoadError`` (the current model, if any, stays).
+        Raises ``ModelLoadError`` (the current model, if any, stays); a
+        ``ModelRefusedError`` is remembered so the version is not tried again.
         """
         ref = self._loader.resolve()
         current = self._current
         if current is not None and current.version == ref.version:
+            self._refused = None
             return
-        model = self._loader.load(ref)
+        refused = self._refused
+        if refused is not None and refused.version == ref.version:
+            return
+        self._refused = None
+        try:
+            model = self._loader.load(ref)
+        except ModelRefusedError as exc:
+            self._refused = Refusal(ref.version, exc.failure, str(exc))
+            self._events.model_refused(exc.failure)
+            _log.error(
+                "model version refused",
+                extra={
+                    "model_version": ref.version,
+                    "failure": exc.failure.value,
+                    "reason": str(exc),
+                },
+            )
+            raise
         self._current = model  # one reference assignment: the swap is atomic
         self._loaded.set()
         self._events.model_loaded(model)
@@ -325,15 +391,20 @@ class AliasWatcher:
                 _log.exception("unexpected error while checking the model alias")
                 self._failed(f"{type(exc).__name__}: {exc}")
             else:
-                self._problem = None
+                refused = self._refused
+                self._problem = self._with_serving(refused.reason) if refused else None
                 self._events.registry_checked(True)
             delay = self._next_delay(delay)
 
     def _failed(self, reason: str) -> None:
         self._events.model_load_failed()
+        self._problem = self._with_serving(reason)
         serving = self._current.version if self._current else None
-        self._problem = f"{reason} (serving version {serving})" if serving else reason
         _log.warning("model load failed", extra={"reason": reason, "serving_version": serving})
+
+    def _with_serving(self, reason: str) -> str:
+        serving = self._current.version if self._current else None
+        return f"{reason} (serving version {serving})" if serving else reason
 
     def _next_delay(self, delay: float) -> float:
         if self._loaded.is_set():

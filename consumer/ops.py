@@ -7,7 +7,9 @@ loaded, partitions are assigned and the producer is healthy; else 503 with the
 reasons; either way ``warnings``, when present, names problems that do not stop
 scoring, such as an unreachable registry or a refused champion), ``/metrics``
 (Prometheus text) and ``/model`` (the serving model's name, version, run id,
-threshold, and the run's metrics and params). Nothing here holds
+threshold, whether it was signed, and the run's metrics and params; plus ``refused``,
+the version the alias points at and why the worker refused it, while it does).
+Nothing here holds
 or prints settings, so no secret can leak through it.
 """
 
@@ -31,6 +33,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import generate_latest
 
+from contracts.model_trust import TrustFailure
 from contracts.topics import DeadLetterReason
 
 if TYPE_CHECKING:
@@ -99,6 +102,12 @@ class Metrics:
         self.model_loads = Counter(
             "scorer_model_loads", "Model load attempts by outcome.", ["outcome"], registry=r
         )
+        self.model_refusals = Counter(
+            "scorer_model_refusals",
+            "Model versions refused before loading, by failed check.",
+            ["failure"],
+            registry=r,
+        )
         self.registry_reachable = Gauge(
             "scorer_registry_reachable",
             "1 when the model registry answered the last alias check, else 0.",
@@ -130,6 +139,8 @@ class Metrics:
             self.transactions.labels(outcome)
         for outcome in ("success", "failure"):
             self.model_loads.labels(outcome)
+        for failure in TrustFailure:
+            self.model_refusals.labels(failure.value)
 
     def watch_loop(
         self, *, seconds_since_poll: Callable[[], float], assigned_partitions: Callable[[], int]
@@ -151,6 +162,9 @@ class Metrics:
 
     def model_load_failed(self) -> None:
         self.model_loads.labels("failure").inc()
+
+    def model_refused(self, failure: TrustFailure) -> None:
+        self.model_refusals.labels(failure.value).inc()
 
     def registry_checked(self, reachable: bool) -> None:
         self.registry_reachable.set(1.0 if reachable else 0.0)
@@ -177,8 +191,9 @@ class OpsServer:
         model: Callable[[], LoadedModel | None],
         warnings: Callable[[], list[str]] = list,
         liveness: Callable[[], list[str]] = list,
+        refusal: Callable[[], Mapping[str, str] | None] = lambda: None,
     ) -> None:
-        handler = _handler_class(metrics, readiness, model, warnings, liveness)
+        handler = _handler_class(metrics, readiness, model, warnings, liveness, refusal)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -205,6 +220,7 @@ def _handler_class(
     model: Callable[[], LoadedModel | None],
     warnings: Callable[[], list[str]],
     liveness: Callable[[], list[str]],
+    refusal: Callable[[], Mapping[str, str] | None],
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -225,13 +241,20 @@ def _handler_class(
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, metrics.exposition(), CONTENT_TYPE_LATEST)
             elif path == "/model":
-                serving = model()
-                if serving is None:
-                    self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"reason": "no model loaded"})
-                else:
-                    self._json(HTTPStatus.OK, serving.describe())
+                self._model()
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"reason": f"no such endpoint: {path}"})
+
+        def _model(self) -> None:
+            serving, refused = model(), refusal()
+            body: dict[str, object]
+            if serving is None:
+                status, body = HTTPStatus.SERVICE_UNAVAILABLE, {"reason": "no model loaded"}
+            else:
+                status, body = HTTPStatus.OK, serving.describe()
+            if refused is not None:
+                body["refused"] = dict(refused)
+            self._json(status, body)
 
         def log_message(self, format: str, *args: object) -> None:
             _log.debug("http " + format, *args)

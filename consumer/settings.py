@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     reload_interval_s: float = Field(
         default=30.0, gt=0, description="How often the alias is checked."
     )
+    model_signing_public_key: str | None = Field(
+        default=None,
+        description="Ed25519 public key(s) a version's manifest must be signed with: PEM "
+        "text, or comma-separated PEM files; several keys (rotation) are all accepted. "
+        "Without one the worker does not start unless allow_unsigned_models.",
+    )
+    allow_unsigned_models: bool = Field(
+        default=False,
+        description="Serve versions without a signed manifest (quick demos only; logged "
+        "loudly). Signed versions are still verified when a key is configured.",
+    )
 
     batch_max_messages: int = Field(default=500, ge=1, le=100_000)
     batch_max_wait_ms: int = Field(

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Final
 
 import typer
 from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobally
+from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 
@@ -53,6 +54,7 @@ from producer.following import DeadLetter, ReceivedScore, follow_scores
 from producer.kafka import LIBRDKAFKA_LOGGER
 from producer.sources import read_csv_applications
 from training import CandidateResult, TrainingError, TrainingSettings, train
+from training.signing import keygen
 
 EXIT_FAILED: Final = 1
 TOPICS: Final = ScorerTopics()  # the contract's names, which the worker reads by default
@@ -139,8 +141,9 @@ def tell_story(
         TOPICS.create(broker.bootstrap_servers, partitions=3)
         done.append(f"topics {', '.join(TOPICS.names)}")
 
-    with stage("Training in quick mode") as done:
-        champion = _train(mlflow.url, data)
+    with stage("Training in quick mode, signing every version") as done:
+        keys = keygen(run_dir / "model-signing")
+        champion = _train(mlflow.url, data, keys.private)
         done.append(f"champion: version {champion.version} ({champion.family})")
 
     with stage("Starting the worker (python -m consumer)") as done:
@@ -149,6 +152,7 @@ def tell_story(
             mlflow_tracking_uri=mlflow.url,
             worker_id="demo",
             model_cache_dir=run_dir / "model-cache",
+            model_signing_public_key=keys.public,
         )
         worker = WorkerProcess(env, run_dir / "worker.log")
         services.callback(_stop, "the worker", worker.terminate)
@@ -186,14 +190,16 @@ def _load_applications(path: Path, count: int) -> list[LoanApplication]:
     return applications
 
 
-def _train(tracking_uri: str, data: Path) -> CandidateResult:
-    """Train every family in quick mode; the champion it promoted.
+def _train(tracking_uri: str, data: Path, signing_key: Path) -> CandidateResult:
+    """Train every family in quick mode, signing with ``signing_key``; the champion it promoted.
 
     MLflow's event messages ("Created version 3 ...") are muted: training prints one line
     per candidate. MLflow's counting context is used because its own nested uses re-enable a
     plain ``disable_logging()`` when they exit.
     """
-    settings = TrainingSettings(quick=True, data=data, tracking_uri=tracking_uri)
+    settings = TrainingSettings(
+        quick=True, data=data, tracking_uri=tracking_uri, signing_key=SecretStr(str(signing_key))
+    )
     with MlflowEventsAndWarningsBehaviorGlobally(
         disable_event_logs=True, disable_warnings=False, reroute_warnings=False
     ):

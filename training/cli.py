@@ -1,14 +1,15 @@
-"""``python -m training``: train (default), ``promote VERSION`` and ``rollback``.
+"""``python -m training``: train (default), ``promote VERSION``, ``rollback`` and ``keygen DIR``.
 
 A thin layer over :func:`training.train` and :mod:`training.registry`: it builds the
 settings, renders the outcome, and turns the package's errors into a one-line
-message and an exit code (2: bad input, unknown version, nothing to roll back;
-1: anything else, including a training call that promoted nothing).
+message and an exit code (2: bad input, unknown or unverified version, missing key,
+nothing to roll back; 1: anything else, including a training call that promoted nothing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,18 +20,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from contracts.cli import EXIT_FAILED, EXIT_USAGE, settings_or_exit
+from contracts.model_trust import SigningKeyError, load_public_keys
 from training.errors import (
     DatasetError,
     NoPreviousChampionError,
     TrainingError,
     UnknownVersionError,
+    UnverifiedVersionError,
 )
 from training.registry import AliasState, promote, registry_client, rollback
 from training.results import TrainingReport
 from training.settings import ENV_PREFIX, RegistrySettings, TrainingSettings
+from training.signing import keygen, verify_version
 from training.trainer import train
 
-_USER_ERRORS = (DatasetError, UnknownVersionError, NoPreviousChampionError)
+_USER_ERRORS = (DatasetError, UnknownVersionError, UnverifiedVersionError, NoPreviousChampionError)
 _SettingsT = TypeVar("_SettingsT", RegistrySettings, TrainingSettings)
 _T = TypeVar("_T")
 
@@ -110,13 +114,21 @@ def promote_command(
     tracking_uri: TrackingUri = None,
     model_name: ModelName = None,
 ) -> None:
-    """Move the champion alias to VERSION; the former champion becomes previous."""
+    """Move the champion alias to VERSION once it verifies; the former champion becomes previous.
+
+    VERSION must be signed by a key in RUMOS_TRAINING_SIGNING_PUBLIC_KEY and its files
+    must be the ones signed (RUMOS_TRAINING_ALLOW_UNSIGNED_MODELS=true skips the check
+    when no key is configured).
+    """
     console = Console(stderr=True, soft_wrap=True)
     settings = _settings(RegistrySettings, tracking_uri=tracking_uri, model_name=model_name)
     client = registry_client(settings)
+    verify = _verifier(console, client, settings)
     state = _run(
         console,
-        lambda: promote(client, settings.model_name, version, reason="promoted by hand (CLI)"),
+        lambda: promote(
+            client, settings.model_name, version, reason="promoted by hand (CLI)", verify=verify
+        ),
     )
     _render_state(Console(soft_wrap=True), settings.model_name, state)
 
@@ -129,6 +141,45 @@ def rollback_command(tracking_uri: TrackingUri = None, model_name: ModelName = N
     client = registry_client(settings)
     state = _run(console, lambda: rollback(client, settings.model_name))
     _render_state(Console(soft_wrap=True), settings.model_name, state)
+
+
+@app.command("keygen")
+def keygen_command(
+    directory: Annotated[Path, typer.Argument(help="where to write the key pair")],
+) -> None:
+    """Write a new Ed25519 model-signing key pair: DIR/model-signing.key (private, mode 600;
+    training's RUMOS_TRAINING_SIGNING_KEY) and DIR/model-signing.pub (scorers' and promote's)."""
+    console = Console(stderr=True, soft_wrap=True)
+    try:
+        files = keygen(directory)
+    except OSError as exc:
+        console.print(f"[red]error:[/] cannot write a key pair in {directory}: {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    Console(soft_wrap=True).print(f"private key: {files.private}\npublic key: {files.public}")
+
+
+def _verifier(
+    console: Console, client: Any, settings: RegistrySettings
+) -> Callable[[str], None] | None:
+    """How promote checks a version: with the configured public keys, or (explicitly) not at all."""
+    if settings.signing_public_key:
+        try:
+            keys = load_public_keys(settings.signing_public_key)
+        except SigningKeyError as exc:
+            console.print(f"[red]error:[/] cannot read the public key: {escape(str(exc))}")
+            raise typer.Exit(EXIT_USAGE) from exc
+        return partial(
+            verify_version, client, settings.tracking_uri, settings.model_name, public_keys=keys
+        )
+    if settings.allow_unsigned_models:
+        console.print("[yellow]warning:[/] promoting without verifying: no public key configured")
+        return None
+    console.print(
+        f"[red]error:[/] no public key to verify the version with: set "
+        f"{ENV_PREFIX}SIGNING_PUBLIC_KEY (or {ENV_PREFIX}ALLOW_UNSIGNED_MODELS=true)",
+        highlight=False,
+    )
+    raise typer.Exit(EXIT_USAGE)
 
 
 def _settings(kind: type[_SettingsT], **overrides: Any) -> _SettingsT:

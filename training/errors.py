@@ -21,3 +21,11 @@ class UnknownVersionError(RegistryError):
 
 class NoPreviousChampionError(RegistryError):
     """Rollback was asked for but no version holds the ``previous`` alias."""
+
+
+class UnverifiedVersionError(RegistryError):
+    """A version is unsigned, signed by an unknown key, or its files differ from what was signed."""
+
+
+class PackagingError(TrainingError):
+    """A model cannot be stored in the scorer's format (e.g. a type scorers do not trust)."""

@@ -3,10 +3,13 @@
 A candidate is logged with the scikit-learn flavor. Its pyfunc ``predict`` returns
 ``predict_proba`` (column 1 is the probability of default), its input is a frame of
 the 23 contract features as ``float64`` in ``FEATURE_COLUMNS`` order, and its
-``MLmodel`` metadata carries the decision threshold, so a scorer that loads it
-needs nothing else::
+``MLmodel`` metadata carries the decision threshold, so a scorer needs nothing else.
+The pipeline is serialized with skops and holds only types in
+``contracts.model_trust.SKOPS_ALLOWED_TYPES``; the scorer reads ``MLmodel`` as data and
+loads the skops file with that list (``consumer.vetting``), never through
+``mlflow.pyfunc``. Offline, MLflow's own loader gives the same probabilities::
 
-    model = mlflow.pyfunc.load_model("models:/credit-default@champion")
+    model = mlflow.pyfunc.load_model("models:/credit-default/7")
     threshold = float(model.metadata.metadata["threshold"])
     pipeline = model.get_raw_model()          # the fitted sklearn Pipeline
 """
@@ -20,12 +23,15 @@ import mlflow
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
+import skops.io
 from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from sklearn.pipeline import Pipeline
 
 from contracts import FEATURE_COLUMNS
 from contracts.model_names import THRESHOLD_METADATA_KEY
+from contracts.model_trust import SKOPS_ALLOWED_TYPES
+from training.errors import PackagingError
 
 MODEL_ARTIFACT_NAME = "model"
 _RUNTIME_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
@@ -65,7 +71,12 @@ def log_credit_model(
     the list when saving: a missing type fails here, at training time, not in the
     scorer. ``pip_requirements`` (e.g. :func:`pinned_requirements`) skips MLflow's
     requirement inference, a subprocess that reloads the model (seconds per model).
+
+    Scorers ignore that recorded list and load with their own,
+    ``contracts.model_trust.SKOPS_ALLOWED_TYPES``: a pipeline holding any type outside
+    it raises :class:`~training.errors.PackagingError` here, before anything is logged.
     """
+    check_scorer_trusts(pipeline)
     model_input = as_model_input(sample)
     signature = infer_signature(model_input, pipeline.predict_proba(model_input))
     return mlflow.sklearn.log_model(
@@ -79,6 +90,17 @@ def log_credit_model(
         skops_trusted_types=list(skops_trusted_types) or None,
         pip_requirements=list(pip_requirements) if pip_requirements is not None else None,
     )
+
+
+def check_scorer_trusts(pipeline: Pipeline) -> None:
+    """Raise :class:`~training.errors.PackagingError` naming every type in ``pipeline``
+    that scorers will not build (outside skops' defaults and ``SKOPS_ALLOWED_TYPES``)."""
+    untrusted = set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+    if refused := sorted(untrusted - SKOPS_ALLOWED_TYPES):
+        raise PackagingError(
+            f"scorers would refuse this model: it holds {refused}, outside "
+            "contracts.model_trust.SKOPS_ALLOWED_TYPES (add them there only after review)"
+        )
 
 
 def pinned_requirements() -> list[str]:

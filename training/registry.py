@@ -7,7 +7,7 @@ translated into :class:`~training.errors.RegistryError` subclasses here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
@@ -65,15 +65,24 @@ def get_version(client: MlflowClient, model_name: str, version: str) -> ModelVer
 
 
 def promote(
-    client: MlflowClient, model_name: str, version: str, *, reason: str | None = None
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    *,
+    reason: str | None = None,
+    verify: Callable[[str], None] | None = None,
 ) -> AliasState:
     """Make ``version`` the champion; the version that held ``champion`` becomes ``previous``.
 
     Promoting the current champion changes nothing. ``reason``, when given, is stored
-    on the version as its ``selection_reason`` tag. Raises :class:`UnknownVersionError`
-    for a version that does not exist.
+    on the version as its ``selection_reason`` tag. ``verify`` (e.g. a partial of
+    :func:`training.signing.verify_version`) is called with ``version`` before any
+    alias moves and refuses it by raising. Raises :class:`UnknownVersionError` for a
+    version that does not exist.
     """
     get_version(client, model_name, version)
+    if verify is not None:
+        verify(version)
     current = aliases(client, model_name)
     old_champion = current.get(CHAMPION_ALIAS)
     if old_champion == version:

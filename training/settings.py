@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from pydantic import Field, PositiveFloat, field_validator
+from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.model_names import EXPERIMENT_NAME, MODEL_NAME
@@ -46,6 +46,15 @@ class RegistrySettings(BaseSettings):
         validation_alias="MLFLOW_TRACKING_URI",
     )
     model_name: str = Field(default=MODEL_NAME, min_length=1)
+    signing_public_key: str | None = Field(
+        default=None,
+        description="Ed25519 public key(s) promote verifies a version with: PEM text or "
+        "comma-separated PEM files (the scorers' SCORER_MODEL_SIGNING_PUBLIC_KEY)",
+    )
+    allow_unsigned_models: bool = Field(
+        default=False,
+        description="promote without verifying when no public key is configured",
+    )
 
 
 class TrainingSettings(RegistrySettings):
@@ -70,6 +79,12 @@ class TrainingSettings(RegistrySettings):
     latency_budget_us: PositiveFloat = 20.0
     families: Annotated[tuple[Family, ...], NoDecode] = tuple(Family)
     n_jobs: int = Field(default=2, description="parallel cross-validation fits (joblib)")
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="Ed25519 private key signing every registered version: a PEM file "
+        "path or the PEM itself (python -m training keygen). None: versions are unsigned "
+        "and scorers refuse them unless told to allow unsigned models.",
+    )
 
     @field_validator("families", mode="before")
     @classmethod

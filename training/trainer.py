@@ -12,12 +12,14 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.exceptions import MlflowException
@@ -30,6 +32,7 @@ from contracts.model_names import (
     PREVIOUS_ALIAS,
     SELECTION_REASON_TAG,
 )
+from contracts.model_trust import SigningKeyError, load_private_key
 from contracts.profile import REFERENCE_PROFILE_ARTIFACT
 from training import plots, tracking
 from training.candidates import CANDIDATES, CV_FOLDS, QUICK_CV_FOLDS, make_search
@@ -47,6 +50,7 @@ from training.registry import aliases, promote, registry_client
 from training.results import CandidateResult, TrainingReport
 from training.selection import Selection, select_champion
 from training.settings import Family, TrainingSettings
+from training.signing import sign_version, verify_version
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -61,6 +65,7 @@ class _Context:
     git: Mapping[str, str]
     requirements: list[str]
     costs: CostMatrix
+    signing_key: Ed25519PrivateKey | None
 
 
 def train(settings: TrainingSettings, *, console: Console | None = None) -> TrainingReport:
@@ -73,6 +78,7 @@ def train(settings: TrainingSettings, *, console: Console | None = None) -> Trai
     """
     started = time.perf_counter()
     console = console or Console(stderr=True)
+    signing_key = _signing_key(settings, console)
     dataset = load_dataset(settings.data)
     split = split_dataset(dataset, seed=settings.seed, quick=settings.quick)
     client = registry_client(settings)
@@ -84,6 +90,7 @@ def train(settings: TrainingSettings, *, console: Console | None = None) -> Trai
             git=tracking.git_tags(_PACKAGE_DIR),
             requirements=pinned_requirements(),
             costs=CostMatrix(false_negative=settings.cost_fn, false_positive=settings.cost_fp),
+            signing_key=signing_key,
         )
         with tracking.using_tracking_uri(settings.tracking_uri):
             return _train_logged(context, client, console, started)
@@ -108,8 +115,9 @@ def _train_logged(
         results = _train_candidates(context, experiment_id, console)
         selection = select_champion(results, settings.latency_budget_us)
         _tag_versions(client, settings.model_name, results, selection)
+        verify = _sign_versions(context, client, results)
         if selection.champion is not None:
-            promote(client, settings.model_name, selection.champion.version)
+            promote(client, settings.model_name, selection.champion.version, verify=verify)
         _log_comparison(results, selection, settings)
     state = aliases(client, settings.model_name)
     return TrainingReport(
@@ -122,6 +130,42 @@ def _train_logged(
         selection_reason=selection.reason,
         verdicts=selection.verdicts,
         wall_seconds=time.perf_counter() - started,
+    )
+
+
+def _signing_key(settings: TrainingSettings, console: Console) -> Ed25519PrivateKey | None:
+    if settings.signing_key is None:
+        console.print(
+            "[yellow]warning:[/] no signing key (RUMOS_TRAINING_SIGNING_KEY): versions are "
+            "registered unsigned, and scorers refuse them unless SCORER_ALLOW_UNSIGNED_MODELS=true",
+            highlight=False,
+        )
+        return None
+    try:
+        return load_private_key(settings.signing_key.get_secret_value())
+    except SigningKeyError as exc:
+        raise TrainingError(f"cannot read the signing key: {exc}") from exc
+
+
+def _sign_versions(
+    context: _Context, client: MlflowClient, results: list[CandidateResult]
+) -> partial[None] | None:
+    """Sign every registered version; the check promote then makes (None when unsigned).
+
+    Promotion verifies the champion against the registry's copy, exactly as a scorer
+    will, so a version that was changed after signing is never promoted.
+    """
+    key, settings = context.signing_key, context.settings
+    if key is None:
+        return None
+    for result in results:
+        sign_version(client, settings.tracking_uri, settings.model_name, result.version, key)
+    return partial(
+        verify_version,
+        client,
+        settings.tracking_uri,
+        settings.model_name,
+        public_keys=[key.public_key()],
     )
 
 

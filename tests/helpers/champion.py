@@ -1,7 +1,9 @@
 """Register a tiny, real credit-default model in an MLflow registry and make it champion.
 
 The model is fitted on a few hundred rows of the real data and logged with
-``training.packaging.log_credit_model``, exactly the format the worker loads.
+``training.packaging.log_credit_model``, exactly the format the worker loads, and signed
+with the test session's key (``tests.helpers.signing``) before the alias moves, as
+training does. The other helpers register versions the worker must refuse.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 
 from contracts import CSV_FEATURE_COLUMNS, TARGET_COLUMN
 from contracts.model_names import CHAMPION_ALIAS, EXPERIMENT_NAME, THRESHOLD_METADATA_KEY
+from tests.helpers.signing import sign
 from training.packaging import as_model_input, log_credit_model, pinned_requirements
 from training.tracking import using_tracking_uri
 
@@ -60,8 +63,10 @@ def register_champion(
     seed: int = 0,
     alias: str = CHAMPION_ALIAS,
     experiment: str = EXPERIMENT_NAME,
+    signed: bool = True,
 ) -> RegisteredChampion:
-    """Fit, log, register a new version of ``model_name`` and point ``alias`` at it."""
+    """Fit, log, register (and sign, unless not ``signed``) a new version of ``model_name``;
+    point ``alias`` at it."""
     pipeline = fit_tiny_pipeline(feature_frame, rows=rows, seed=seed)
     with using_tracking_uri(tracking_uri):
         mlflow.set_experiment(experiment)
@@ -76,6 +81,8 @@ def register_champion(
                 pip_requirements=pinned_requirements(),
             )
     version = str(info.registered_model_version)
+    if signed:
+        sign(tracking_uri, model_name, version)
     MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)
     return RegisteredChampion(model_name, version, run.info.run_id, threshold, pipeline)
 
@@ -117,6 +124,7 @@ def register_foreign_inputs(
                 pip_requirements=pinned_requirements(),
             )
     version = str(info.registered_model_version)
+    sign(tracking_uri, model_name, version)
     MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)
     return version
 
@@ -153,5 +161,6 @@ def register_unloadable(
         with mlflow.start_run() as run:
             mlflow.log_artifacts(str(local), "model")
         version = mlflow.register_model(f"runs:/{run.info.run_id}/model", model_name).version
+    sign(tracking_uri, model_name, str(version))
     MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)
     return str(version)

@@ -27,6 +27,7 @@ from tests.fixtures.kafka import TopicFactory
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.champion import RegisteredChampion, register_champion
 from tests.helpers.observe import metric_value
+from tests.helpers.signing import public_key_pem_text
 from tests.helpers.stream import PacedPublisher, dataset_stream
 from tests.helpers.topics import read_committed, read_to_end
 
@@ -178,6 +179,7 @@ class Scenario:
                 group_id=self.group_id,
                 model_name=self.namespace.model_name,
                 model_cache_dir=self.workdir / f"models-{worker_id}",
+                model_signing_public_key=public_key_pem_text(),
                 worker_id=worker_id,
                 **self.topics.settings(),
                 **{**base, **settings},

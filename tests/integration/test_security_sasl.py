@@ -27,6 +27,7 @@ from devstack import ROOT, ScorerTopics, WorkerProcess, unique_name, worker_env
 from tests.fixtures.kafka_secure import SecureKafka, make_tls_material
 from tests.fixtures.mlflow_server import MlflowNamespace
 from tests.helpers.champion import RegisteredChampion, register_champion
+from tests.helpers.signing import public_key_pem_text
 from tests.helpers.topics import read_to_end
 
 pytestmark = pytest.mark.integration
@@ -97,6 +98,7 @@ def _worker(
         group_id=unique_name("sasl-scorer"),
         model_name=champion.model_name,
         model_cache_dir=tmp_path / "models",
+        model_signing_public_key=public_key_pem_text(),
         worker_id=unique_name("sasl-worker"),
         kafka_extra=json.dumps(properties),
         **topics.settings(),

@@ -14,15 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from consumer.errors import ModelLoadError, RegistryUnreachableError
+from consumer.errors import ModelLoadError, ModelRefusedError, RegistryUnreachableError
 from consumer.model import AliasWatcher, LoadedModel, ModelRef, RegistryLoader
 from consumer.ops import Metrics
+from consumer.vetting import ModelTrust
+from contracts.model_trust import TrustFailure
 from tests.helpers.applications import applications_from_frame, as_frame
 from tests.helpers.champion import (
     register_champion,
     register_foreign_inputs,
     register_unloadable,
 )
+from tests.helpers.signing import signing_key
 from training.packaging import as_model_input
 
 
@@ -40,7 +43,10 @@ def unused_port() -> int:
 
 
 def _loader(uri: str, cache: Path, name: str = "credit-default") -> RegistryLoader:
-    return RegistryLoader(tracking_uri=uri, model_name=name, alias="champion", cache_dir=cache)
+    trust = ModelTrust(public_keys=(signing_key().public_key(),))
+    return RegistryLoader(
+        tracking_uri=uri, model_name=name, alias="champion", cache_dir=cache, trust=trust
+    )
 
 
 def test_the_champion_loads_with_its_threshold_run_and_probabilities(
@@ -69,7 +75,8 @@ def test_a_cached_version_loads_without_the_artifact_store(
 ) -> None:
     champion = register_champion(registry, feature_frame, model_name="credit-default")
     cache = tmp_path / "cache"
-    _loader(registry, cache).load(ModelRef("credit-default", champion.version, champion.run_id))
+    first = _loader(registry, cache)
+    first.load(first.resolve())
     assert (cache / "credit-default" / f"v1-{champion.run_id}" / "MLmodel").is_file()
     for artifacts in ("mlruns", "mlartifacts"):
         shutil.rmtree(tmp_path / artifacts, ignore_errors=True)
@@ -143,11 +150,14 @@ class FakeLoader:
     def __init__(self) -> None:
         self.version = "1"
         self.broken: set[str] = set()
+        self.untrusted: set[str] = set()
         self.resolvable = threading.Event()
         self.resolvable.set()
         self.loads: list[str] = []
+        self.resolves = 0
 
     def resolve(self) -> ModelRef:
+        self.resolves += 1
         if not self.resolvable.is_set():
             raise ModelLoadError("registry unreachable")
         return ModelRef("credit-default", self.version, f"run-{self.version}")
@@ -156,6 +166,8 @@ class FakeLoader:
         self.loads.append(ref.version)
         if ref.version in self.broken:
             raise ModelLoadError(f"version {ref.version} is broken")
+        if ref.version in self.untrusted:
+            raise ModelRefusedError(TrustFailure.UNSIGNED, f"version {ref.version} is not signed")
         return LoadedModel(ref.name, ref.version, ref.run_id, 0.5, pipeline=None)  # type: ignore[arg-type]
 
 
@@ -191,6 +203,44 @@ def test_the_watcher_loads_once_per_version_and_keeps_the_old_one_on_failure() -
         )
         == 1
     )
+
+
+def _refusals(metrics: Metrics, failure: TrustFailure) -> float | None:
+    return metrics.registry.get_sample_value(
+        "scorer_model_refusals_total", {"failure": failure.value}
+    )
+
+
+def test_a_refused_version_is_not_tried_again_until_the_alias_moves() -> None:
+    loader, metrics = FakeLoader(), Metrics()
+    watcher = AliasWatcher(loader, interval_s=0.02, events=metrics)
+    watcher.start()
+    try:
+        assert watcher.wait_loaded(10)
+        loader.version, loader.untrusted = "2", {"2"}
+        _wait_for(lambda: watcher.refused is not None)
+        loads, resolves = len(loader.loads), loader.resolves
+        # Ten more alias checks, all finding version 2: none loads it again.
+        _wait_for(lambda: loader.resolves >= resolves + 10)
+        assert loader.loads[loads - 1 :] == ["2"]
+        assert watcher.refused is not None
+        assert watcher.refused.describe() == {
+            "version": "2",
+            "failure": "unsigned",
+            "reason": "version 2 is not signed",
+        }
+        assert watcher.problem == "version 2 is not signed (serving version 1)"
+        assert watcher.current is not None
+        assert watcher.current.version == "1"
+        assert _refusals(metrics, TrustFailure.UNSIGNED) == 1
+
+        loader.version = "1"  # the alias moves back: the refusal is forgotten
+        _wait_for(lambda: watcher.refused is None and watcher.problem is None)
+        loader.version = "2"  # and moving to 2 again tries it again
+        _wait_for(lambda: _refusals(metrics, TrustFailure.UNSIGNED) == 2)
+        assert loader.loads.count("2") == 2
+    finally:
+        watcher.stop()
 
 
 def test_the_watcher_thread_retries_until_the_registry_answers() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from consumer.model import LoadedModel
 from consumer.ops import Metrics, OpsServer
+from contracts.model_trust import TrustFailure
 
 _MODEL = LoadedModel(
     "credit-default",
@@ -28,6 +29,7 @@ class State:
         self.reasons = ["no model loaded", "no partitions assigned"]
         self.model: LoadedModel | None = None
         self.not_live: list[str] = []
+        self.refused: dict[str, str] | None = None
 
 
 @pytest.fixture
@@ -40,6 +42,7 @@ def served() -> Iterator[tuple[str, State, Metrics]]:
         readiness=lambda: state.reasons,
         model=lambda: state.model,
         liveness=lambda: state.not_live,
+        refusal=lambda: state.refused,
     )
     server.start()
     try:
@@ -117,6 +120,24 @@ def test_model_describes_the_serving_model(served: tuple[str, State, Metrics]) -
         "threshold": 0.35,
     }
     assert (described["metrics"], described["params"]) == ({"roc_auc": 0.77}, {"C": "0.5"})
+
+
+def test_model_shows_a_refused_version_beside_the_serving_one(
+    served: tuple[str, State, Metrics],
+) -> None:
+    base, state, metrics = served
+    state.refused = {"version": "5", "failure": "unsigned", "reason": "it is not signed"}
+    status, body, _ = _get(base + "/model")
+    assert (status, json.loads(body)["refused"]) == (503, state.refused)
+    state.model = _MODEL
+    status, body, _ = _get(base + "/model")
+    described = json.loads(body)
+    assert (status, described["version"], described["refused"]) == (200, "4", state.refused)
+
+    metrics.model_refused(TrustFailure.UNSIGNED)
+    exposition = _get(base + "/metrics")[1].decode()
+    assert 'scorer_model_refusals_total{failure="unsigned"} 1.0' in exposition
+    assert 'scorer_model_refusals_total{failure="untrusted_type"} 0.0' in exposition
 
 
 def test_metrics_are_prometheus_text_with_every_family(served: tuple[str, State, Metrics]) -> None:

@@ -338,13 +338,14 @@ def test_rollback_without_previous_is_refused(three_versions: str, store: Store)
 # --- the CLI --------------------------------------------------------------------------
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RUMOS_"))}
     return subprocess.run(
         [sys.executable, "-m", "training", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RUMOS_"))},
+        env={**clean, **env},
         timeout=300,
         check=False,
     )
@@ -377,17 +378,41 @@ def test_cli_rejects_unknown_families(tmp_path: Path) -> None:
 
 def test_cli_promote_and_rollback(three_versions: str, store: Store, tmp_path: Path) -> None:
     registry = ("--tracking-uri", store.tracking_uri, "--model-name", three_versions)
+    unsigned = {"RUMOS_TRAINING_ALLOW_UNSIGNED_MODELS": "true"}  # the fixture's versions
     _assert_clear_error(_cli("rollback", *registry, cwd=tmp_path), 2, "no 'previous' version")
-    _assert_clear_error(_cli("promote", "42", *registry, cwd=tmp_path), 2, "no version '42'")
+    _assert_clear_error(
+        _cli("promote", "42", *registry, cwd=tmp_path, **unsigned), 2, "no version '42'"
+    )
     assert aliases(store.client, three_versions) == {}
 
-    promoted = _cli("promote", "2", *registry, cwd=tmp_path)
+    promoted = _cli("promote", "2", *registry, cwd=tmp_path, **unsigned)
     assert promoted.returncode == 0, promoted.stderr
-    assert _cli("promote", "1", *registry, cwd=tmp_path).returncode == 0
+    assert "promoting without verifying" in promoted.stderr
+    assert _cli("promote", "1", *registry, cwd=tmp_path, **unsigned).returncode == 0
     rolled = _cli("rollback", *registry, cwd=tmp_path)
     assert rolled.returncode == 0, rolled.stderr
     assert "champion is now version 2; previous: 1" in rolled.stdout
     assert aliases(store.client, three_versions) == {CHAMPION_ALIAS: "2", PREVIOUS_ALIAS: "1"}
+
+
+def test_cli_promote_verifies_the_version_before_moving_any_alias(
+    three_versions: str, store: Store, tmp_path: Path
+) -> None:
+    registry = ("--tracking-uri", store.tracking_uri, "--model-name", three_versions)
+    keys = _cli("keygen", str(tmp_path / "keys"), cwd=tmp_path)
+    assert keys.returncode == 0, keys.stderr
+    assert (tmp_path / "keys" / "model-signing.key").stat().st_mode & 0o777 == 0o600
+    again = _cli("keygen", str(tmp_path / "keys"), cwd=tmp_path)
+    _assert_clear_error(again, 2, "cannot write a key pair")
+    public = str(tmp_path / "keys" / "model-signing.pub")
+
+    _assert_clear_error(_cli("promote", "2", *registry, cwd=tmp_path), 2, "no public key to verify")
+    _assert_clear_error(
+        _cli("promote", "2", *registry, cwd=tmp_path, RUMOS_TRAINING_SIGNING_PUBLIC_KEY=public),
+        2,
+        f"version 2 of '{three_versions}' does not verify: it is not signed",
+    )
+    assert aliases(store.client, three_versions) == {}
 
 
 def test_cli_trains_and_promotes_nothing_when_no_candidate_is_fast_enough(
