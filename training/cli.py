@@ -19,18 +19,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from contracts.cli import EXIT_FAILED, EXIT_USAGE, settings_or_exit
+from contracts.model_names import FEATURE_POLICY_TAG
 from training.errors import (
     DatasetError,
     NoPreviousChampionError,
+    PolicyError,
     TrainingError,
     UnknownVersionError,
 )
-from training.registry import AliasState, promote, registry_client, rollback
+from training.policies import POLICIES, promotion_tags
+from training.registry import AliasState, get_version, promote, registry_client, rollback
 from training.results import TrainingReport
 from training.settings import ENV_PREFIX, RegistrySettings, TrainingSettings
 from training.trainer import train
 
-_USER_ERRORS = (DatasetError, UnknownVersionError, NoPreviousChampionError)
+_USER_ERRORS = (DatasetError, UnknownVersionError, NoPreviousChampionError, PolicyError)
 _SettingsT = TypeVar("_SettingsT", RegistrySettings, TrainingSettings)
 _T = TypeVar("_T")
 
@@ -77,6 +80,16 @@ def train_command(
         list[str] | None,
         typer.Option(help="families to train, comma-separated or repeated (default: all)"),
     ] = None,
+    feature_policy: Annotated[
+        str | None,
+        typer.Option(
+            help=f"fields the models may use: {', '.join(POLICIES)} (default fair-lending)"
+        ),
+    ] = None,
+    fairness_limit: Annotated[
+        float | None,
+        typer.Option(help="max parity / equalized-odds difference of a champion (default 0.1)"),
+    ] = None,
 ) -> None:
     """Train every candidate family, register each one, and promote the champion."""
     if ctx.invoked_subcommand is not None:
@@ -94,6 +107,8 @@ def train_command(
         cost_fp=cost_fp,
         latency_budget_us=latency_budget_us,
         families=families,
+        feature_policy=feature_policy,
+        fairness_limit=fairness_limit,
     )
     report = _run(console, lambda: train(settings, console=console))
     _render_report(Console(soft_wrap=True), report)
@@ -109,15 +124,26 @@ def promote_command(
     version: Annotated[str, typer.Argument(help="the version to make champion")],
     tracking_uri: TrackingUri = None,
     model_name: ModelName = None,
+    force_research_policy: Annotated[
+        bool,
+        typer.Option(help="promote a version of a research-only feature policy (recorded)"),
+    ] = False,
 ) -> None:
     """Move the champion alias to VERSION; the former champion becomes previous."""
     console = Console(stderr=True, soft_wrap=True)
     settings = _settings(RegistrySettings, tracking_uri=tracking_uri, model_name=model_name)
     client = registry_client(settings)
-    state = _run(
-        console,
-        lambda: promote(client, settings.model_name, version, reason="promoted by hand (CLI)"),
-    )
+
+    def _promote() -> AliasState:
+        found = get_version(client, settings.model_name, version)
+        tags = promotion_tags(
+            found.tags.get(FEATURE_POLICY_TAG), version, force=force_research_policy
+        )
+        for key, value in tags.items():
+            client.set_model_version_tag(settings.model_name, version, key, value)
+        return promote(client, settings.model_name, version, reason="promoted by hand (CLI)")
+
+    state = _run(console, _promote)
     _render_state(Console(soft_wrap=True), settings.model_name, state)
 
 
