@@ -6,6 +6,7 @@ The model is fitted on a few hundred rows of the real data and logged with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from contracts import CSV_FEATURE_COLUMNS, TARGET_COLUMN
+from contracts import CSV_FEATURE_COLUMNS, FEATURE_COLUMNS, TARGET_COLUMN
 from contracts.model_names import CHAMPION_ALIAS, EXPERIMENT_NAME, THRESHOLD_METADATA_KEY
 from training.packaging import as_model_input, log_credit_model, pinned_requirements
 from training.tracking import using_tracking_uri
@@ -42,11 +43,17 @@ class RegisteredChampion:
         return f"models:/{self.model_name}/{self.version}"
 
 
-def fit_tiny_pipeline(feature_frame: pd.DataFrame, *, rows: int = 400, seed: int = 0) -> Pipeline:
+def fit_tiny_pipeline(
+    feature_frame: pd.DataFrame,
+    *,
+    rows: int = 400,
+    seed: int = 0,
+    features: Sequence[str] = FEATURE_COLUMNS,
+) -> Pipeline:
     """A scaler + logistic regression fitted on ``rows`` real rows (both classes present)."""
     sample = feature_frame.sample(n=rows, random_state=seed)
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1_000, C=0.5))
-    pipeline.fit(as_model_input(sample), sample[TARGET_COLUMN])
+    pipeline.fit(as_model_input(sample, features), sample[TARGET_COLUMN])
     return pipeline
 
 
@@ -60,9 +67,16 @@ def register_champion(
     seed: int = 0,
     alias: str = CHAMPION_ALIAS,
     experiment: str = EXPERIMENT_NAME,
+    features: Sequence[str] = FEATURE_COLUMNS,
+    explanation: str | None = "linear",
 ) -> RegisteredChampion:
-    """Fit, log, register a new version of ``model_name`` and point ``alias`` at it."""
-    pipeline = fit_tiny_pipeline(feature_frame, rows=rows, seed=seed)
+    """Fit, log, register a new version of ``model_name`` and point ``alias`` at it.
+
+    ``features`` are the contract fields it uses; ``explanation`` the method its scores'
+    reasons are computed by (None: the version carries none, like one logged before
+    reason codes existed).
+    """
+    pipeline = fit_tiny_pipeline(feature_frame, rows=rows, seed=seed, features=features)
     with using_tracking_uri(tracking_uri):
         mlflow.set_experiment(experiment)
         with mlflow.start_run() as run:
@@ -74,6 +88,8 @@ def register_champion(
                 sample=feature_frame.head(50),
                 registered_model_name=model_name,
                 pip_requirements=pinned_requirements(),
+                features=features,
+                explanation=explanation,
             )
     version = str(info.registered_model_version)
     MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)
@@ -84,7 +100,8 @@ def offline_probabilities(tracking_uri: str, model_uri: str, features: pd.DataFr
     """Probabilities of default the registered model gives through MLflow's own pyfunc."""
     with using_tracking_uri(tracking_uri):
         model = mlflow.pyfunc.load_model(model_uri)
-    return np.asarray(model.predict(as_model_input(features)))[:, 1]
+    columns = model.metadata.get_input_schema().input_names()
+    return np.asarray(model.predict(as_model_input(features, columns)))[:, 1]
 
 
 def register_foreign_inputs(
