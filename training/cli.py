@@ -88,7 +88,7 @@ def train_command(
     ] = None,
     fairness_limit: Annotated[
         float | None,
-        typer.Option(help="max parity / equalized-odds difference of a champion (default 0.1)"),
+        typer.Option(help="max parity / equalized-odds difference of a champion (default 0.2)"),
     ] = None,
 ) -> None:
     """Train every candidate family, register each one, and promote the champion."""

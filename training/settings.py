@@ -60,12 +60,15 @@ class TrainingSettings(RegistrySettings):
     ``fairness_limit`` bounds the demographic-parity and equalized-odds differences, by
     sex and by age band, of a candidate that may become champion.
 
-    Why 0.10: the US "four-fifths" adverse-impact rule compares selection rates by ratio;
-    at this data's flag rates (about 0.2-0.3) a ratio of 0.8 is a difference of about
-    0.05-0.06, too tight for a 6,000-row validation split whose smallest age band has a
-    few hundred rows (its rates move by ±0.04 by chance alone). 0.10 is the largest gap
-    the issue reports for sex and half the age-band gap it reports: it refuses the
-    clearly unequal without refusing every model on noise.
+    Why 0.20 by default: demographic parity partly measures real differences in default
+    rates (in the validation split men default about 0.09 more often than women, the
+    18-24 band about 0.06 more than the 25-54 bands), and a model forced to equal rates
+    would have to treat the groups differently, itself prohibited; and on the quick
+    split's group sizes (tens of rows in the outer age bands) a rate's standard error
+    is about 0.05, so the spread of five bands is near 0.1 by chance alone. 0.20 refuses
+    the gaps issue 12 measured on the all-features champion (0.20 by age band) and
+    beyond, without refusing every model on noise; tighten it for larger validation
+    sets (``--fairness-limit``).
     """
 
     data: Path = Field(default=DEFAULT_DATA_PATH, validation_alias="RUMOS_DATA")
@@ -81,7 +84,7 @@ class TrainingSettings(RegistrySettings):
     cost_fp: PositiveFloat = 1.0
     latency_budget_us: PositiveFloat = 20.0
     feature_policy: str = DEFAULT_POLICY
-    fairness_limit: PositiveFloat = 0.10
+    fairness_limit: PositiveFloat = 0.20
     families: Annotated[tuple[Family, ...], NoDecode] = tuple(Family)
     n_jobs: int = Field(default=2, description="parallel cross-validation fits (joblib)")
 

@@ -68,6 +68,7 @@ def register_champion(
     alias: str = CHAMPION_ALIAS,
     experiment: str = EXPERIMENT_NAME,
     features: Sequence[str] = FEATURE_COLUMNS,
+    feature_policy: str | None = None,
     explanation: str | None = "linear",
 ) -> RegisteredChampion:
     """Fit, log, register a new version of ``model_name`` and point ``alias`` at it.
@@ -89,6 +90,7 @@ def register_champion(
                 registered_model_name=model_name,
                 pip_requirements=pinned_requirements(),
                 features=features,
+                feature_policy=feature_policy,
                 explanation=explanation,
             )
     version = str(info.registered_model_version)
