@@ -52,8 +52,11 @@ class ExplanationError(ScorerError):
 class Explainer(Protocol):
     """Per-feature log-odds contributions of a batch, one row per application."""
 
-    method: str
-    features: tuple[str, ...]
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def features(self) -> tuple[str, ...]: ...
 
     def contributions(self, frame: pd.DataFrame, probabilities: np.ndarray) -> np.ndarray: ...
 
@@ -179,7 +182,7 @@ def _column_owners(transform: Any, ref: pd.DataFrame) -> np.ndarray:
     # one feature: the first one whose encoder produced it. One-hot levels are found by
     # probing each category the encoder knows.
     for column in np.flatnonzero(owner < 0):
-        owner[column] = _one_hot_owner(transform, ref, column)
+        owner[column] = _one_hot_owner(transform, ref, int(column))
     return owner
 
 

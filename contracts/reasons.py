@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from contracts.application import FEATURE_COLUMNS
 
@@ -130,7 +130,7 @@ if set(REASONS) != set(FEATURE_COLUMNS):  # pragma: no cover - a broken table mu
     raise RuntimeError(f"reason table does not cover {set(FEATURE_COLUMNS) ^ set(REASONS)}")
 
 
-def reason_table() -> list[dict[str, str]]:
+def reason_table() -> list[JsonValue]:
     """The table as JSON-safe rows, in contract feature order (for the schema and docs)."""
     return [
         {"code": REASONS[name].code, "feature": name, "sentence": REASONS[name].template}

@@ -100,7 +100,7 @@ def log_credit_model(
     if feature_policy is not None:
         metadata[FEATURE_POLICY_METADATA_KEY] = feature_policy
     if explanation is not None:
-        reference = {name: float(value) for name, value in example.iloc[0].items()}
+        reference = {str(name): float(value) for name, value in example.iloc[0].items()}
         check_on = model_input.iloc[:_EXPLANATION_CHECK_ROWS]
         build_explainer(pipeline, explanation, reference, list(features), check_on=check_on)
         metadata[EXPLANATION_METADATA_KEY] = {"method": explanation, "reference": reference}

@@ -255,7 +255,7 @@ def _train_candidate(context: _Context, experiment_id: str, family: Family) -> C
 
 def _explainer(family: Family, method: str, pipeline: Any, sample: pd.DataFrame) -> Explainer:
     """The candidate's explainer, checked on ``sample``; refused with its family named."""
-    reference = typical_applicant(sample).iloc[0].to_dict()
+    reference = {str(k): float(v) for k, v in typical_applicant(sample).iloc[0].items()}
     try:
         return build_explainer(
             pipeline, method, reference, list(sample.columns), check_on=sample.iloc[:200]

@@ -265,7 +265,8 @@ def test_every_version_excludes_what_its_policy_names_in_its_logged_signature(
     fair = POLICIES[FAIR_LENDING].features
     assert POLICIES[FAIR_LENDING].excluded >= PROTECTED
     for candidate in trainings.second.candidates:
-        logged = mlflow.models.get_model_info(candidate.model_uri)
+        with using_tracking_uri(store.tracking_uri):
+            logged = mlflow.models.get_model_info(candidate.model_uri)
         assert logged.signature is not None
         assert tuple(logged.signature.inputs.input_names()) == fair, candidate.family
         assert not PROTECTED & set(logged.signature.inputs.input_names())
@@ -297,7 +298,8 @@ def test_a_research_only_policy_uses_every_field_and_is_never_promoted(
     research: TrainingReport, store: Store
 ) -> None:
     (candidate,) = research.candidates
-    logged = mlflow.models.get_model_info(candidate.model_uri)
+    with using_tracking_uri(store.tracking_uri):
+        logged = mlflow.models.get_model_info(candidate.model_uri)
     assert logged.signature is not None
     assert logged.signature.inputs.input_names() == list(FEATURE_COLUMNS)
     assert research.champion is None
