@@ -12,8 +12,9 @@ assigns the elderly (62 and over) no negative value (1002.6(b)(2)(ii)). A learne
 non-monotone model cannot show that for every version without a per-version audit, and
 the data holds too few applicants over 62 to show it statistically. Leaving SEX,
 MARRIAGE and AGE out together cost 0.000-0.012 of validation ROC-AUC per family in a
-quick run (closing note of issue 12). AGE stays in the fairness table, by age band. ``all`` is for research only: its
-versions are never promoted by training and ``promote`` refuses them unless forced.
+quick run (closing note of issue 12). AGE stays in the fairness table, by age band.
+``all`` is for research only: its versions are never promoted by training and
+``promote`` refuses them unless forced.
 """
 
 from __future__ import annotations
