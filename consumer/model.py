@@ -11,7 +11,11 @@ reload interval. A new version is loaded completely before it is published with 
 single reference assignment, so the worker, which reads ``current`` once per batch,
 swaps models between batches and never sees a half-loaded one. A version that fails
 to load leaves the old one serving; one that is refused (``ModelRefusedError``:
-untrusted, or not fit to serve) is also not tried again until the alias moves on.
+untrusted, or not fit to serve, such as one whose input signature is not a subset of
+the contract's features) is also not tried again until the alias moves on. A version's
+features are its signature's columns (its feature policy chose them at training time);
+its explainer, when its metadata names one, is built at load time: a version that
+cannot be explained still serves, its scores marked ``reasons_unavailable``.
 """
 
 from __future__ import annotations
@@ -36,11 +40,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from consumer.errors import ModelLoadError, ModelRefusedError, RegistryUnreachableError
+from consumer.explaining import Explainer, ExplanationError, build_explainer
 from consumer.settings import redact_uri
 from consumer.vetting import ModelTrust, load_pipeline, vet
 from contracts import FEATURE_COLUMNS
-from contracts.model_names import THRESHOLD_METADATA_KEY
+from contracts.model_names import (
+    EXPLANATION_METADATA_KEY,
+    FEATURE_POLICY_METADATA_KEY,
+    THRESHOLD_METADATA_KEY,
+)
 from contracts.model_trust import TrustFailure, UntrustedModelError
+from contracts.reasons import REASON_TABLE_VERSION
 
 _log = logging.getLogger(__name__)
 
@@ -78,6 +88,12 @@ class LoadedModel:
     params: Mapping[str, str] = field(default_factory=dict)
     signed: bool = False
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    features: tuple[str, ...] = FEATURE_COLUMNS
+    """The contract fields the model takes, in its signature's order."""
+    feature_policy: str | None = None
+    explainer: Explainer | None = None
+    """None: the model's scores carry no reasons (``explanation_problem`` says why)."""
+    explanation_problem: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe description for ``/model`` and logs (no artifacts, no credentials)."""
@@ -86,6 +102,11 @@ class LoadedModel:
             "version": self.version,
             "run_id": self.run_id,
             "threshold": self.threshold,
+            "feature_policy": self.feature_policy,
+            "features": list(self.features),
+            "reason_table_version": REASON_TABLE_VERSION,
+            "explanation_method": self.explainer.method if self.explainer else None,
+            "explanation_problem": self.explanation_problem,
             "metrics": dict(self.metrics),
             "params": dict(self.params),
             "signed": self.signed,
@@ -148,7 +169,7 @@ class RegistryLoader:
             raise ModelRefusedError(
                 exc.failure, f"{ref.name} version {ref.version}: {exc}"
             ) from exc
-        _check_inputs(vetted.input_names, ref)
+        features = _check_inputs(vetted.input_names, ref)
         threshold = _threshold(vetted.threshold, ref)
         try:
             pipeline = load_pipeline(vetted)
@@ -162,6 +183,7 @@ class RegistryLoader:
             raise ModelRefusedError(
                 TrustFailure.INVALID, f"{ref.name} version {ref.version} has no predict_proba"
             )
+        explainer, problem = _explainer(pipeline, vetted.metadata, features)
         return LoadedModel(
             name=ref.name,
             version=ref.version,
@@ -171,6 +193,10 @@ class RegistryLoader:
             metrics=dict(run.data.metrics) if run else {},
             params=dict(run.data.params) if run else {},
             signed=vetted.signed,
+            features=features,
+            feature_policy=vetted.metadata.get(FEATURE_POLICY_METADATA_KEY),
+            explainer=explainer,
+            explanation_problem=problem,
         )
 
     def _error(self, action: str, exc: BaseException) -> ModelLoadError:
@@ -216,29 +242,42 @@ class RegistryLoader:
         return target
 
 
-def _check_inputs(names: list[str] | None, ref: ModelRef) -> None:
-    """Raise ``ModelRefusedError`` unless the model takes exactly the contract's features, in order.
+def _check_inputs(names: list[str] | None, ref: ModelRef) -> tuple[str, ...]:
+    """The model's input columns; ``ModelRefusedError`` unless they are contract features.
 
-    The worker scores a frame of ``FEATURE_COLUMNS``; a model fitted on other columns
+    The worker builds each batch's frame from the applications' fields named by the
+    signature; a model fitted on any other column (a raw CSV name, a derived feature)
     would fail every batch, so it is refused here and the current model keeps serving.
     """
-    if names == list(FEATURE_COLUMNS):
-        return
-    if names is None:
+    if not names:
         detail = "it has no input signature"
+    elif unexpected := [name for name in names if name not in FEATURE_COLUMNS]:
+        detail = f"not contract fields: {unexpected[:3]}"
+    elif len(set(names)) != len(names):
+        detail = "a column appears twice"
     else:
-        missing = [name for name in FEATURE_COLUMNS if name not in names]
-        unexpected = [str(name) for name in names if name not in FEATURE_COLUMNS]
-        detail = (
-            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
-            if missing or unexpected
-            else "columns in another order"
-        )
+        return tuple(names)
     raise ModelRefusedError(
         TrustFailure.INVALID,
-        f"{ref.name} version {ref.version} does not take the contract's "
+        f"{ref.name} version {ref.version} does not take a subset of the contract's "
         f"{len(FEATURE_COLUMNS)} features: {detail}",
     )
+
+
+def _explainer(
+    pipeline: Any, metadata: Mapping[str, Any], features: tuple[str, ...]
+) -> tuple[Explainer | None, str | None]:
+    """The explainer the model's metadata describes, or None and why not."""
+    described = metadata.get(EXPLANATION_METADATA_KEY)
+    if not isinstance(described, Mapping):
+        return None, "the model's metadata describes no explanation method"
+    try:
+        explainer = build_explainer(
+            pipeline, str(described.get("method")), described.get("reference") or {}, features
+        )
+    except ExplanationError as exc:
+        return None, str(exc)
+    return explainer, None
 
 
 def _threshold(raw: Any, ref: ModelRef) -> float:

@@ -7,9 +7,9 @@ loaded, partitions are assigned and the producer is healthy; else 503 with the
 reasons; either way ``warnings``, when present, names problems that do not stop
 scoring, such as an unreachable registry or a refused champion), ``/metrics``
 (Prometheus text) and ``/model`` (the serving model's name, version, run id,
-threshold, whether it was signed, and the run's metrics and params; plus ``refused``,
-the version the alias points at and why the worker refused it, while it does).
-Nothing here holds
+threshold, whether it was signed, feature policy, features, explanation method and
+reason-table version, and the run's metrics and params; plus ``refused``, the version the
+alias points at and why the worker refused it, while it does). Nothing here holds
 or prints settings, so no secret can leak through it.
 """
 
@@ -120,6 +120,11 @@ class Metrics:
         )
         self.assigned_partitions = Gauge(
             "scorer_assigned_partitions", "Input partitions this worker owns.", registry=r
+        )
+        self.reasons_unavailable = Counter(
+            "scorer_reasons_unavailable",
+            "Applications scored without reason codes because their explanation failed.",
+            registry=r,
         )
         self.self_heals = Counter(
             "scorer_self_heals",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from confluent_kafka import Message
@@ -86,17 +86,21 @@ def scored_records(
     topics: OutputTopics,
     *,
     with_personal_fields: bool = False,
+    reasons: Sequence[list[dict[str, Any]] | None] | None = None,
 ) -> list[OutboundRecord]:
     """A ``LoanScore`` and a ``PredictionRecord`` for each accepted application.
 
     Prediction records carry the applicant's personal fields (``PERSONAL_FIELDS``)
     only when ``with_personal_fields`` is set, for fairness and drift monitoring.
+    ``reasons`` (reason codes on), one entry per application: its reasons, or None
+    where they are unavailable (the score says so with ``reasons_unavailable``).
     """
     version = model.version.encode()
     scored_at = info.scored_at.isoformat()
     records: list[OutboundRecord] = []
-    for (message, application), probability, decision in zip(
-        accepted, scores.probabilities.tolist(), scores.decisions.tolist(), strict=True
+    explained = reasons if reasons is not None else [None] * len(accepted)
+    for (message, application), probability, decision, why in zip(
+        accepted, scores.probabilities.tolist(), scores.decisions.tolist(), explained, strict=True
     ):
         key = application.application_id.encode()
         headers: Headers = [
@@ -125,6 +129,9 @@ def scored_records(
             prediction["personal_fields"] = {
                 name: getattr(application, name) for name in _PERSONAL_FIELDS
             }
+        if reasons is not None:
+            score["reasons"] = why
+            score["reasons_unavailable"] = why is None
         records.append(OutboundRecord(topics.scores, key, orjson.dumps(score), headers))
         records.append(OutboundRecord(topics.predictions, key, orjson.dumps(prediction), headers))
     return records

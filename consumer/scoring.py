@@ -1,16 +1,18 @@
 """Validated applications + a loaded model → probabilities and decisions. Pure.
 
-The model is called once per batch, on one float64 frame of the contract features in
-``FEATURE_COLUMNS`` order: exactly the input ``training.packaging.as_model_input``
-builds offline, so a probability here equals the registered model's own.
+The model is called once per batch, on one float64 frame of the contract features it
+takes (its signature's columns, ``LoadedModel.features``): exactly the input
+``training.packaging.as_model_input`` builds offline, so a probability here equals
+the registered model's own. Fields the model does not use never reach it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from operator import attrgetter
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +22,10 @@ from contracts import FEATURE_COLUMNS, LoanApplication
 if TYPE_CHECKING:
     from consumer.model import LoadedModel
 
-_COLUMNS: Final = list(FEATURE_COLUMNS)
-_features: Final = attrgetter(*FEATURE_COLUMNS)  # one C call per application
+
+@cache
+def _getter(columns: tuple[str, ...]) -> Any:
+    return attrgetter(*columns)  # one C call per application
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,18 +34,23 @@ class Scores:
 
     probabilities: np.ndarray
     decisions: np.ndarray
+    frame: pd.DataFrame | None = None
+    """The model's input for the batch (None for an empty one): what reasons explain."""
 
     def __len__(self) -> int:
         return len(self.probabilities)
 
 
-def feature_frame(applications: Sequence[LoanApplication]) -> pd.DataFrame:
-    """The model input for ``applications``: one float64 row each, contract column order."""
-    matrix = np.array([_features(app) for app in applications], dtype=np.float64)
+def feature_frame(
+    applications: Sequence[LoanApplication], columns: Sequence[str] = FEATURE_COLUMNS
+) -> pd.DataFrame:
+    """The model input for ``applications``: one float64 row each, of ``columns`` in order."""
+    features = _getter(tuple(columns))
+    matrix = np.array([features(app) for app in applications], dtype=np.float64)
     # Column-major, like the frame ``as_model_input`` builds: the same memory layout
     # makes the BLAS products, and so the probabilities, bit-identical to offline ones.
-    matrix = np.asfortranarray(matrix.reshape(len(applications), len(_COLUMNS)))
-    return pd.DataFrame(matrix, columns=_COLUMNS, copy=False)
+    matrix = np.asfortranarray(matrix.reshape(len(applications), len(columns)))
+    return pd.DataFrame(matrix, columns=list(columns), copy=False)
 
 
 def score_applications(applications: Sequence[LoanApplication], model: LoadedModel) -> Scores:
@@ -52,7 +61,6 @@ def score_applications(applications: Sequence[LoanApplication], model: LoadedMod
     if not applications:
         empty = np.empty(0, dtype=np.float64)
         return Scores(empty, empty.astype(bool))
-    probabilities = np.asarray(
-        model.pipeline.predict_proba(feature_frame(applications))[:, 1], dtype=np.float64
-    )
-    return Scores(probabilities, probabilities >= model.threshold)
+    frame = feature_frame(applications, model.features)
+    probabilities = np.asarray(model.pipeline.predict_proba(frame)[:, 1], dtype=np.float64)
+    return Scores(probabilities, probabilities >= model.threshold, frame)

@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     consumer_extra: KafkaProperties = Field(default_factory=dict)
     producer_extra: KafkaProperties = Field(default_factory=dict)
 
+    reason_codes: bool = Field(
+        default=True,
+        description="Add the top reasons (reason codes) to every score. Off: scores carry "
+        "no reasons, and no explanation is computed.",
+    )
+    reason_count: int = Field(
+        default=4, ge=1, le=23, description="How many reasons a score carries at most."
+    )
+
     monitor_personal_fields: bool = Field(
         default=False,
         description="Copy sex, education, marriage and age into prediction records for "

@@ -61,6 +61,8 @@ class VettedArtifact:
     model_file: Path
     input_names: list[str] | None
     threshold: Any
+    metadata: Mapping[str, Any]
+    """The ``MLmodel`` file's metadata block, as data."""
     signed: bool
 
 
@@ -74,6 +76,7 @@ def vet(directory: Path, tags: Mapping[str, str], trust: ModelTrust) -> VettedAr
         model_file=model_file,
         input_names=_input_names(signature),
         threshold=(metadata or {}).get(THRESHOLD_METADATA_KEY),
+        metadata=metadata if isinstance(metadata, Mapping) else {},
         signed=signed,
     )
 

@@ -3,7 +3,7 @@
 Exactly once, per batch::
 
     messages = consume(up to N, at most W ms)   # rebalances happen here, never mid-transaction
-    decode each; score the valid ones in ONE model call
+    decode each; score the valid ones in ONE model call (and explain them in one more)
     begin; produce scores + prediction records + dead letters;
     send the next offsets (with the consumer's group metadata); commit
 
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from confluent_kafka import Message
 
@@ -46,6 +46,7 @@ from consumer.errors import (
     TransportError,
     WorkerStuckError,
 )
+from consumer.explaining import top_reasons
 from consumer.liveness import Liveness
 from consumer.model import LoadedModel
 from consumer.ops import Metrics
@@ -56,7 +57,7 @@ from consumer.records import (
     dead_letter_record,
     scored_records,
 )
-from consumer.scoring import score_applications
+from consumer.scoring import Scores, score_applications
 from consumer.settings import Settings
 from consumer.transport import PartitionKey, Transport
 from contracts import LoanApplication
@@ -297,6 +298,7 @@ class Worker:
                 accepted.append((message, result))
         decoded = self._clock()
         scores = score_applications([application for _, application in accepted], model)
+        explained = self._reasons(scores, model) if self._settings.reason_codes else None
         scored = self._clock()
         info = BatchInfo(
             scored_at=datetime.now(UTC),
@@ -311,12 +313,43 @@ class Worker:
             info,
             self._topics,
             with_personal_fields=self._settings.monitor_personal_fields,
+            reasons=explained,
         )
         records += dead_letters
         produced = self._transact(records, next_offsets, batch_start)
         outcome = BatchOutcome(len(messages), len(accepted), dict(reasons), produced is not None)
         self._observe(outcome, model, (started, decoded, scored, produced, self._clock()))
         return outcome
+
+    def _reasons(self, scores: Scores, model: LoadedModel) -> list[list[dict[str, Any]] | None]:
+        """Each application's reasons; None for those whose explanation failed.
+
+        A failure never costs a score: it is counted, logged once for the batch, and the
+        scores go out marked ``reasons_unavailable``.
+        """
+        if scores.frame is None:
+            return []
+        problem = model.explanation_problem
+        if model.explainer is not None:
+            try:
+                batch = top_reasons(
+                    model.explainer, scores.frame, scores.probabilities, self._settings.reason_count
+                )
+            except Exception as exc:  # whichever library the model comes from
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if batch.unavailable:
+                    self._reasons_failed(batch.unavailable, model, "non-finite contributions")
+                return batch.reasons
+        self._reasons_failed(len(scores), model, problem or "no explainer")
+        return [None] * len(scores)
+
+    def _reasons_failed(self, count: int, model: LoadedModel, problem: str) -> None:
+        self._metrics.reasons_unavailable.inc(count)
+        _log.warning(
+            "reason codes unavailable",
+            extra={"applications": count, "model_version": model.version, "reason": problem},
+        )
 
     def _transact(
         self,

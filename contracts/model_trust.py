@@ -58,6 +58,8 @@ SKOPS_ALLOWED_TYPES: Final = frozenset(
         "functools.partial",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.utils.validation.check_array",
+        # Explainable boosting machine (interpret-core): arrays and plain containers inside.
+        "interpret.glassbox._ebm._ebm.ExplainableBoostingClassifier",
     }
 )
 """Types a scorer lets skops build beyond skops' own default allow-list."""

@@ -10,16 +10,20 @@ from pydantic import BaseModel
 
 from contracts.application import LoanApplication
 from contracts.outcome import LoanOutcome
+from contracts.score import LoanScore
 
 _HERE: Final = Path(__file__).parent
 SCHEMA_PATH: Final = _HERE / "loan_application.schema.json"
 OUTCOME_SCHEMA_PATH: Final = _HERE / "loan_outcome.schema.json"
+SCORE_SCHEMA_PATH: Final = _HERE / "loan_score.schema.json"
 
 EXPORTED_SCHEMAS: Final[dict[Path, type[BaseModel]]] = {
     SCHEMA_PATH: LoanApplication,
     OUTCOME_SCHEMA_PATH: LoanOutcome,
+    SCORE_SCHEMA_PATH: LoanScore,
 }
-"""Every message published by something outside this project, and where its schema is kept."""
+"""Every message crossing to another team (published to us, or subscribed to by them: the
+scores, whose reason codes a downstream team reads), and where its schema is kept."""
 
 
 def render_schema(model: type[BaseModel] = LoanApplication) -> str:

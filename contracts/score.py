@@ -7,13 +7,28 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.reasons import REASON_TABLE_VERSION, Reason, reason_table
+
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class LoanScore(BaseModel):
-    """One record on the scores topic, keyed by ``application_id``."""
+    """One record on the scores topic, keyed by ``application_id``.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``reasons`` lists the features that raised this applicant's risk most, drawn from the
+    reason table documented in the schema (``x-reason-codes``); it is absent when the
+    worker's reason codes are switched off. ``reasons_unavailable`` is true when they are
+    on but this application's explanation failed: the score itself is still valid.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "x-reason-table-version": REASON_TABLE_VERSION,
+            "x-reason-codes": reason_table(),
+        },
+    )
 
     application_id: str
     default_probability: Probability
@@ -22,6 +37,16 @@ class LoanScore(BaseModel):
     model_name: str
     model_version: str
     scored_at: datetime
+    reasons: list[Reason] | None = Field(
+        default=None,
+        description="top reasons (largest contribution first) that raised the risk; only "
+        "features the model uses are cited; null when reason codes are off or unavailable",
+    )
+    reasons_unavailable: bool = Field(
+        default=False,
+        description="true when reason codes are on but could not be computed for this "
+        "application (the score is still valid)",
+    )
 
 
 class PredictionRecord(BaseModel):

@@ -11,7 +11,7 @@ from producer.following import ReceivedScore
 
 _TABLE_HEADER = (
     f"{'application_id':<24} {'P(default)':>10} {'decision':<8} {'threshold':>9} "
-    f"{'model':<20} scored_at"
+    f"{'model':<20} {'scored_at':<19} top reasons"
 )
 
 
@@ -29,7 +29,8 @@ class JsonLinesSink:
 class TableSink:
     """Prints one aligned row per score under a header printed before the first row.
 
-    The console should not wrap (``soft_wrap=True``): one score, one line.
+    The console should not wrap (``soft_wrap=True``): one score, one line, its top
+    reasons (codes and sentences) last.
     """
 
     def __init__(self, console: Console) -> None:
@@ -45,6 +46,16 @@ class TableSink:
         model = escape(f"{score.model_name} v{score.model_version}")
         self._console.print(
             f"{escape(score.application_id):<24} {score.default_probability:>10.4f} {decision} "
-            f"{score.threshold:>9.3f} {model:<20} {score.scored_at:%Y-%m-%d %H:%M:%S}",
+            f"{score.threshold:>9.3f} {model:<20} {score.scored_at:%Y-%m-%d %H:%M:%S} "
+            f"{_reasons(received)}",
             highlight=False,
         )
+
+
+def _reasons(received: ReceivedScore) -> str:
+    score = received.score
+    if score.reasons_unavailable:
+        return "[yellow](reasons unavailable)[/yellow]"
+    if not score.reasons:
+        return "-"
+    return escape("; ".join(f"{r.code}: {r.text}" for r in score.reasons))

@@ -29,6 +29,7 @@ from contracts.model_trust import check_files, verify_signed_manifest
 from training.candidates import CANDIDATES, make_search
 from training.data import load_dataset, split_dataset
 from training.packaging import log_credit_model, pinned_requirements
+from training.policies import FAIR_LENDING, POLICIES
 from training.settings import DEFAULT_DATA_PATH, Family
 from training.signing import _download, sign_version
 from training.tracking import using_tracking_uri
@@ -53,8 +54,9 @@ def main(
 ) -> None:
     split = split_dataset(load_dataset(data), seed=42, quick=True)
     spec = CANDIDATES[family]
-    search = make_search(spec, seed=42, quick=True, n_jobs=1)
-    search.fit(split.train_features, split.train_target)
+    features = POLICIES[FAIR_LENDING].features
+    search = make_search(spec, features, seed=42, quick=True, n_jobs=1)
+    search.fit(split.train_features.loc[:, list(features)], split.train_target)
     workdir = Path(tempfile.mkdtemp(prefix="verification-cost-"))
     uri, name, key = (
         f"sqlite:///{workdir / 'mlflow.db'}",
@@ -69,6 +71,8 @@ def main(
             registered_model_name=name,
             skops_trusted_types=spec.trusted_types,
             pip_requirements=pinned_requirements(),
+            features=features,
+            feature_policy=FAIR_LENDING,
         )
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = str(info.registered_model_version)

@@ -1,8 +1,12 @@
-"""The seven candidate families: each one sklearn Pipeline (preprocessing inside) plus a grid.
+"""The candidate families: each one sklearn Pipeline (preprocessing inside) plus a grid.
 
-Every pipeline takes the contract's 23 float64 features (``FEATURE_COLUMNS`` order)
-and exposes ``predict_proba``. Grids are deliberately small: the full run has to fit
-in ten minutes on two cores, the quick run in one.
+Every pipeline takes the float64 features its feature policy allows (contract order;
+see :mod:`training.policies`) and exposes ``predict_proba``. Grids are deliberately
+small: the full run has to fit in ten minutes on two cores, the quick run in one.
+Each family names how its scores are explained (:mod:`consumer.explaining`):
+``linear`` for the logistic regression (exact additive terms), ``substitution`` for
+the rest (exact for the additive explainable boosting machine, an attribution for
+the others).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from interpret.glassbox import ExplainableBoostingClassifier
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
@@ -25,17 +30,14 @@ from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardSc
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from contracts import FEATURE_COLUMNS
+from consumer.explaining import LINEAR, SUBSTITUTION
 from training.settings import Family
 
 CODED_FEATURES: Final = ("sex", "education", "marriage")
 """Nominal codes: one-hot encoded where a family needs numbers with a meaning."""
-AMOUNT_FEATURES: Final = tuple(n for n in FEATURE_COLUMNS if n.startswith(("bill_", "pay_amt")))
+AMOUNT_PREFIXES: Final = ("bill_", "pay_amt")
 """Heavy-tailed amounts (negative bills included): mapped to normal scores for
 distance- and gradient-based families, for which raw amounts span six decades."""
-OTHER_FEATURES: Final = tuple(
-    n for n in FEATURE_COLUMNS if n not in CODED_FEATURES and n not in AMOUNT_FEATURES
-)
 
 _TREE: Final = "sklearn.tree._tree.Tree"
 
@@ -48,22 +50,27 @@ class CandidateSpec:
     """How to build and tune one family."""
 
     family: Family
-    build: Callable[[int], Pipeline]
+    build: Callable[[int, tuple[str, ...]], Pipeline]
+    """``build(seed, features)``: the untrained pipeline for those input columns."""
     grid: dict[str, list[Any]]
     quick_grid: dict[str, list[Any]]
+    explanation: str = SUBSTITUTION
+    """How its scores are explained: a method of :mod:`consumer.explaining`."""
     trusted_types: tuple[str, ...] = ()
     """scikit-learn internals the fitted pipeline holds beyond skops' default allow-list
     (see :func:`training.packaging.log_credit_model`)."""
 
 
-def make_search(spec: CandidateSpec, *, seed: int, quick: bool, n_jobs: int) -> GridSearchCV:
+def make_search(
+    spec: CandidateSpec, features: tuple[str, ...], *, seed: int, quick: bool, n_jobs: int
+) -> GridSearchCV:
     """A stratified K-fold grid search over ``spec``'s pipeline, scored by ROC-AUC.
 
     ``refit=True``: the best pipeline is refitted on the whole training split.
     """
     folds = QUICK_CV_FOLDS if quick else CV_FOLDS
     return GridSearchCV(
-        spec.build(seed),
+        spec.build(seed, features),
         spec.quick_grid if quick else spec.grid,
         scoring="roc_auc",
         cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
@@ -73,42 +80,51 @@ def make_search(spec: CandidateSpec, *, seed: int, quick: bool, n_jobs: int) -> 
     )
 
 
-def _scaled_inputs() -> ColumnTransformer:
+def _coded(features: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for n in features if n in CODED_FEATURES)
+
+
+def _scaled_inputs(features: tuple[str, ...]) -> ColumnTransformer:
     """One-hot codes, normal-score amounts, standardised limit/age/repayment status."""
+    codes = _coded(features)
+    amounts = tuple(n for n in features if n.startswith(AMOUNT_PREFIXES))
+    other = tuple(n for n in features if n not in codes and n not in amounts)
     return ColumnTransformer(
         [
-            ("codes", OneHotEncoder(handle_unknown="ignore", sparse_output=False), CODED_FEATURES),
+            ("codes", OneHotEncoder(handle_unknown="ignore", sparse_output=False), codes),
             (
                 "amounts",
                 QuantileTransformer(n_quantiles=200, output_distribution="normal"),
-                AMOUNT_FEATURES,
+                amounts,
             ),
-            ("other", StandardScaler(), OTHER_FEATURES),
+            ("other", StandardScaler(), other),
         ],
         verbose_feature_names_out=False,
     )
 
 
-def _pipeline(model: BaseEstimator, *, scaled: bool) -> Pipeline:
-    steps: list[tuple[str, Any]] = [("preprocess", _scaled_inputs())] if scaled else []
+def _pipeline(model: BaseEstimator, *, scaled: bool, features: tuple[str, ...] = ()) -> Pipeline:
+    steps: list[tuple[str, Any]] = [("preprocess", _scaled_inputs(features))] if scaled else []
     return Pipeline([*steps, ("model", model)])
 
 
-def _logistic_regression(seed: int) -> Pipeline:
-    return _pipeline(LogisticRegression(max_iter=2000, random_state=seed), scaled=True)
+def _logistic_regression(seed: int, features: tuple[str, ...]) -> Pipeline:
+    return _pipeline(
+        LogisticRegression(max_iter=2000, random_state=seed), scaled=True, features=features
+    )
 
 
-def _knn(seed: int) -> Pipeline:
-    return _pipeline(KNeighborsClassifier(), scaled=True)
+def _knn(seed: int, features: tuple[str, ...]) -> Pipeline:
+    return _pipeline(KNeighborsClassifier(), scaled=True, features=features)
 
 
-def _svm(seed: int) -> Pipeline:
+def _svm(seed: int, features: tuple[str, ...]) -> Pipeline:
     # An exact RBF SVC with probability=True is quadratic in rows (minutes on 21k):
     # a Nyström approximation of the RBF kernel feeds a linear SVM, and sigmoid
     # calibration turns its margins into probabilities.
     return Pipeline(
         [
-            ("preprocess", _scaled_inputs()),
+            ("preprocess", _scaled_inputs(features)),
             ("kernel", Nystroem(kernel="rbf", n_components=300, random_state=seed)),
             (
                 "model",
@@ -118,32 +134,44 @@ def _svm(seed: int) -> Pipeline:
     )
 
 
-def _decision_tree(seed: int) -> Pipeline:
+def _decision_tree(seed: int, features: tuple[str, ...]) -> Pipeline:
     # Trees split on thresholds: codes and raw amounts need no preprocessing.
     return _pipeline(DecisionTreeClassifier(random_state=seed), scaled=False)
 
 
-def _random_forest(seed: int) -> Pipeline:
+def _random_forest(seed: int, features: tuple[str, ...]) -> Pipeline:
     return _pipeline(
         RandomForestClassifier(n_estimators=200, n_jobs=1, random_state=seed), scaled=False
     )
 
 
-def _mlp(seed: int) -> Pipeline:
+def _mlp(seed: int, features: tuple[str, ...]) -> Pipeline:
     return _pipeline(
-        MLPClassifier(early_stopping=True, max_iter=200, random_state=seed), scaled=True
+        MLPClassifier(early_stopping=True, max_iter=200, random_state=seed),
+        scaled=True,
+        features=features,
     )
 
 
-def _hist_gradient_boosting(seed: int) -> Pipeline:
+def _hist_gradient_boosting(seed: int, features: tuple[str, ...]) -> Pipeline:
     # Native categorical splits for the codes (unknown codes are treated as missing).
     return _pipeline(
         HistGradientBoostingClassifier(
-            categorical_features=list(CODED_FEATURES),
+            categorical_features=list(_coded(features)) or None,
             max_iter=500,
             early_stopping=True,
             random_state=seed,
         ),
+        scaled=False,
+    )
+
+
+def _explainable_boosting(seed: int, features: tuple[str, ...]) -> Pipeline:
+    # A glass box: the log-odds are a sum of one learned shape function per feature
+    # (interactions=0 keeps it additive, so every score is explained exactly).
+    # Raw inputs: it bins them itself. n_jobs=1: the grid search parallelises.
+    return _pipeline(
+        ExplainableBoostingClassifier(interactions=0, outer_bags=4, n_jobs=1, random_state=seed),
         scaled=False,
     )
 
@@ -156,6 +184,7 @@ CANDIDATES: Final[dict[Family, CandidateSpec]] = {
             _logistic_regression,
             grid={"model__C": [0.01, 0.1, 1.0]},
             quick_grid={"model__C": [0.1]},
+            explanation=LINEAR,
         ),
         CandidateSpec(
             Family.KNN,
@@ -209,6 +238,13 @@ CANDIDATES: Final[dict[Family, CandidateSpec]] = {
                 "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
                 "sklearn.utils.validation.check_array",
             ),
+        ),
+        CandidateSpec(
+            Family.EXPLAINABLE_BOOSTING,
+            _explainable_boosting,
+            grid={"model__max_bins": [64, 256], "model__learning_rate": [0.015, 0.04]},
+            quick_grid={"model__max_bins": [64], "model__learning_rate": [0.04]},
+            trusted_types=("interpret.glassbox._ebm._ebm.ExplainableBoostingClassifier",),
         ),
     )
 }

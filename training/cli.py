@@ -20,21 +20,30 @@ from rich.markup import escape
 from rich.table import Table
 
 from contracts.cli import EXIT_FAILED, EXIT_USAGE, settings_or_exit
+from contracts.model_names import FEATURE_POLICY_TAG
 from contracts.model_trust import SigningKeyError, load_public_keys
 from training.errors import (
     DatasetError,
     NoPreviousChampionError,
+    PolicyError,
     TrainingError,
     UnknownVersionError,
     UnverifiedVersionError,
 )
-from training.registry import AliasState, promote, registry_client, rollback
+from training.policies import POLICIES, promotion_tags
+from training.registry import AliasState, get_version, promote, registry_client, rollback
 from training.results import TrainingReport
 from training.settings import ENV_PREFIX, RegistrySettings, TrainingSettings
 from training.signing import keygen, verify_version
 from training.trainer import train
 
-_USER_ERRORS = (DatasetError, UnknownVersionError, UnverifiedVersionError, NoPreviousChampionError)
+_USER_ERRORS = (
+    DatasetError,
+    UnknownVersionError,
+    UnverifiedVersionError,
+    NoPreviousChampionError,
+    PolicyError,
+)
 _SettingsT = TypeVar("_SettingsT", RegistrySettings, TrainingSettings)
 _T = TypeVar("_T")
 
@@ -81,6 +90,16 @@ def train_command(
         list[str] | None,
         typer.Option(help="families to train, comma-separated or repeated (default: all)"),
     ] = None,
+    feature_policy: Annotated[
+        str | None,
+        typer.Option(
+            help=f"fields the models may use: {', '.join(POLICIES)} (default fair-lending)"
+        ),
+    ] = None,
+    fairness_limit: Annotated[
+        float | None,
+        typer.Option(help="max parity / equalized-odds difference of a champion (default 0.2)"),
+    ] = None,
 ) -> None:
     """Train every candidate family, register each one, and promote the champion."""
     if ctx.invoked_subcommand is not None:
@@ -98,6 +117,8 @@ def train_command(
         cost_fp=cost_fp,
         latency_budget_us=latency_budget_us,
         families=families,
+        feature_policy=feature_policy,
+        fairness_limit=fairness_limit,
     )
     report = _run(console, lambda: train(settings, console=console))
     _render_report(Console(soft_wrap=True), report)
@@ -113,6 +134,10 @@ def promote_command(
     version: Annotated[str, typer.Argument(help="the version to make champion")],
     tracking_uri: TrackingUri = None,
     model_name: ModelName = None,
+    force_research_policy: Annotated[
+        bool,
+        typer.Option(help="promote a version of a research-only feature policy (recorded)"),
+    ] = False,
 ) -> None:
     """Move the champion alias to VERSION once it verifies; the former champion becomes previous.
 
@@ -124,12 +149,20 @@ def promote_command(
     settings = _settings(RegistrySettings, tracking_uri=tracking_uri, model_name=model_name)
     client = registry_client(settings)
     verify = _verifier(console, client, settings)
-    state = _run(
-        console,
-        lambda: promote(
+
+    def _promote() -> AliasState:
+        found = get_version(client, settings.model_name, version)
+        tags = promotion_tags(
+            found.tags.get(FEATURE_POLICY_TAG), version, force=force_research_policy
+        )
+        state = promote(
             client, settings.model_name, version, reason="promoted by hand (CLI)", verify=verify
-        ),
-    )
+        )
+        for key, value in tags.items():  # recorded once the version really is champion
+            client.set_model_version_tag(settings.model_name, version, key, value)
+        return state
+
+    state = _run(console, _promote)
     _render_state(Console(soft_wrap=True), settings.model_name, state)
 
 

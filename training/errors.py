@@ -11,6 +11,14 @@ class DatasetError(TrainingError):
     """The dataset CSV is missing, unreadable or violates the message contract's domains."""
 
 
+class ExplanationBuildError(TrainingError):
+    """A candidate's scores cannot be explained by its family's method: it is refused."""
+
+
+class PolicyError(TrainingError):
+    """A version's feature policy forbids what was asked (promoting a research-only one)."""
+
+
 class RegistryError(TrainingError):
     """A model-registry operation cannot be carried out as asked."""
 

@@ -2,12 +2,14 @@
 
 A candidate is logged with the scikit-learn flavor. Its pyfunc ``predict`` returns
 ``predict_proba`` (column 1 is the probability of default), its input is a frame of
-the 23 contract features as ``float64`` in ``FEATURE_COLUMNS`` order, and its
-``MLmodel`` metadata carries the decision threshold, so a scorer needs nothing else.
-The pipeline is serialized with skops and holds only types in
-``contracts.model_trust.SKOPS_ALLOWED_TYPES``; the scorer reads ``MLmodel`` as data and
-loads the skops file with that list (``consumer.vetting``), never through
-``mlflow.pyfunc``. Offline, MLflow's own loader gives the same probabilities::
+the contract features its feature policy allows, as ``float64`` in ``FEATURE_COLUMNS``
+order (the signature names them), and its ``MLmodel`` metadata carries the decision
+threshold, the feature policy and how its scores are explained (method and reference
+row, see :mod:`consumer.explaining`), so a scorer needs nothing else. The pipeline is
+serialized with skops and holds only types in ``contracts.model_trust.SKOPS_ALLOWED_TYPES``;
+the scorer reads ``MLmodel`` as data and loads the skops file with that list
+(``consumer.vetting``), never through ``mlflow.pyfunc``. Offline, MLflow's own loader
+gives the same probabilities::
 
     model = mlflow.pyfunc.load_model("models:/credit-default/7")
     threshold = float(model.metadata.metadata["threshold"])
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib.metadata import version
+from typing import Any
 
 import mlflow
 import mlflow.sklearn
@@ -28,18 +31,37 @@ from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from sklearn.pipeline import Pipeline
 
+from consumer.explaining import build_explainer
 from contracts import FEATURE_COLUMNS
-from contracts.model_names import THRESHOLD_METADATA_KEY
+from contracts.model_names import (
+    EXPLANATION_METADATA_KEY,
+    FEATURE_POLICY_METADATA_KEY,
+    THRESHOLD_METADATA_KEY,
+)
 from contracts.model_trust import SKOPS_ALLOWED_TYPES
 from training.errors import PackagingError
 
 MODEL_ARTIFACT_NAME = "model"
-_RUNTIME_DISTRIBUTIONS = ("mlflow", "numpy", "pandas", "scikit-learn", "scipy", "skops")
+_RUNTIME_DISTRIBUTIONS = (
+    "interpret-core",
+    "mlflow",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "skops",
+)
+
+_EXPLANATION_CHECK_ROWS = 200
+"""Rows an explanation method is checked on at logging time: enough to meet every
+preprocessing path, few enough for the slow families (k-NN scores k x 200 rows)."""
 
 
-def as_model_input(features: pd.DataFrame) -> pd.DataFrame:
-    """The model's input frame: the contract features, in order, as float64."""
-    return features.loc[:, list(FEATURE_COLUMNS)].astype(np.float64)
+def as_model_input(
+    features: pd.DataFrame, columns: Sequence[str] = FEATURE_COLUMNS
+) -> pd.DataFrame:
+    """The model's input frame: ``columns`` (default: every contract feature), as float64."""
+    return features.loc[:, list(columns)].astype(np.float64)
 
 
 def typical_applicant(model_input: pd.DataFrame) -> pd.DataFrame:
@@ -59,6 +81,9 @@ def log_credit_model(
     registered_model_name: str | None = None,
     skops_trusted_types: Sequence[str] = (),
     pip_requirements: Sequence[str] | None = None,
+    features: Sequence[str] = FEATURE_COLUMNS,
+    feature_policy: str | None = None,
+    explanation: str | None = None,
 ) -> ModelInfo:
     """Log ``pipeline`` into the active run in the scorer's format; optionally register it.
 
@@ -75,16 +100,29 @@ def log_credit_model(
     Scorers ignore that recorded list and load with their own,
     ``contracts.model_trust.SKOPS_ALLOWED_TYPES``: a pipeline holding any type outside
     it raises :class:`~training.errors.PackagingError` here, before anything is logged.
+    ``features`` are the columns the pipeline takes (its policy's); ``explanation`` a
+    method of :mod:`consumer.explaining`, checked here on ``sample`` against the typical
+    applicant as reference: a model it cannot explain raises
+    :class:`~consumer.explaining.ExplanationError` before anything is logged.
     """
     check_scorer_trusts(pipeline)
-    model_input = as_model_input(sample)
+    model_input = as_model_input(sample, features)
+    example = typical_applicant(model_input)
+    metadata: dict[str, Any] = {THRESHOLD_METADATA_KEY: float(threshold)}
+    if feature_policy is not None:
+        metadata[FEATURE_POLICY_METADATA_KEY] = feature_policy
+    if explanation is not None:
+        reference = {str(name): float(value) for name, value in example.iloc[0].items()}
+        check_on = model_input.iloc[:_EXPLANATION_CHECK_ROWS]
+        build_explainer(pipeline, explanation, reference, list(features), check_on=check_on)
+        metadata[EXPLANATION_METADATA_KEY] = {"method": explanation, "reference": reference}
     signature = infer_signature(model_input, pipeline.predict_proba(model_input))
     return mlflow.sklearn.log_model(
         pipeline,
         name=MODEL_ARTIFACT_NAME,
         signature=signature,
-        input_example=typical_applicant(model_input),
-        metadata={THRESHOLD_METADATA_KEY: float(threshold)},
+        input_example=example,
+        metadata=metadata,
         pyfunc_predict_fn="predict_proba",
         registered_model_name=registered_model_name,
         skops_trusted_types=list(skops_trusted_types) or None,

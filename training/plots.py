@@ -109,3 +109,37 @@ def comparison_plot(table: pd.DataFrame, latency_budget_us: float, path: Path) -
     axes[2].legend(loc="lower right")
     axes[0].set_xlim(left=0.5)
     return _save(figure, path)
+
+
+def importance_plot(features: list[str], mean_abs: np.ndarray, title: str, path: Path) -> Path:
+    """Global explanation: mean absolute log-odds contribution per feature, largest on top."""
+    order = np.argsort(mean_abs)
+    figure = Figure(figsize=(6, 0.3 * len(features) + 1.5), dpi=_DPI, layout="tight")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    ax.barh([features[i] for i in order], mean_abs[order])
+    ax.set(xlabel="mean |contribution| (log-odds of default)", title=f"Feature effect — {title}")
+    return _save(figure, path)
+
+
+def waterfall_plot(
+    labels: list[str], contributions: np.ndarray, base: float, title: str, path: Path
+) -> Path:
+    """One applicant: from the reference's log-odds, each feature's step, to the score.
+
+    ``labels`` name each step (feature = value); steps are drawn largest first.
+    """
+    order = np.argsort(-np.abs(contributions))
+    steps = contributions[order]
+    starts = base + np.concatenate([[0.0], np.cumsum(steps)[:-1]])
+    figure = Figure(figsize=(7, 0.3 * len(labels) + 1.5), dpi=_DPI, layout="tight")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    colours = ["tab:red" if step > 0 else "tab:blue" for step in steps]
+    ax.barh([labels[i] for i in order], steps, left=starts, color=colours)
+    ax.axvline(base, color="grey", linestyle="--", label="typical applicant")
+    ax.axvline(base + steps.sum(), color="black", label="this applicant")
+    ax.invert_yaxis()
+    ax.set(xlabel="log-odds of default", title=title)
+    ax.legend(loc="lower right")
+    return _save(figure, path)

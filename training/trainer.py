@@ -26,9 +26,12 @@ from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from consumer.explaining import Explainer, ExplanationError, build_explainer
 from contracts.model_names import (
     CANDIDATE_TAG,
     EXPECTED_COST_TAG,
+    FEATURE_POLICY_TAG,
+    FEATURES_TAG,
     PREVIOUS_ALIAS,
     SELECTION_REASON_TAG,
 )
@@ -37,14 +40,16 @@ from contracts.profile import REFERENCE_PROFILE_ARTIFACT
 from training import plots, tracking
 from training.candidates import CANDIDATES, CV_FOLDS, QUICK_CV_FOLDS, make_search
 from training.data import Split, load_dataset, split_dataset
-from training.errors import TrainingError
+from training.errors import ExplanationBuildError, TrainingError
 from training.evaluation import (
     CostMatrix,
     choose_threshold,
     inference_us_per_row,
     validation_metrics,
 )
-from training.packaging import log_credit_model, pinned_requirements
+from training.explanations import write_explanation_plots
+from training.packaging import log_credit_model, pinned_requirements, typical_applicant
+from training.policies import POLICIES, FeaturePolicy
 from training.profile import reference_profile
 from training.registry import aliases, promote, registry_client
 from training.results import CandidateResult, TrainingReport
@@ -66,6 +71,7 @@ class _Context:
     requirements: list[str]
     costs: CostMatrix
     signing_key: Ed25519PrivateKey | None
+    policy: FeaturePolicy
 
 
 def train(settings: TrainingSettings, *, console: Console | None = None) -> TrainingReport:
@@ -91,6 +97,7 @@ def train(settings: TrainingSettings, *, console: Console | None = None) -> Trai
             requirements=pinned_requirements(),
             costs=CostMatrix(false_negative=settings.cost_fn, false_positive=settings.cost_fp),
             signing_key=signing_key,
+            policy=POLICIES[settings.feature_policy],
         )
         with tracking.using_tracking_uri(settings.tracking_uri):
             return _train_logged(context, client, console, started)
@@ -113,8 +120,13 @@ def _train_logged(
         mlflow.log_params(_call_params(context))
         mlflow.log_input(context.data_input, context="training")
         results = _train_candidates(context, experiment_id, console)
-        selection = select_champion(results, settings.latency_budget_us)
-        _tag_versions(client, settings.model_name, results, selection)
+        selection = select_champion(
+            results,
+            settings.latency_budget_us,
+            fairness_limit=settings.fairness_limit,
+            research_only=context.policy.name if context.policy.research_only else None,
+        )
+        _tag_versions(client, settings.model_name, results, selection, context.policy)
         verify = _sign_versions(context, client, results)
         if selection.champion is not None:
             promote(client, settings.model_name, selection.champion.version, verify=verify)
@@ -178,6 +190,9 @@ def _call_params(context: _Context) -> dict[str, Any]:
         "cost_fn": settings.cost_fn,
         "cost_fp": settings.cost_fp,
         "latency_budget_us": settings.latency_budget_us,
+        "feature_policy": settings.feature_policy,
+        "features": ",".join(context.policy.features),
+        "fairness_limit": settings.fairness_limit,
         "families": ",".join(settings.families),
         "model_name": settings.model_name,
         "cv_folds": QUICK_CV_FOLDS if settings.quick else CV_FOLDS,
@@ -216,27 +231,37 @@ def _train_candidates(
 def _train_candidate(context: _Context, experiment_id: str, family: Family) -> CandidateResult:
     settings, split = context.settings, context.split
     spec = CANDIDATES[family]
+    features = context.policy.features
+    x_train = split.train_features.loc[:, list(features)]
+    x_val = split.validation_features.loc[:, list(features)]
     y_val = split.validation_target.to_numpy()
     # Nested runs do not inherit the parent's experiment: name it.
     with mlflow.start_run(experiment_id=experiment_id, run_name=str(family), nested=True) as run:
         mlflow.set_tags({**context.git, CANDIDATE_TAG: str(family)})
         mlflow.log_input(context.data_input, context="training")
-        search = make_search(spec, seed=settings.seed, quick=settings.quick, n_jobs=settings.n_jobs)
+        search = make_search(
+            spec, features, seed=settings.seed, quick=settings.quick, n_jobs=settings.n_jobs
+        )
         fit_started = time.perf_counter()
-        search.fit(split.train_features, split.train_target)
+        search.fit(x_train, split.train_target)
         fit_seconds = time.perf_counter() - fit_started
         pipeline = search.best_estimator_
-        proba = pipeline.predict_proba(split.validation_features)[:, 1]
+        explainer = _explainer(family, spec.explanation, pipeline, x_val)
+        proba = pipeline.predict_proba(x_val)[:, 1]
         choice = choose_threshold(y_val, proba, context.costs)
         metrics = {
             **validation_metrics(y_val, proba, choice.threshold, context.costs),
             "cv_roc_auc": float(search.best_score_),
             "fit_seconds": fit_seconds,
-            "inference_us_per_row": inference_us_per_row(pipeline, split.validation_features),
+            "inference_us_per_row": inference_us_per_row(pipeline, x_val),
         }
         with tracking.artifact_dir() as directory:
+            # The fairness table groups by the personal fields, used by the model or not.
             disparities = tracking.write_diagnostics(
                 directory, str(family), split.validation_features, y_val, proba, choice.threshold
+            )
+            write_explanation_plots(
+                directory, str(family), pipeline, explainer, x_val, typical_applicant(x_val)
             )
             _cv_table(search.cv_results_).to_csv(directory / "cv_results.csv", index=False)
         metrics.update(_disparity_metrics(disparities))
@@ -248,6 +273,8 @@ def _train_candidate(context: _Context, experiment_id: str, family: Family) -> C
                 "seed": settings.seed,
                 "cv_folds": search.cv.get_n_splits(),
                 "param_grid": json.dumps(spec.quick_grid if settings.quick else spec.grid),
+                "feature_policy": context.policy.name,
+                "explanation": spec.explanation,
                 **{f"best_{name}": value for name, value in search.best_params_.items()},
             }
         )
@@ -259,6 +286,9 @@ def _train_candidate(context: _Context, experiment_id: str, family: Family) -> C
             registered_model_name=settings.model_name,
             skops_trusted_types=spec.trusted_types,
             pip_requirements=context.requirements,
+            features=features,
+            feature_policy=context.policy.name,
+            explanation=spec.explanation,
         )
     return CandidateResult(
         family=family,
@@ -269,6 +299,20 @@ def _train_candidate(context: _Context, experiment_id: str, family: Family) -> C
         metrics=metrics,
         best_params=dict(search.best_params_),
     )
+
+
+def _explainer(family: Family, method: str, pipeline: Any, sample: pd.DataFrame) -> Explainer:
+    """The candidate's explainer, checked on ``sample``; refused with its family named."""
+    reference = {str(k): float(v) for k, v in typical_applicant(sample).iloc[0].items()}
+    try:
+        return build_explainer(
+            pipeline, method, reference, list(sample.columns), check_on=sample.iloc[:200]
+        )
+    except ExplanationError as exc:
+        raise ExplanationBuildError(
+            f"{family}: its scores cannot be explained by the {method!r} method ({exc}); "
+            "the candidate is refused"
+        ) from exc
 
 
 def _cv_table(cv_results: Mapping[str, Any]) -> pd.DataFrame:
@@ -291,9 +335,12 @@ def _tag_versions(
     model_name: str,
     results: list[CandidateResult],
     selection: Selection,
+    policy: FeaturePolicy,
 ) -> None:
     for result in results:
         tags = {
+            FEATURE_POLICY_TAG: policy.name,
+            FEATURES_TAG: ",".join(policy.features),
             EXPECTED_COST_TAG: f"{result.expected_cost:.6f}",
             CANDIDATE_TAG: str(result.family),
             "roc_auc": f"{result.roc_auc:.6f}",

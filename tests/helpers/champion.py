@@ -8,6 +8,7 @@ training does. The other helpers register versions the worker must refuse.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from contracts import CSV_FEATURE_COLUMNS, TARGET_COLUMN
+from contracts import CSV_FEATURE_COLUMNS, FEATURE_COLUMNS, TARGET_COLUMN
 from contracts.model_names import CHAMPION_ALIAS, EXPERIMENT_NAME, THRESHOLD_METADATA_KEY
 from tests.helpers.signing import sign
 from training.packaging import as_model_input, log_credit_model, pinned_requirements
@@ -45,11 +46,17 @@ class RegisteredChampion:
         return f"models:/{self.model_name}/{self.version}"
 
 
-def fit_tiny_pipeline(feature_frame: pd.DataFrame, *, rows: int = 400, seed: int = 0) -> Pipeline:
+def fit_tiny_pipeline(
+    feature_frame: pd.DataFrame,
+    *,
+    rows: int = 400,
+    seed: int = 0,
+    features: Sequence[str] = FEATURE_COLUMNS,
+) -> Pipeline:
     """A scaler + logistic regression fitted on ``rows`` real rows (both classes present)."""
     sample = feature_frame.sample(n=rows, random_state=seed)
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1_000, C=0.5))
-    pipeline.fit(as_model_input(sample), sample[TARGET_COLUMN])
+    pipeline.fit(as_model_input(sample, features), sample[TARGET_COLUMN])
     return pipeline
 
 
@@ -64,10 +71,18 @@ def register_champion(
     alias: str = CHAMPION_ALIAS,
     experiment: str = EXPERIMENT_NAME,
     signed: bool = True,
+    features: Sequence[str] = FEATURE_COLUMNS,
+    feature_policy: str | None = None,
+    explanation: str | None = "linear",
 ) -> RegisteredChampion:
     """Fit, log, register (and sign, unless not ``signed``) a new version of ``model_name``;
-    point ``alias`` at it."""
-    pipeline = fit_tiny_pipeline(feature_frame, rows=rows, seed=seed)
+    point ``alias`` at it.
+
+    ``features`` are the contract fields it uses; ``explanation`` the method its scores'
+    reasons are computed by (None: the version carries none, like one logged before
+    reason codes existed).
+    """
+    pipeline = fit_tiny_pipeline(feature_frame, rows=rows, seed=seed, features=features)
     with using_tracking_uri(tracking_uri):
         mlflow.set_experiment(experiment)
         with mlflow.start_run() as run:
@@ -79,6 +94,9 @@ def register_champion(
                 sample=feature_frame.head(50),
                 registered_model_name=model_name,
                 pip_requirements=pinned_requirements(),
+                features=features,
+                feature_policy=feature_policy,
+                explanation=explanation,
             )
     version = str(info.registered_model_version)
     if signed:
@@ -91,7 +109,8 @@ def offline_probabilities(tracking_uri: str, model_uri: str, features: pd.DataFr
     """Probabilities of default the registered model gives through MLflow's own pyfunc."""
     with using_tracking_uri(tracking_uri):
         model = mlflow.pyfunc.load_model(model_uri)
-    return np.asarray(model.predict(as_model_input(features)))[:, 1]
+    columns = model.metadata.get_input_schema().input_names()
+    return np.asarray(model.predict(as_model_input(features, columns)))[:, 1]
 
 
 def register_foreign_inputs(

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -139,9 +140,17 @@ class Scenario:
         return cls(bootstrap_servers, tracking_uri, namespace, feature_frame, topics, workdir)
 
     def register(
-        self, *, seed: int = 0, threshold: float = 0.35, alias: str = CHAMPION_ALIAS
+        self,
+        *,
+        seed: int = 0,
+        threshold: float = 0.35,
+        alias: str = CHAMPION_ALIAS,
+        **model: Any,
     ) -> RegisteredChampion:
-        """Fit and register a new version of the scenario's model; point ``alias`` at it."""
+        """Fit and register a new version of the scenario's model; point ``alias`` at it.
+
+        ``model``: ``register_champion``'s other options (features, feature_policy, ...).
+        """
         return register_champion(
             self.tracking_uri,
             self.feature_frame,
@@ -150,6 +159,7 @@ class Scenario:
             threshold=threshold,
             seed=seed,
             alias=alias,
+            **model,
         )
 
     def move_champion(self, version: str) -> None:

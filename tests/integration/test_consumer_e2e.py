@@ -1,7 +1,9 @@
 """End to end: ``python -m consumer`` on a real broker with a real MLflow server.
 
 1,000 real applications in, exactly 1,000 committed scores and 1,000 prediction
-records out, each probability equal to what the registered model gives offline.
+records out, each probability equal to what the registered model gives offline, each
+score with the reasons the model's explanation gives offline, citing only the fields
+its fair-lending signature uses.
 """
 
 from __future__ import annotations
@@ -10,19 +12,27 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+import mlflow
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from contracts import FEATURE_COLUMNS
+from consumer.explaining import build_explainer, top_reasons
+from contracts import FEATURE_COLUMNS, LoanApplication
+from contracts.model_names import EXPLANATION_METADATA_KEY
+from contracts.reasons import REASON_TABLE_VERSION, REASONS
+from contracts.score import LoanScore
 from contracts.topics import CORRELATION_ID_HEADER, MODEL_VERSION_HEADER
 from devstack import WorkerProcess, unique_name
 from tests.helpers.applications import applications_from_frame, as_frame, encode
-from tests.helpers.champion import offline_probabilities
+from tests.helpers.champion import RegisteredChampion, offline_probabilities
 from tests.helpers.scenario import Scenario
 from tests.helpers.topics import byte_headers, publish
+from training.packaging import as_model_input
+from training.policies import FAIR_LENDING, POLICIES
+from training.tracking import using_tracking_uri
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +42,8 @@ _COUNT = 1_000
 def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
     scenario: Scenario, mlflow_tracking_uri: str, feature_frame: pd.DataFrame
 ) -> None:
-    champion = scenario.register()
+    fair = POLICIES[FAIR_LENDING].features
+    champion = scenario.register(features=fair, feature_policy=FAIR_LENDING)
     scorer = scenario.start_worker("e2e-0", base={})  # the worker's own defaults
     topics = scenario.topics
 
@@ -90,6 +101,13 @@ def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
         champion.threshold,
     )
     assert described["params"]["rows"] == "400"
+    assert described["feature_policy"] == FAIR_LENDING
+    assert described["features"] == list(fair)
+    assert described["reason_table_version"] == REASON_TABLE_VERSION
+    assert "scorer_reasons_unavailable_total 0.0" in metrics_text.splitlines()
+    _assert_reasons_match_the_offline_explanation(
+        mlflow_tracking_uri, champion, applications, [scores[i][0] for i in ids], offline
+    )
     assert f"scorer_applications_scored_total {float(_COUNT)}" in metrics_text.splitlines()
     batch_lines = [
         line
@@ -100,6 +118,33 @@ def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
     assert batch_lines, "no batch log line"
     for line in batch_lines:  # no feature values in the log
         assert not set(orjson.loads(line)) & set(FEATURE_COLUMNS)
+
+
+def _assert_reasons_match_the_offline_explanation(
+    tracking_uri: str,
+    champion: RegisteredChampion,
+    applications: list[LoanApplication],
+    scores: list[LoanScore],
+    offline: np.ndarray,
+) -> None:
+    """Every score carries the top reasons the registered model's own explanation gives."""
+    with using_tracking_uri(tracking_uri):
+        described = mlflow.models.get_model_info(champion.uri).metadata[EXPLANATION_METADATA_KEY]
+    fair = POLICIES[FAIR_LENDING].features
+    method, reference = described["method"], described["reference"]
+    explainer = build_explainer(champion.pipeline, method, reference, fair)
+    frame = as_model_input(as_frame(applications), fair)
+    expected = top_reasons(explainer, frame, offline, 4).reasons
+    for score, application, wanted in zip(scores, applications, expected, strict=True):
+        assert not score.reasons_unavailable
+        assert score.reasons is not None
+        assert wanted is not None
+        assert [r.code for r in score.reasons] == [r["code"] for r in wanted]
+        for reason in score.reasons:
+            assert reason.feature in fair  # never a field the model does not use
+            assert reason.value == getattr(application, reason.feature)
+            assert reason.text == REASONS[reason.feature].describe(reason.value)
+    assert sum(len(s.reasons or []) for s in scores) > len(scores)  # reasons, not empty lists
 
 
 def test_the_worker_waits_not_ready_for_its_model_and_topics_then_scores(

@@ -17,8 +17,10 @@ import pytest
 from consumer.errors import ModelLoadError, ModelRefusedError, RegistryUnreachableError
 from consumer.model import AliasWatcher, LoadedModel, ModelRef, RegistryLoader
 from consumer.ops import Metrics
+from consumer.scoring import score_applications
 from consumer.vetting import ModelTrust
 from contracts.model_trust import TrustFailure
+from contracts.reasons import REASON_TABLE_VERSION
 from tests.helpers.applications import applications_from_frame, as_frame
 from tests.helpers.champion import (
     register_champion,
@@ -27,6 +29,7 @@ from tests.helpers.champion import (
 )
 from tests.helpers.signing import signing_key
 from training.packaging import as_model_input
+from training.policies import FAIR_LENDING, POLICIES
 
 
 @pytest.fixture
@@ -105,8 +108,45 @@ def test_a_version_fitted_on_other_columns_is_refused_at_load(
     register_foreign_inputs(registry, feature_frame, model_name="credit-default")
     loader = _loader(registry, tmp_path / "cache")
 
-    with pytest.raises(ModelLoadError, match=r"version 1 does not take the contract's 23 features"):
+    refused = r"version 1 does not take a subset of the contract's 23 features: not contract"
+    with pytest.raises(ModelLoadError, match=refused):
         loader.load(loader.resolve())
+
+
+def test_a_policy_version_loads_with_its_own_features_and_explainer(
+    registry: str, tmp_path: Path, feature_frame: pd.DataFrame
+) -> None:
+    fair = POLICIES[FAIR_LENDING].features
+    register_champion(registry, feature_frame, model_name="credit-default", features=fair)
+    loader = _loader(registry, tmp_path / "cache")
+
+    model = loader.load(loader.resolve())
+
+    assert model.features == fair
+    assert not {"sex", "marriage", "age"} & set(model.features)
+    assert model.explainer is not None
+    assert model.explainer.features == fair
+    described = model.describe()
+    assert described["features"] == list(fair)
+    assert described["explanation_method"] == "linear"
+    assert described["reason_table_version"] == REASON_TABLE_VERSION
+    scores = score_applications(applications_from_frame(feature_frame, 20), model)
+    assert scores.frame is not None
+    assert list(scores.frame.columns) == list(fair)
+
+
+def test_a_version_without_an_explanation_serves_without_reasons(
+    registry: str, tmp_path: Path, feature_frame: pd.DataFrame
+) -> None:
+    register_champion(registry, feature_frame, model_name="credit-default", explanation=None)
+    loader = _loader(registry, tmp_path / "cache")
+
+    model = loader.load(loader.resolve())
+
+    assert model.explainer is None
+    assert model.describe()["explanation_problem"] == (
+        "the model's metadata describes no explanation method"
+    )
 
 
 def test_a_version_whose_artifacts_do_not_deserialize_is_a_model_load_error(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import orjson
@@ -18,6 +18,7 @@ from consumer.errors import (
     FatalTransportError,
     RetriableTransportError,
 )
+from consumer.explaining import build_explainer, top_reasons
 from consumer.liveness import GroupProgress, PartitionProgress
 from consumer.model import LoadedModel
 from consumer.ops import Metrics
@@ -25,7 +26,7 @@ from consumer.records import OutboundRecord
 from consumer.settings import Settings
 from consumer.transport import PartitionKey
 from consumer.worker import EXIT_STUCK, WATCHDOG_THREAD, Worker
-from contracts import LoanApplication
+from contracts import FEATURE_COLUMNS, LoanApplication
 from contracts.score import LoanScore, PredictionRecord
 from contracts.topics import ERROR_TYPE_HEADER, MODEL_VERSION_HEADER, DeadLetterReason
 from tests.helpers.applications import applications_from_frame, as_frame, encode
@@ -676,3 +677,86 @@ def test_a_healed_worker_that_consumes_again_keeps_running(
     assert transport.reconnects == 1
     assert worker.liveness() == []
     assert len(_on(transport.committed, "loan-scores")) == 1
+
+
+# --- reason codes ----------------------------------------------------------------------
+
+
+class BrokenExplainer:
+    """An explainer whose batch call fails, as a library bug or a bad model would."""
+
+    method = "linear"
+    features = FEATURE_COLUMNS
+
+    def contributions(self, frame: pd.DataFrame, probabilities: np.ndarray) -> np.ndarray:
+        raise ValueError("boom")
+
+
+def _explained_model(pipeline: object, feature_frame: pd.DataFrame) -> LoadedModel:
+    reference = as_model_input(feature_frame).median().round().to_dict()
+    explainer = build_explainer(pipeline, "linear", reference, FEATURE_COLUMNS)
+    return replace(_model(pipeline), explainer=explainer)
+
+
+def _scores(transport: FakeTransport) -> list[LoanScore]:
+    return [
+        LoanScore.model_validate_json(r.value or b"")
+        for r in _on(transport.committed, "loan-scores")
+    ]
+
+
+def test_every_score_carries_its_top_reasons(
+    pipeline: object, applications: list[LoanApplication], feature_frame: pd.DataFrame
+) -> None:
+    model = _explained_model(pipeline, feature_frame)
+    transport = FakeTransport(deque([_messages([encode(a) for a in applications[:20]])]))
+    worker = _worker(transport, FakeModels(model), reason_count=2)
+    transport.start()
+
+    worker.run_once()
+
+    scores = _scores(transport)
+    frame = as_model_input(as_frame(applications[:20]))
+    proba = pipeline.predict_proba(frame)[:, 1]  # type: ignore[attr-defined]
+    expected = top_reasons(model.explainer, frame, proba, 2).reasons  # type: ignore[arg-type]
+    assert [[r.model_dump() for r in s.reasons or []] for s in scores] == expected
+    assert all(not s.reasons_unavailable for s in scores)
+    assert any(len(s.reasons or []) == 2 for s in scores)
+
+
+def test_a_failed_explanation_still_scores_marked_unavailable(
+    pipeline: object, applications: list[LoanApplication], caplog: pytest.LogCaptureFixture
+) -> None:
+    model = replace(_model(pipeline), explainer=BrokenExplainer())
+    transport = FakeTransport(deque([_messages([encode(a) for a in applications[:7]])]))
+    metrics = Metrics()
+    worker = Worker(_settings(), transport=transport, models=FakeModels(model), metrics=metrics)
+    transport.start()
+
+    with caplog.at_level("WARNING", logger="consumer.worker"):
+        outcome = worker.run_once()
+
+    assert outcome is not None
+    assert outcome.committed
+    scores = _scores(transport)
+    assert len(scores) == 7
+    assert all(s.reasons_unavailable and s.reasons is None for s in scores)
+    assert metrics.reasons_unavailable._value.get() == 7
+    warnings = [r for r in caplog.records if r.getMessage() == "reason codes unavailable"]
+    assert len(warnings) == 1
+    assert "ValueError: boom" in warnings[0].reason  # type: ignore[attr-defined]
+
+
+def test_reason_codes_switched_off_compute_nothing(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    model = replace(_model(pipeline), explainer=BrokenExplainer())
+    transport = FakeTransport(deque([_messages([encode(a) for a in applications[:5]])]))
+    worker = _worker(transport, FakeModels(model), reason_codes=False)
+    transport.start()
+
+    worker.run_once()
+
+    raw = [orjson.loads(r.value or b"") for r in _on(transport.committed, "loan-scores")]
+    assert len(raw) == 5
+    assert all("reasons" not in score and "reasons_unavailable" not in score for score in raw)

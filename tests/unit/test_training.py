@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -24,6 +24,10 @@ from contracts.model_names import (
     CANDIDATE_TAG,
     CHAMPION_ALIAS,
     EXPECTED_COST_TAG,
+    EXPLANATION_METADATA_KEY,
+    FEATURE_POLICY_TAG,
+    FEATURES_TAG,
+    FORCED_PROMOTION_TAG,
     PREVIOUS_ALIAS,
     SELECTION_REASON_TAG,
     THRESHOLD_METADATA_KEY,
@@ -41,8 +45,12 @@ from training import (
     rollback,
     train,
 )
+from training.candidates import CANDIDATES
 from training.data import load_dataset, split_dataset
+from training.errors import ExplanationBuildError
 from training.evaluation import TIMING_METRICS
+from training.policies import ALL_FEATURES, FAIR_LENDING, POLICIES
+from training.selection import fairness_problems
 from training.tracking import using_tracking_uri
 
 FAMILIES = (Family.LOGISTIC_REGRESSION, Family.DECISION_TREE, Family.HIST_GRADIENT_BOOSTING)
@@ -74,7 +82,11 @@ CANDIDATE_ARTIFACTS = {
     "fairness/fairness.json",
     "fairness/fairness.html",
     "cv_results.csv",
+    "explanations/global_importance.png",
+    "explanations/waterfall_typical.png",
+    "explanations/waterfall_recently_late.png",
 }
+PROTECTED = {"sex", "marriage", "age"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,9 @@ def trainings(store: Store, sample_csv: Path) -> TwoTrainings:
         seed=11,
         families=FAMILIES,
         n_jobs=1,
+        # The 3,000-row sample's validation groups have a few dozen rows: their gaps are
+        # mostly noise. The gate itself is proved in test_training_components.
+        fairness_limit=0.5,
     )
     quiet = Console(quiet=True)
     return TwoTrainings(settings, train(settings, console=quiet), train(settings, console=quiet))
@@ -224,10 +239,12 @@ def test_every_candidate_is_registered_and_tagged(trainings: TwoTrainings, store
 def test_champion_has_the_lowest_cost_under_the_budget(trainings: TwoTrainings) -> None:
     report = trainings.second
     assert report.champion is not None
+    limit = trainings.settings.fairness_limit
     eligible = [
         c
         for c in report.candidates
         if c.inference_us_per_row <= trainings.settings.latency_budget_us
+        and not fairness_problems(c, limit)
     ]
     assert report.champion.expected_cost == min(c.expected_cost for c in eligible)
     assert report.selection_reason.startswith(f"{report.champion.family}: lowest expected cost")
@@ -255,13 +272,98 @@ def test_loaded_champion_carries_its_threshold_and_scores(
             f"models:/{trainings.settings.model_name}@{CHAMPION_ALIAS}"
         )
     assert float(model.metadata.metadata[THRESHOLD_METADATA_KEY]) == champion.threshold
-    assert [spec.name for spec in model.metadata.get_input_schema().inputs] == list(FEATURE_COLUMNS)
-    features = (
-        pd.read_csv(sample_csv).head(20).rename(columns=str.lower).loc[:, list(FEATURE_COLUMNS)]
-    )
+    fair = list(POLICIES[FAIR_LENDING].features)
+    assert model.metadata.get_input_schema().input_names() == fair
+    features = pd.read_csv(sample_csv).head(20).rename(columns=str.lower).loc[:, fair]
     proba = model.predict(features.astype("float64"))
     assert proba.shape == (20, 2)
     assert ((proba >= 0) & (proba <= 1)).all()
+
+
+def test_every_version_excludes_what_its_policy_names_in_its_logged_signature(
+    trainings: TwoTrainings, store: Store
+) -> None:
+    fair = POLICIES[FAIR_LENDING].features
+    assert POLICIES[FAIR_LENDING].excluded >= PROTECTED
+    for candidate in trainings.second.candidates:
+        with using_tracking_uri(store.tracking_uri):
+            logged = mlflow.models.get_model_info(candidate.model_uri)
+        assert logged.signature is not None
+        assert tuple(logged.signature.inputs.input_names()) == fair, candidate.family
+        assert not PROTECTED & set(logged.signature.inputs.input_names())
+        assert logged.metadata[EXPLANATION_METADATA_KEY]["method"] == (
+            CANDIDATES[candidate.family].explanation
+        )
+        tags = store.client.get_model_version(trainings.settings.model_name, candidate.version).tags
+        assert tags[FEATURE_POLICY_TAG] == FAIR_LENDING
+        assert tags[FEATURES_TAG] == ",".join(fair)
+
+
+@pytest.fixture(scope="module")
+def research(store: Store, sample_csv: Path) -> TrainingReport:
+    settings = TrainingSettings(
+        data=sample_csv,
+        tracking_uri=store.tracking_uri,
+        artifact_location=store.artifact_location,
+        experiment=unique_name("training-test"),
+        model_name=unique_name("research"),
+        quick=True,
+        families=(Family.LOGISTIC_REGRESSION,),
+        feature_policy=ALL_FEATURES,
+        n_jobs=1,
+    )
+    return train(settings, console=Console(quiet=True))
+
+
+def test_a_research_only_policy_uses_every_field_and_is_never_promoted(
+    research: TrainingReport, store: Store
+) -> None:
+    (candidate,) = research.candidates
+    with using_tracking_uri(store.tracking_uri):
+        logged = mlflow.models.get_model_info(candidate.model_uri)
+    assert logged.signature is not None
+    assert logged.signature.inputs.input_names() == list(FEATURE_COLUMNS)
+    assert research.champion is None
+    assert "research-only" in research.verdicts[Family.LOGISTIC_REGRESSION]
+    assert aliases(store.client, research.model_name) == {}
+
+
+def test_promote_refuses_a_research_only_version_unless_forced_and_records_it(
+    research: TrainingReport, store: Store, tmp_path: Path
+) -> None:
+    version = research.candidates[0].version
+    common = ("--tracking-uri", store.tracking_uri, "--model-name", research.model_name)
+    refused = _cli("promote", version, *common, cwd=tmp_path)
+    _assert_clear_error(refused, 2, "research-only feature policy 'all'")
+    assert aliases(store.client, research.model_name) == {}
+
+    forced = _cli("promote", version, *common, "--force-research-policy", cwd=tmp_path)
+
+    assert forced.returncode == 0, forced.stderr
+    assert aliases(store.client, research.model_name) == {CHAMPION_ALIAS: version}
+    tags = store.client.get_model_version(research.model_name, version).tags
+    assert "forced" in tags[FORCED_PROMOTION_TAG]
+
+
+def test_a_candidate_that_cannot_be_explained_is_refused_with_its_family_named(
+    store: Store, sample_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tree cannot be split into linear terms: ask for that and training must refuse it.
+    spec = CANDIDATES[Family.DECISION_TREE]
+    monkeypatch.setitem(CANDIDATES, Family.DECISION_TREE, replace(spec, explanation="linear"))
+    settings = TrainingSettings(
+        data=sample_csv,
+        tracking_uri=store.tracking_uri,
+        artifact_location=store.artifact_location,
+        experiment=unique_name("training-test"),
+        model_name=unique_name("unexplainable"),
+        quick=True,
+        families=(Family.DECISION_TREE,),
+        n_jobs=1,
+    )
+    with pytest.raises(ExplanationBuildError, match=r"^decision_tree: .*'linear'.* refused"):
+        train(settings, console=Console(quiet=True))
+    assert store.client.search_model_versions(f"name = '{settings.model_name}'") == []
 
 
 def test_same_data_and_seed_give_the_same_metrics(trainings: TwoTrainings) -> None:

@@ -9,12 +9,14 @@ import pandas as pd
 import pytest
 
 from contracts import FEATURE_COLUMNS, ID_COLUMN, TARGET_COLUMN
+from contracts.reasons import REASONS
 from training import DatasetError, Family, TrainingSettings
 from training.candidates import CANDIDATES, make_search
 from training.data import QUICK_ROWS, load_dataset, split_dataset
 from training.evaluation import CostMatrix, choose_threshold, expected_cost
 from training.fairness import MIN_GROUP_SIZE, disparities, group_table
 from training.packaging import as_model_input, typical_applicant
+from training.policies import ALL_FEATURES, FAIR_LENDING, POLICIES
 from training.results import CandidateResult
 from training.selection import select_champion
 
@@ -162,12 +164,35 @@ def test_environment_supplies_data_and_tracking_uri(monkeypatch: pytest.MonkeyPa
 
 def test_every_family_is_one_pipeline_with_probabilities(sample_csv: Path) -> None:
     split = split_dataset(load_dataset(sample_csv), seed=0, quick=True)
+    features = list(POLICIES[FAIR_LENDING].features)  # 'all' is trained in test_training
     for family in Family:
-        search = make_search(CANDIDATES[family], seed=0, quick=True, n_jobs=1)
-        search.fit(split.train_features, split.train_target)
-        proba = search.best_estimator_.predict_proba(split.validation_features)
+        search = make_search(CANDIDATES[family], tuple(features), seed=0, quick=True, n_jobs=1)
+        search.fit(split.train_features[features], split.train_target)
+        proba = search.best_estimator_.predict_proba(split.validation_features[features])
         assert proba.shape == (len(split.validation_features), 2), family
         assert np.allclose(proba.sum(axis=1), 1.0), family
+
+
+def test_the_reason_table_covers_every_feature_of_every_policy() -> None:
+    codes = [REASONS[name].code for name in FEATURE_COLUMNS]
+    assert len(set(codes)) == len(codes)  # one stable code per feature
+    for policy in POLICIES.values():
+        for name in policy.features:
+            assert REASONS[name].feature == name
+            assert REASONS[name].describe(1.0)
+    assert REASONS["pay_0"].describe(2) == "Payment 2 months late in the most recent month"
+    assert REASONS["pay_2"].describe(-1) == "Balance paid in full in the month before"
+
+
+def test_the_default_policy_keeps_protected_fields_out() -> None:
+    assert TrainingSettings().feature_policy == FAIR_LENDING
+    fair = POLICIES[FAIR_LENDING]
+    assert not {"sex", "marriage", "age"} & set(fair.features)
+    assert not fair.research_only
+    assert POLICIES[ALL_FEATURES].features == FEATURE_COLUMNS
+    assert POLICIES[ALL_FEATURES].research_only
+    with pytest.raises(ValueError, match="unknown feature policy 'lax'"):
+        TrainingSettings(feature_policy="lax")
 
 
 # --- threshold ------------------------------------------------------------------------
@@ -241,6 +266,45 @@ def test_cost_ties_go_to_the_higher_roc_auc() -> None:
         _candidate(Family.RANDOM_FOREST, 0.6, 0.78, 1.0),
     ]
     assert select_champion(candidates, 20.0).champion is candidates[1]
+
+
+def test_the_fairness_gate_refuses_a_deliberately_biased_candidate() -> None:
+    # Same applicants, same defaults; the biased model flags women far more often.
+    rng = np.random.default_rng(3)
+    n = 2000
+    features = pd.DataFrame(
+        {
+            "sex": rng.choice([1.0, 2.0], n),
+            "age": rng.integers(25, 55, n).astype(float),
+            "marriage": rng.choice([1.0, 2.0], n),
+        }
+    )
+    y_true = rng.binomial(1, 0.22, n)
+    honest = np.clip(0.22 + 0.5 * (y_true - 0.22) + rng.normal(0, 0.2, n), 0, 1)
+    biased = np.clip(honest + np.where(features["sex"] == 2, 0.3, 0.0), 0, 1)
+    candidates = []
+    for family, proba, cost in (
+        (Family.LOGISTIC_REGRESSION, honest, 0.60),
+        (Family.HIST_GRADIENT_BOOSTING, biased, 0.50),  # cheaper, and unfair
+    ):
+        gaps = disparities(group_table(features, y_true, proba, threshold=0.4))
+        metrics = {
+            "expected_cost": cost,
+            "roc_auc": 0.75,
+            "inference_us_per_row": 2.0,
+            **{f"{column}_{attribute}": value for attribute, row in gaps.iterrows()
+               for column, value in row.items()},
+        }  # fmt: skip
+        candidates.append(CandidateResult(family, "r", "m", str(cost), 0.4, metrics, {}))
+
+    selection = select_champion(candidates, 20.0, fairness_limit=0.2)
+
+    assert selection.champion is candidates[0]
+    verdict = selection.verdicts[Family.HIST_GRADIENT_BOOSTING]
+    assert verdict.startswith("not promoted: demographic_parity_difference_sex 0.")
+    assert "over the fairness limit 0.2" in verdict
+    assert "hist_gradient_boosting (unfair: " in selection.reason
+    assert select_champion(candidates, 20.0).champion is candidates[1]  # no gate, no refusal
 
 
 def test_no_candidate_under_the_budget_means_no_champion() -> None:
