@@ -145,11 +145,11 @@ def stage_costs(
     batch), each for about a third of ``seconds``; the median call is reported."""
     size, budget = len(applications), seconds / 3
     values = [encode_application(app, datetime.now(UTC))[1] for app in applications]
-    frame = feature_frame(applications)
+    frame = feature_frame(applications, model.features)
     decode_cpu, _, _ = _median_call(
         lambda: [decode_application(value, max_bytes=max_bytes) for value in values], budget
     )
-    features_cpu, _, _ = _median_call(lambda: feature_frame(applications), budget)
+    features_cpu, _, _ = _median_call(lambda: feature_frame(applications, model.features), budget)
     model_cpu, model_wall, calls = _median_call(lambda: model.pipeline.predict_proba(frame), budget)
     return StageCosts(
         batch_size=size,
