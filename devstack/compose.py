@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, KafkaError
 from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, SCORES_TOPIC
 from devstack.processes import ROOT, DevstackError
+from training.signing import keygen
 
 COMPOSE_FILE: Final = ROOT / "docker-compose.yml"
 IMAGES_ENV: Final = ROOT / ".env.images"
@@ -172,6 +173,15 @@ def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
     path.chmod(0o600)
+
+
+def throwaway_signing_keys(directory: Path) -> dict[str, str]:
+    """A new model-signing key pair in ``directory`` for a stack that lives as long as one run,
+    as the env-file setting that points compose at it. The private key is made readable by
+    the containers' uid 10001, whoever runs this: never do that with a key that matters."""
+    keys = keygen(directory)
+    keys.private.chmod(0o644)
+    return {"MODEL_SIGNING_DIR": str(directory)}
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -409,6 +419,7 @@ def demo(count: int = 1000, timeout: float = 600) -> int:
         env_file,
         {
             "RUMOS_DATA_DIR": str(dataset_dir()),
+            **throwaway_signing_keys(env_file.with_suffix(".keys")),
             "DEMO_COUNT": str(count),
             **{name: value for name, value in ports.items() if value},
         },

@@ -38,9 +38,9 @@ from devstack.compose import (
     port_conflicts,
     project_name,
     remove_leftovers,
+    throwaway_signing_keys,
     write_env_file,
 )
-from training.signing import keygen
 
 # In `make test` (the whole suite); `compose` lets CI run it in the image job only.
 # The first test's share includes building the images on a fresh machine (about 9 minutes).
@@ -57,15 +57,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
         ensure_images()
         remove_leftovers(PREFIX)
         env_file = tmp_path_factory.mktemp("compose") / "stack.env"
-        keys = keygen(tmp_path_factory.mktemp("model-signing"))
-        # A throwaway key: readable by the containers' uid 10001, whoever runs the test.
-        keys.private.chmod(0o644)
         write_env_file(
             env_file,
             {
                 **free_port_settings(scorer_ports=4),
                 "RUMOS_DATA_DIR": str(dataset_dir()),
-                "MODEL_SIGNING_DIR": str(keys.private.parent),
+                **throwaway_signing_keys(tmp_path_factory.mktemp("model-signing")),
                 "TRAINING_QUICK": "true",
                 "APPLICATION_PARTITIONS": str(PARTITIONS),
                 "DEMO_COUNT": str(COUNT),
