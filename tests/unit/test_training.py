@@ -333,11 +333,12 @@ def test_promote_refuses_a_research_only_version_unless_forced_and_records_it(
 ) -> None:
     version = research.candidates[0].version
     common = ("--tracking-uri", store.tracking_uri, "--model-name", research.model_name)
-    refused = _cli("promote", version, *common, cwd=tmp_path)
+    unsigned = {"RUMOS_TRAINING_ALLOW_UNSIGNED_MODELS": "true"}  # the fixture's versions
+    refused = _cli("promote", version, *common, cwd=tmp_path, **unsigned)
     _assert_clear_error(refused, 2, "research-only feature policy 'all'")
     assert aliases(store.client, research.model_name) == {}
 
-    forced = _cli("promote", version, *common, "--force-research-policy", cwd=tmp_path)
+    forced = _cli("promote", version, *common, "--force-research-policy", cwd=tmp_path, **unsigned)
 
     assert forced.returncode == 0, forced.stderr
     assert aliases(store.client, research.model_name) == {CHAMPION_ALIAS: version}
