@@ -224,7 +224,7 @@ def test_a_signal_mid_run_stops_everything_started_so_far(
 
     assert process.returncode == 128 + signum, seen + stdout + stderr
     assert stderr.strip().splitlines()[-1] == (
-        f"demo failed: interrupted by {signum.name} (Training in quick mode)"
+        f"demo failed: interrupted by {signum.name} (Training in quick mode, signing every version)"
     )
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     assert set(summary["pids"]) == {"broker", "mlflow"}
