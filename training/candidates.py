@@ -39,7 +39,6 @@ AMOUNT_PREFIXES: Final = ("bill_", "pay_amt")
 """Heavy-tailed amounts (negative bills included): mapped to normal scores for
 distance- and gradient-based families, for which raw amounts span six decades."""
 
-_TREE: Final = "sklearn.tree._tree.Tree"
 
 CV_FOLDS: Final = 5
 QUICK_CV_FOLDS: Final = 3
@@ -56,9 +55,6 @@ class CandidateSpec:
     quick_grid: dict[str, list[Any]]
     explanation: str = SUBSTITUTION
     """How its scores are explained: a method of :mod:`consumer.explaining`."""
-    trusted_types: tuple[str, ...] = ()
-    """scikit-learn internals the fitted pipeline holds beyond skops' default allow-list
-    (see :func:`training.packaging.log_credit_model`)."""
 
 
 def make_search(
@@ -197,31 +193,24 @@ CANDIDATES: Final[dict[Family, CandidateSpec]] = {
             _svm,
             grid={"kernel__gamma": [0.01, 0.03], "model__estimator__C": [0.1, 1.0]},
             quick_grid={"kernel__gamma": [0.01], "model__estimator__C": [0.1]},
-            trusted_types=(
-                "sklearn.calibration._CalibratedClassifier",
-                "sklearn.calibration._SigmoidCalibration",
-            ),
         ),
         CandidateSpec(
             Family.DECISION_TREE,
             _decision_tree,
             grid={"model__max_depth": [4, 6, 8], "model__min_samples_leaf": [20, 100]},
             quick_grid={"model__max_depth": [4, 6]},
-            trusted_types=(_TREE,),
         ),
         CandidateSpec(
             Family.RANDOM_FOREST,
             _random_forest,
             grid={"model__max_depth": [8, 12], "model__min_samples_leaf": [5, 20]},
             quick_grid={"model__max_depth": [8], "model__n_estimators": [50]},
-            trusted_types=(_TREE,),
         ),
         CandidateSpec(
             Family.MLP,
             _mlp,
             grid={"model__hidden_layer_sizes": [(32,), (64, 32)], "model__alpha": [1e-4, 1e-2]},
             quick_grid={"model__hidden_layer_sizes": [(32,)]},
-            trusted_types=("sklearn.neural_network._stochastic_optimizers.AdamOptimizer",),
         ),
         CandidateSpec(
             Family.HIST_GRADIENT_BOOSTING,
@@ -232,19 +221,12 @@ CANDIDATES: Final[dict[Family, CandidateSpec]] = {
                 "model__l2_regularization": [0.0, 1.0],
             },
             quick_grid={"model__learning_rate": [0.1]},
-            # The fitted model keeps a functools.partial of check_array for its inputs.
-            trusted_types=(
-                "functools.partial",
-                "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-                "sklearn.utils.validation.check_array",
-            ),
         ),
         CandidateSpec(
             Family.EXPLAINABLE_BOOSTING,
             _explainable_boosting,
             grid={"model__max_bins": [64, 256], "model__learning_rate": [0.015, 0.04]},
             quick_grid={"model__max_bins": [64], "model__learning_rate": [0.04]},
-            trusted_types=("interpret.glassbox._ebm._ebm.ExplainableBoostingClassifier",),
         ),
     )
 }

@@ -79,7 +79,6 @@ def log_credit_model(
     threshold: float,
     sample: pd.DataFrame,
     registered_model_name: str | None = None,
-    skops_trusted_types: Sequence[str] = (),
     pip_requirements: Sequence[str] | None = None,
     features: Sequence[str] = FEATURE_COLUMNS,
     feature_policy: str | None = None,
@@ -90,11 +89,9 @@ def log_credit_model(
     ``sample`` is a frame of contract features used for the signature. The stored input
     example is :func:`typical_applicant` of it, never a real client's row: model
     artifacts are copied to every scorer's cache and must carry no personal data.
-    ``skops_trusted_types`` names the scikit-learn internals beyond skops' default
-    allow-list that the pipeline holds (trees, optimisers, calibrators); they are
-    recorded in ``MLmodel`` so the model loads with no extra argument. MLflow checks
-    the list when saving: a missing type fails here, at training time, not in the
-    scorer. ``pip_requirements`` (e.g. :func:`pinned_requirements`) skips MLflow's
+    The types the pipeline holds beyond skops' default allow-list (trees, optimisers,
+    calibrators) are recorded in ``MLmodel`` so ``mlflow.sklearn.load_model`` works with no
+    extra argument. ``pip_requirements`` (e.g. :func:`pinned_requirements`) skips MLflow's
     requirement inference, a subprocess that reloads the model (seconds per model).
 
     Scorers ignore that recorded list and load with their own,
@@ -105,7 +102,7 @@ def log_credit_model(
     applicant as reference: a model it cannot explain raises
     :class:`~consumer.explaining.ExplanationError` before anything is logged.
     """
-    check_scorer_trusts(pipeline)
+    trusted_types = check_scorer_trusts(pipeline)
     model_input = as_model_input(sample, features)
     example = typical_applicant(model_input)
     metadata: dict[str, Any] = {THRESHOLD_METADATA_KEY: float(threshold)}
@@ -125,20 +122,25 @@ def log_credit_model(
         metadata=metadata,
         pyfunc_predict_fn="predict_proba",
         registered_model_name=registered_model_name,
-        skops_trusted_types=list(skops_trusted_types) or None,
+        skops_trusted_types=trusted_types or None,
         pip_requirements=list(pip_requirements) if pip_requirements is not None else None,
     )
 
 
-def check_scorer_trusts(pipeline: Pipeline) -> None:
-    """Raise :class:`~training.errors.PackagingError` naming every type in ``pipeline``
-    that scorers will not build (outside skops' defaults and ``SKOPS_ALLOWED_TYPES``)."""
-    untrusted = set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
-    if refused := sorted(untrusted - SKOPS_ALLOWED_TYPES):
+def check_scorer_trusts(pipeline: Pipeline) -> list[str]:
+    """The types in ``pipeline`` beyond skops' default allow-list, sorted.
+
+    Raises :class:`~training.errors.PackagingError` naming every one of them that scorers
+    will not build (outside ``SKOPS_ALLOWED_TYPES``): the allow-list is decided in one place,
+    never per family or per artifact.
+    """
+    untrusted = sorted(set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))))
+    if refused := [name for name in untrusted if name not in SKOPS_ALLOWED_TYPES]:
         raise PackagingError(
             f"scorers would refuse this model: it holds {refused}, outside "
             "contracts.model_trust.SKOPS_ALLOWED_TYPES (add them there only after review)"
         )
+    return untrusted
 
 
 def pinned_requirements() -> list[str]:

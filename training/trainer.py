@@ -284,7 +284,6 @@ def _train_candidate(context: _Context, experiment_id: str, family: Family) -> C
             threshold=choice.threshold,
             sample=split.validation_features,
             registered_model_name=settings.model_name,
-            skops_trusted_types=spec.trusted_types,
             pip_requirements=context.requirements,
             features=features,
             feature_policy=context.policy.name,
