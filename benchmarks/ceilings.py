@@ -31,7 +31,7 @@ from consumer.transport import KafkaTransport, PartitionKey
 from consumer.vetting import ModelTrust
 from contracts import FEATURE_COLUMNS, LoanApplication
 from contracts.model_names import CHAMPION_ALIAS
-from contracts.model_trust import load_public_keys
+from contracts.model_trust import check_files, load_public_keys, verify_signed_manifest
 from devstack import unique_name
 from producer import encode_application
 
@@ -115,6 +115,8 @@ class StageCosts(BaseModel):
     features_us_per_row: float
     model_us_per_row: float
     model_wall_us_per_row: float
+    load_ms: float = 0.0  # a hot reload of the cached champion: vetting, signature, unpickling
+    verification_ms: float = 0.0  # its signature and file digests alone
 
     @property
     def model_rows_per_s(self) -> float:
@@ -122,20 +124,30 @@ class StageCosts(BaseModel):
 
 
 def load_champion(
-    tracking_uri: str, model_name: str, cache_dir: Path, public_key: Path
-) -> LoadedModel:
-    """The champion, loaded exactly as the worker loads it."""
+    tracking_uri: str, model_name: str, cache_dir: Path, public_key: Path, seconds: float
+) -> tuple[LoadedModel, float, float]:
+    """The champion, loaded exactly as the worker loads it; then the median CPU seconds of
+    a load from the cache and of its signature check alone, each timed for ``seconds / 2``
+    (issue 11: the check must stay under 10% of a load)."""
+    keys = tuple(load_public_keys(str(public_key)))
     loader = RegistryLoader(
         tracking_uri=tracking_uri,
         model_name=model_name,
         alias=CHAMPION_ALIAS,
         cache_dir=cache_dir,
-        trust=ModelTrust(public_keys=tuple(load_public_keys(str(public_key)))),
+        trust=ModelTrust(public_keys=keys),
     )
     try:
-        return loader.load(loader.resolve())
+        ref = loader.resolve()
+        model = loader.load(ref)
     except ScorerError as exc:
         raise BenchmarkError(f"cannot load the champion: {exc}") from exc
+    files = loader.artifacts(ref)
+    load_s, _, _ = _median_call(lambda: loader.load(ref), seconds / 2)
+    check_s, _, _ = _median_call(
+        lambda: check_files(verify_signed_manifest(ref.tags, keys), files), seconds / 2
+    )
+    return model, load_s, check_s
 
 
 def stage_costs(

@@ -27,6 +27,7 @@ _TARGETS: Final = (
     ("two workers vs one", "≥ {}x one worker", "{:.1f}x", 1.6),
     ("end-to-end latency", f"p99 ≤ {{:.0f}} ms at {LATENCY_RATE:,}/s", "p99 {:.1f} ms", 200.0),
     ("worker memory", "≤ {:.0f} MB resident", "{:.0f} MB peak", 400.0),
+    ("signature check vs load", "≤ {:.0%} of a champion load", "{:.1%}", 0.10),
 )
 README_START: Final = "<!-- bench:start -->"
 README_END: Final = "<!-- bench:end -->"
@@ -119,7 +120,9 @@ def with_verdicts(results: BenchResults) -> BenchResults:
     point = next((p for p in results.latency if p.rate == LATENCY_RATE), None)
     peaks = [mb for run in results.workers for mb in run.peak_rss_mb.values()]
     peaks += [results.latency_peak_rss_mb] if results.latency_peak_rss_mb > 0 else []
-    measured = [*ratios.values(), point.p99_ms if point else None, max(peaks, default=None)]
+    b = results.ceiling_b
+    check = ratio(b.verification_ms, b.load_ms)
+    measured = [*ratios.values(), point.p99_ms if point else None, max(peaks, default=None), check]
     targets = [_target(*spec, value) for spec, value in zip(_TARGETS, measured, strict=True)]
     return results.model_copy(update={"ratios": ratios, "targets": targets})
 
@@ -162,7 +165,9 @@ def markdown(results: BenchResults) -> str:
         f"| Ceiling B: champion alone | {b.model_us_per_row:.2f} µs/row | "
         f"{b.model_rows_per_s:,.0f} rows/s per core at batch {b.batch_size} (CPU time; wall "
         f"{b.model_wall_us_per_row:.2f} µs/row); in isolation: decode "
-        f"{b.decode_us_per_row:.1f} µs/row, feature assembly {b.features_us_per_row:.1f} µs/row |",
+        f"{b.decode_us_per_row:.1f} µs/row, feature assembly {b.features_us_per_row:.1f} µs/row; "
+        f"a load from the cache {b.load_ms:.0f} ms, of which the signature check "
+        f"{b.verification_ms:.1f} ms |",
         f"| Floor: naive scorer | {floor.rate:,.0f} msg/s | {floor.records:,} messages in "
         f"{floor.seconds:.1f} s |",
         *(_drain_row(f"Worker x {w.processes}", w, "scores/s") for w in results.workers),

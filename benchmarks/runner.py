@@ -194,10 +194,15 @@ class Run:
     def ceiling_b(self) -> ceilings.StageCosts:
         with self.step("ceiling B: timing the champion alone"):
             cache = self.workdir / "bench-cache"
-            model = ceilings.load_champion(self.mlflow.url, self.model_name, cache, self.public_key)
+            model, load_s, check_s = ceilings.load_champion(
+                self.mlflow.url, self.model_name, cache, self.public_key, _INFERENCE_SECONDS
+            )
             batch = list(traffic.applications(self.worker.batch_max_messages, _SEED + 999))
             max_bytes = self.worker.max_message_bytes
-            return ceilings.stage_costs(model, batch, _INFERENCE_SECONDS, max_bytes)
+            costs = ceilings.stage_costs(model, batch, _INFERENCE_SECONDS, max_bytes)
+            return costs.model_copy(
+                update={"load_ms": load_s * 1e3, "verification_ms": check_s * 1e3}
+            )
 
     def floor(self) -> Floor:
         count, output = self.config.naive_messages, self.topics("naive", shared_input=True)

@@ -159,7 +159,7 @@ class RegistryLoader:
     def load(self, ref: ModelRef) -> LoadedModel:
         """Download (or reuse from the cache) and load ``ref``. Raises ``ModelLoadError``."""
         try:
-            local = self._cached_artifacts(ref)
+            local = self.artifacts(ref)
             run = self._client.get_run(ref.run_id) if ref.run_id else None
         except _REGISTRY_ERRORS as exc:
             raise self._error(f"cannot load {ref.name} version {ref.version}", exc) from exc
@@ -214,7 +214,8 @@ class RegistryLoader:
         password = urlsplit(self._tracking_uri).password
         return reason.replace(password, "***") if password else reason
 
-    def _cached_artifacts(self, ref: ModelRef) -> Path:
+    def artifacts(self, ref: ModelRef) -> Path:
+        """The local directory of ``ref``'s files, downloaded on first use (not vetted)."""
         key = _UNSAFE_PATH_CHARS.sub("_", f"v{ref.version}-{ref.run_id or 'no-run'}")
         target = self._cache_dir / _UNSAFE_PATH_CHARS.sub("_", ref.name) / key
         if target.is_dir():

@@ -64,6 +64,7 @@ def _results(
     p99_at_2000: float | None = 150.0,
     rss: float = 300.0,
     latency_rss: float = 310.0,
+    verification_ms: float = 5.0,
 ) -> BenchResults:
     points = [_point(500, 90.0)]
     if p99_at_2000 is not None:
@@ -100,6 +101,8 @@ def _results(
             features_us_per_row=1.0,
             model_us_per_row=4.0,
             model_wall_us_per_row=5.0,
+            load_ms=100.0,
+            verification_ms=verification_ms,
         ),
         floor=Floor(records=2_000, seconds=2_000 / floor, rate=floor),
         workers=[
@@ -157,6 +160,7 @@ def test_targets_met_at_their_bounds() -> None:
             p99_at_2000=200.0,
             rss=400.0,
             latency_rss=400.0,
+            verification_ms=10.0,
         )
     )
 
@@ -166,12 +170,21 @@ def test_targets_met_at_their_bounds() -> None:
         "two workers vs one": "met",
         "end-to-end latency": "met",
         "worker memory": "met",
+        "signature check vs load": "met",
     }
 
 
 def test_targets_missed_just_past_their_bounds() -> None:
     results = with_verdicts(
-        _results(ceiling_a=20_000, floor=200, one=9_999, two=15_990, p99_at_2000=200.5, rss=400.5)
+        _results(
+            ceiling_a=20_000,
+            floor=200,
+            one=9_999,
+            two=15_990,
+            p99_at_2000=200.5,
+            rss=400.5,
+            verification_ms=10.01,
+        )
     )
 
     assert all(t.status == "missed" for t in results.targets)
