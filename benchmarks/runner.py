@@ -45,9 +45,9 @@ from benchmarks.results import (
 from consumer.ops import STAGES
 from consumer.settings import Settings as WorkerSettings
 from contracts.model_names import CHAMPION_ALIAS
+from contracts.model_trust import keygen
 from devstack import ROOT, DevstackError, ScorerTopics, WorkerProcess, unique_name
 from training import CandidateResult, TrainingError, TrainingSettings, train
-from training.signing import keygen
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180

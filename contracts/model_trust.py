@@ -28,7 +28,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
@@ -44,6 +46,34 @@ SIGNATURE_TAG: Final = "manifest_signature"
 KEY_ID_TAG: Final = "manifest_key_id"
 """Model version tag: :func:`key_id` of the signing key (to say which key, not to trust it)."""
 MANIFEST_FORMAT: Final = "rumos-model-manifest/1"
+PRIVATE_KEY_FILE: Final = "model-signing.key"
+PUBLIC_KEY_FILE: Final = "model-signing.pub"
+_PRIVATE_KEY_MODE: Final = 0o600
+
+
+@dataclass(frozen=True)
+class KeyFiles:
+    """Where :func:`keygen` wrote a key pair."""
+
+    private: Path
+    public: Path
+
+
+def keygen(directory: Path) -> KeyFiles:
+    """Write a new Ed25519 key pair into ``directory`` (private key readable by the owner only).
+
+    Raises ``FileExistsError`` rather than overwrite a key: a lost private key cannot sign
+    again, and a replaced one silently invalidates every scorer's configuration.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    files = KeyFiles(directory / PRIVATE_KEY_FILE, directory / PUBLIC_KEY_FILE)
+    key = Ed25519PrivateKey.generate()
+    descriptor = os.open(files.private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_KEY_MODE)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(private_key_pem(key))
+    files.public.write_bytes(public_key_pem(key.public_key()))
+    return files
+
 
 SKOPS_ALLOWED_TYPES: Final = frozenset(
     {

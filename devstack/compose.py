@@ -34,9 +34,9 @@ import requests
 from confluent_kafka import Consumer, KafkaError
 
 from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
+from contracts.model_trust import keygen
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, SCORES_TOPIC
 from devstack.processes import ROOT, DevstackError
-from training.signing import keygen
 
 COMPOSE_FILE: Final = ROOT / "docker-compose.yml"
 IMAGES_ENV: Final = ROOT / ".env.images"

@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from contracts import LoanApplication
+from contracts.model_trust import keygen
 from devstack import (
     ROOT,
     DevstackError,
@@ -54,7 +55,6 @@ from producer.following import DeadLetter, ReceivedScore, follow_scores
 from producer.kafka import LIBRDKAFKA_LOGGER
 from producer.sources import read_csv_applications
 from training import CandidateResult, TrainingError, TrainingSettings, train
-from training.signing import keygen
 
 EXIT_FAILED: Final = 1
 TOPICS: Final = ScorerTopics()  # the contract's names, which the worker reads by default

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from contracts.cli import EXIT_FAILED, EXIT_USAGE, settings_or_exit
 from contracts.model_names import FEATURE_POLICY_TAG
-from contracts.model_trust import SigningKeyError, load_public_keys
+from contracts.model_trust import SigningKeyError, keygen, load_public_keys
 from training.errors import (
     DatasetError,
     NoPreviousChampionError,
@@ -34,7 +34,7 @@ from training.policies import POLICIES, promotion_tags
 from training.registry import AliasState, get_version, promote, registry_client, rollback
 from training.results import TrainingReport
 from training.settings import ENV_PREFIX, RegistrySettings, TrainingSettings
-from training.signing import keygen, verify_version
+from training.signing import verify_version
 from training.trainer import train
 
 _USER_ERRORS = (

@@ -8,12 +8,9 @@ with whoever trains; scorers and ``promote`` hold public keys only.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 import mlflow.artifacts
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -24,41 +21,11 @@ from contracts.model_trust import (
     UntrustedModelError,
     check_files,
     file_digests,
-    private_key_pem,
-    public_key_pem,
     signature_tags,
     verify_signed_manifest,
 )
 from training.errors import RegistryError, UnverifiedVersionError
 from training.registry import get_version
-
-PRIVATE_KEY_FILE: Final = "model-signing.key"
-PUBLIC_KEY_FILE: Final = "model-signing.pub"
-_PRIVATE_MODE: Final = 0o600
-
-
-@dataclass(frozen=True)
-class KeyFiles:
-    """Where :func:`keygen` wrote a key pair."""
-
-    private: Path
-    public: Path
-
-
-def keygen(directory: Path) -> KeyFiles:
-    """Write a new Ed25519 key pair into ``directory`` (private key readable by the owner only).
-
-    Raises ``FileExistsError`` rather than overwrite a key: a lost private key cannot sign
-    again, and a replaced one silently invalidates every scorer's configuration.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    files = KeyFiles(directory / PRIVATE_KEY_FILE, directory / PUBLIC_KEY_FILE)
-    key = Ed25519PrivateKey.generate()
-    descriptor = os.open(files.private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_MODE)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(private_key_pem(key))
-    files.public.write_bytes(public_key_pem(key.public_key()))
-    return files
 
 
 def sign_version(
