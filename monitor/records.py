@@ -15,11 +15,11 @@ import numpy.typing as npt
 from confluent_kafka import Message
 from pydantic import ValidationError
 
-from consumer.decoding import DecodeFailure
+from consumer.decoding import DecodeFailure, decode
 from consumer.records import OutboundRecord, dead_letter_record
 from contracts import FEATURE_COLUMNS, LoanApplication
+from contracts.outcome import LoanOutcome
 from contracts.score import PredictionRecord
-from monitor.decoding import decode_outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def sort_batch(
     for message in messages:
         topic, value = message.topic(), message.value()
         if topic == topics.outcomes:
-            outcome = decode_outcome(value, max_bytes=max_value_bytes)
+            outcome = decode(LoanOutcome, value, max_bytes=max_value_bytes)
             if isinstance(outcome, DecodeFailure):
                 batch.dead_letters.append(
                     dead_letter_record(

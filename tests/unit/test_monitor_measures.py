@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from consumer.decoding import decode
 from consumer.records import OutboundRecord
+from contracts.outcome import LoanOutcome
 from contracts.profile import Histogram
 from contracts.topics import DeadLetterReason
 from monitor.alerts import psi_crossings
-from monitor.decoding import decode_outcome
 from monitor.drift import histogram_psi, psi
 from monitor.outbox import from_outbox, to_outbox
 from monitor.performance import live_performance
@@ -104,7 +105,7 @@ def test_auc_waits_for_both_classes() -> None:
 def test_a_malformed_outcome_is_classified_like_the_worker_s_dead_letters(
     value: bytes | None, reason: DeadLetterReason, named: str
 ) -> None:
-    failure = decode_outcome(value, max_bytes=4_096)
+    failure = decode(LoanOutcome, value, max_bytes=4_096)
     assert not hasattr(failure, "application_id")
     assert failure.reason is reason  # type: ignore[union-attr]
     assert named in failure.message  # type: ignore[union-attr]
