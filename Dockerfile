@@ -1,5 +1,5 @@
-# One image for the scorer worker, training and the producer (the first argument picks
-# the job, default: worker), plus an `mlflow-server` target used by docker-compose.yml.
+# One image for the scorer worker, training, the producer and the monitor (the first
+# argument picks the job, default: worker), plus an `mlflow-server` target used by docker-compose.yml.
 #
 #   docker build -t rumos-credit-scorer .                        # the app (last stage)
 #   docker build --target mlflow-server -t rumos-mlflow .        # MLflow + PostgreSQL driver
@@ -50,6 +50,7 @@ COPY contracts ./contracts
 COPY training ./training
 COPY consumer ./consumer
 COPY producer ./producer
+COPY monitor ./monitor
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --no-deps .
 

@@ -162,13 +162,14 @@ def dataset_dir() -> Path:
 
 
 def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
-    """``.env.example``'s settings, a fresh POSTGRES_PASSWORD, then ``settings`` on top."""
+    """``.env.example``'s settings, fresh database passwords, then ``settings`` on top."""
     values: dict[str, str] = {}
     for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
         match = re.fullmatch(r"([A-Z][A-Z0-9_]*)=(.*)", line.strip())
         if match:
             values[match[1]] = match[2]
     values["POSTGRES_PASSWORD"] = secrets.token_hex(16)
+    values["MONITOR_DB_PASSWORD"] = secrets.token_hex(16)
     values.update(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")

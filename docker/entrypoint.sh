@@ -7,6 +7,7 @@
 #                                  champion (models:/credit-default@champion resolves)
 #   producer publish|follow ...    python -m producer
 #   publish ... / follow ...       the same, shorter: python -m producer publish|follow
+#   monitor [ARGS]                 python -m monitor       (drift, live performance, alerts)
 #   anything else                  run as a command (e.g. `python -c ...`, `sh`)
 set -eu
 
@@ -55,6 +56,9 @@ case "$job" in
         ;;
     publish | follow)
         exec python -m producer "$job" "$@"
+        ;;
+    monitor)
+        exec python -m monitor "$@"
         ;;
     *)
         exec "$job" "$@"

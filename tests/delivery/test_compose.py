@@ -18,6 +18,7 @@ from mlflow import environment_variables as mlflow_environment
 from consumer.settings import Settings as WorkerSettings
 from contracts import topics
 from devstack import ROOT
+from monitor.settings import Settings as MonitorSettings
 from producer.settings import Settings as ProducerSettings
 from tests.delivery.support import (
     global_args,
@@ -28,8 +29,8 @@ from tests.delivery.support import (
 )
 from training.settings import TrainingSettings
 
-APP_SERVICES = ("trainer", "scorer", "producer", "follower")
-_ENV = {"POSTGRES_PASSWORD": "not-a-real-password"}
+APP_SERVICES = ("trainer", "scorer", "monitor", "producer", "follower")
+_ENV = {"POSTGRES_PASSWORD": "not-a-real-password", "MONITOR_DB_PASSWORD": "not-a-real-one"}
 
 
 def _services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -69,6 +70,7 @@ def test_trainer_and_producer_variables_are_their_settings(compose: dict[str, An
     assert trainer - settings_env_names(TrainingSettings) == set()
     for name in ("producer", "follower"):
         assert set(_environment(services[name])) - settings_env_names(ProducerSettings) == set()
+    assert set(_environment(services["monitor"])) - settings_env_names(MonitorSettings) == set()
 
 
 def test_worker_port_is_the_settings_default_and_not_fixed_on_the_host(
@@ -147,6 +149,7 @@ def test_app_services_run_the_image_built_from_the_runtime_target(
 def test_app_commands_are_jobs_the_entrypoint_knows(compose: dict[str, Any]) -> None:
     jobs = _entrypoint_jobs()
     assert {"worker", "train", "train-if-no-champion", "producer", "publish", "follow"} <= jobs
+    assert "monitor" in jobs
     for name in APP_SERVICES:
         command = _services(compose)[name]["command"]
         assert command[0] in jobs, f"{name} runs {command[0]!r}, not an entrypoint job"
@@ -181,7 +184,12 @@ def test_base_images_are_passed_through_only_when_set(compose: dict[str, Any]) -
         assert set(args) <= set(dockerfile_args), f"the Dockerfile has no ARG {args}"
 
 
-_OFFICIAL = {"kafka": "apache/kafka:", "topic-init": "apache/kafka:", "postgres": "postgres:"}
+_OFFICIAL = {
+    "kafka": "apache/kafka:",
+    "topic-init": "apache/kafka:",
+    "postgres": "postgres:",
+    "monitor-db": "postgres:",
+}
 
 
 def test_third_party_images_are_variables_defaulting_to_official_pinned_images(
@@ -197,6 +205,7 @@ def test_third_party_images_are_variables_defaulting_to_official_pinned_images(
         assert re.fullmatch(r"[\w./-]+:[\w.-]+(@sha256:[0-9a-f]{64})?", default), default
         assert not default.endswith(":latest")
     assert services["kafka"]["image"] == services["topic-init"]["image"]
+    assert services["postgres"]["image"] == services["monitor-db"]["image"]
 
 
 # -- Kafka topics and the MLflow server --------------------------------------------------------
@@ -212,6 +221,9 @@ def test_topic_init_creates_every_contract_topic(compose: dict[str, Any]) -> Non
         topics.SCORES_TOPIC,
         topics.PREDICTIONS_TOPIC,
         topics.DEAD_LETTER_TOPIC,
+        topics.OUTCOMES_TOPIC,
+        topics.OUTCOMES_DEAD_LETTER_TOPIC,
+        topics.ALERTS_TOPIC,
     }
     assert set(specs) == contract
     assert int(specs[topics.APPLICATIONS_TOPIC]) >= 6, "too few partitions to scale the worker"
@@ -276,8 +288,8 @@ def _variables(compose: dict[str, Any]) -> dict[str, str | None]:
 
 
 def test_required_settings_fail_loudly_when_missing(compose: dict[str, Any]) -> None:
-    operator = _variables(compose)["POSTGRES_PASSWORD"]
-    assert operator == ":?"
+    for name in ("POSTGRES_PASSWORD", "MONITOR_DB_PASSWORD"):
+        assert _variables(compose)[name] == ":?", name
     with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
         interpolate("${POSTGRES_PASSWORD:?set it}")
 
@@ -298,7 +310,8 @@ def test_env_example_documents_every_variable(compose: dict[str, Any]) -> None:
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, re.M))
     assert set(_variables(compose)) <= documented
-    assert re.search(r"^POSTGRES_PASSWORD=$", example, re.M), "the example holds no secret"
+    for name in ("POSTGRES_PASSWORD", "MONITOR_DB_PASSWORD"):
+        assert re.search(rf"^{name}=$", example, re.M), f"the example holds a {name}"
 
 
 def test_interpolate_follows_compose_rules() -> None:

@@ -102,11 +102,11 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def test_every_service_is_up_and_the_one_shots_exited_zero(stack: ComposeStack) -> None:
-    for service in ("kafka", "postgres", "mlflow", "scorer"):
+    for service in ("kafka", "postgres", "mlflow", "scorer", "monitor"):
         (container,) = stack.containers(service)
         health = inspect(container, "{{.State.Health.Status}}")
         assert health == "healthy", f"{service}: {health}"
-    for service in ("topic-init", "trainer"):
+    for service in ("topic-init", "monitor-db", "trainer"):
         ids = stack.compose("ps", "--all", "--quiet", service).split()
         assert [inspect(c, "{{.State.Status}} {{.State.ExitCode}}") for c in ids] == ["exited 0"]
 
@@ -179,6 +179,27 @@ def test_demo_scores_every_application_once_through_a_kill_9(stack: ComposeStack
     assert sorted(restarts) == [0, 1], restarts
     _wait_for(lambda: all(inspect(c, "{{.State.Health.Status}}") == "healthy" for c in scorers),
               180, "both scorers healthy again")  # fmt: skip
+
+
+_READ_MONITOR_METRICS = (
+    "import urllib.request as r; print(r.urlopen('http://127.0.0.1:9101/metrics').read().decode())"
+)
+
+
+def test_the_monitor_measures_the_drift_of_the_demo_s_scores(stack: ComposeStack) -> None:
+    """Its PSI needs the predictions, their applications, and the champion's training profile
+    from MLflow; its state lives in PostgreSQL (the monitor role's own database)."""
+
+    def measured() -> bool:
+        metrics = stack.compose("exec", "-T", "monitor", "python", "-c", _READ_MONITOR_METRICS)
+        return re.search(r'^monitor_psi\{subject="score"\} \d', metrics, re.M) is not None
+
+    _wait_for(measured, 180, "the monitor's PSI of the demo's scores")
+    tables = stack.compose(
+        "exec", "-T", "postgres", "psql", "--username=mlflow", "--dbname=monitor",
+        "--tuples-only", "--command=SELECT count(*) FROM predictions",
+    )  # fmt: skip
+    assert int(tables.strip()) >= COUNT
 
 
 # -- named volumes --------------------------------------------------------------------------------

@@ -171,7 +171,15 @@ def test_nothing_but_the_packages_and_image_scripts_is_copied(
         words = [w for w in copy.arguments.split() if not w.startswith("--")]
         if "--from=" not in copy.arguments:
             sources.extend(words[:-1])
-    allowed = {"pyproject.toml", "README.md", "contracts", "training", "consumer", "producer"}
+    allowed = {
+        "pyproject.toml",
+        "README.md",
+        "contracts",
+        "training",
+        "consumer",
+        "producer",
+        "monitor",
+    }
     allowed |= {"docker/entrypoint.sh", "docker/healthcheck.py"}
     assert set(sources) <= allowed, f"unexpected files in the image: {set(sources) - allowed}"
 
@@ -207,7 +215,7 @@ def test_every_writable_path_is_under_tmp(dockerfile: list[Instruction]) -> None
 def test_entrypoint_jobs_run_modules_that_exist() -> None:
     script = (ROOT / "docker" / "entrypoint.sh").read_text(encoding="utf-8")
     modules = set(re.findall(r"exec python -m (\w+)", script))
-    assert modules == {"consumer", "training", "producer"}
+    assert modules == {"consumer", "training", "producer", "monitor"}
     for module in modules:
         assert (ROOT / module / "__main__.py").is_file(), f"python -m {module} has no __main__"
 
@@ -350,7 +358,7 @@ def test_dockerignore_lets_in_everything_the_dockerfile_copies(
     dockerfile: list[Instruction],
 ) -> None:
     tracked = subprocess.run(
-        ["git", "ls-files", "contracts", "training", "consumer", "producer"],
+        ["git", "ls-files", "contracts", "training", "consumer", "producer", "monitor"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     sources = ["pyproject.toml", "README.md", "docker/entrypoint.sh", "docker/healthcheck.py"]

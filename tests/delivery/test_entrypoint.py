@@ -61,6 +61,7 @@ def test_no_argument_runs_the_worker() -> None:
         (("producer", "publish", "--help"), "Publish applications"),
         (("publish", "--help"), "Publish applications"),
         (("follow", "--help"), "committed scores"),
+        (("monitor", "--help"), "Watch the champion live"),
         (("echo", "any command"), "any command"),
     ],
 )
