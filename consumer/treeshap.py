@@ -15,8 +15,8 @@ sampling and no coalition enumeration:
     exactly to the coalitions holding all of A and none of B, so its Shapley share is
         i in A: +v (|A|-1)! |B|! / (|A|+|B|)!      j in B: -v |A|! (|B|-1)! / (|A|+|B|)!
 
-The paths of all trees and all rows advance together as numpy arrays, one step of depth
-per iteration (about ten for the candidate families), with A and B as bit masks. The
+The paths of all trees and all rows advance together as numpy arrays, one level of depth
+per iteration (as many as the deepest tree has), with A and B as bit masks. The
 values sum to output(x) - output(reference) exactly; the unit tests compare them with an
 enumeration of every coalition. Shap's TreeExplainer computes the same, but importing
 ``shap`` adds numba: 155 MB to every worker and 3 s to its start (measured on this
