@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from benchmarks import BenchmarkError
 from consumer.decoding import decode_application
 from consumer.errors import ScorerError
+from consumer.explaining import top_reasons
 from consumer.model import LoadedModel, RegistryLoader
 from consumer.records import Headers, OutboundRecord
 from consumer.scoring import feature_frame
@@ -117,6 +118,7 @@ class StageCosts(BaseModel):
     model_wall_us_per_row: float
     load_ms: float = 0.0  # a hot reload of the cached champion: vetting, signature, unpickling
     verification_ms: float = 0.0  # its signature and file digests alone
+    reasons_us_per_row: float | None = None  # top reasons of a scored batch (no explainer: None)
 
     @property
     def model_rows_per_s(self) -> float:
@@ -151,11 +153,14 @@ def load_champion(
 
 
 def stage_costs(
-    model: LoadedModel, applications: Sequence[LoanApplication], seconds: float, max_bytes: int
+    model: LoadedModel,
+    applications: Sequence[LoanApplication],
+    seconds: float,
+    settings: Settings,
 ) -> StageCosts:
-    """Time the worker's decode, feature assembly and model call on ``applications`` (one
-    batch), each for about a third of ``seconds``; the median call is reported."""
-    size, budget = len(applications), seconds / 3
+    """Time the worker's decode, feature assembly, model call and reasons on ``applications``
+    (one batch), each for about a quarter of ``seconds``; the median call is reported."""
+    size, budget, max_bytes = len(applications), seconds / 4, settings.max_message_bytes
     values = [encode_application(app, datetime.now(UTC))[1] for app in applications]
     frame = feature_frame(applications, model.features)
     decode_cpu, _, _ = _median_call(
@@ -163,6 +168,10 @@ def stage_costs(
     )
     features_cpu, _, _ = _median_call(lambda: feature_frame(applications, model.features), budget)
     model_cpu, model_wall, calls = _median_call(lambda: model.pipeline.predict_proba(frame), budget)
+    proba, reasons_cpu = model.pipeline.predict_proba(frame)[:, 1], None
+    if (explainer := model.explainer) is not None:
+        count = settings.reason_count
+        reasons_cpu = _median_call(lambda: top_reasons(explainer, frame, proba, count), budget)[0]
     return StageCosts(
         batch_size=size,
         calls=calls,
@@ -170,6 +179,7 @@ def stage_costs(
         features_us_per_row=features_cpu / size * 1e6,
         model_us_per_row=model_cpu / size * 1e6,
         model_wall_us_per_row=model_wall / size * 1e6,
+        reasons_us_per_row=None if reasons_cpu is None else reasons_cpu / size * 1e6,
     )
 
 

@@ -25,6 +25,7 @@ _TARGETS: Final = (
     ("worker vs ceiling A", "≥ {:.0%} of passthrough", "{:.0%}", 0.5),
     ("worker vs naive floor", "≥ {:.0f}x naive", "{:.1f}x", 50.0),
     ("two workers vs one", "≥ {}x one worker", "{:.1f}x", 1.6),
+    ("reason codes on vs off", "≥ {:.0%} of one worker's rate off", "{:.0%}", 0.5),
     ("end-to-end latency", f"p99 ≤ {{:.0f}} ms at {LATENCY_RATE:,}/s", "p99 {:.1f} ms", 200.0),
     ("worker memory", "≤ {:.0f} MB resident", "{:.0f} MB peak", 400.0),
     ("signature check vs load", "≤ {:.0%} of a champion load", "{:.1%}", 0.10),
@@ -63,6 +64,7 @@ class Throughput(BaseModel):
     peak_rss_mb: dict[str, float] = {}
     stage_us: dict[str, float] = {}  # microseconds per application, per stage
     transactions: int = 0
+    reason_codes: bool = True  # the workers' SCORER_REASON_CODES
 
 
 class Floor(BaseModel):
@@ -111,11 +113,15 @@ class BenchResults(BaseModel):
 
 def with_verdicts(results: BenchResults) -> BenchResults:
     """``results`` with its ratios computed and every target judged."""
-    one, two = (next((w for w in results.workers if w.processes == n), None) for n in (1, 2))
+    one, two, off = (
+        next((w for w in results.workers if (w.processes, w.reason_codes) == key), None)
+        for key in ((1, True), (2, True), (1, False))
+    )
     ratios = {
         "worker/ceiling_a": ratio(one.rate, results.ceiling_a.rate) if one else None,
         "worker/floor": ratio(one.rate, results.floor.rate) if one else None,
         "two_workers/one_worker": ratio(two.rate, one.rate) if one and two else None,
+        "reasons_on/reasons_off": ratio(one.rate, off.rate) if one and off else None,
     }
     point = next((p for p in results.latency if p.rate == LATENCY_RATE), None)
     peaks = [mb for run in results.workers for mb in run.peak_rss_mb.values()]
@@ -165,12 +171,18 @@ def markdown(results: BenchResults) -> str:
         f"| Ceiling B: champion alone | {b.model_us_per_row:.2f} µs/row | "
         f"{b.model_rows_per_s:,.0f} rows/s per core at batch {b.batch_size} (CPU time; wall "
         f"{b.model_wall_us_per_row:.2f} µs/row); in isolation: decode "
-        f"{b.decode_us_per_row:.1f} µs/row, feature assembly {b.features_us_per_row:.1f} µs/row; "
-        f"a load from the cache {b.load_ms:.0f} ms, of which the signature check "
+        f"{b.decode_us_per_row:.1f} µs/row, feature assembly {b.features_us_per_row:.1f} µs/row"
+        + (f", reasons {b.reasons_us_per_row:.1f} µs/row" if b.reasons_us_per_row else "")
+        + f"; a load from the cache {b.load_ms:.0f} ms, of which the signature check "
         f"{b.verification_ms:.1f} ms |",
         f"| Floor: naive scorer | {floor.rate:,.0f} msg/s | {floor.records:,} messages in "
         f"{floor.seconds:.1f} s |",
-        *(_drain_row(f"Worker x {w.processes}", w, "scores/s") for w in results.workers),
+        *(
+            _drain_row(
+                f"Worker x {w.processes}{'' if w.reason_codes else ', no reasons'}", w, "scores/s"
+            )
+            for w in results.workers
+        ),
         "",
         "| rate (target) | achieved | samples | p50 | p95 | p99 | max | cores |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

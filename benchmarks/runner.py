@@ -148,9 +148,12 @@ class Run:
         devstack.create_topics(self.servers, dict.fromkeys(topics.names[1:], partitions))
         return replace(topics, applications=self.input_topic)
 
-    def start_worker(self, topics: ScorerTopics, group_id: str, worker_id: str) -> WorkerProcess:
+    def start_worker(
+        self, topics: ScorerTopics, group_id: str, worker_id: str, reason_codes: bool
+    ) -> WorkerProcess:
         """A worker with this process's ``SCORER_*`` settings and the run's broker, registry
-        and topics; stopped (SIGTERM) when the services close if not before."""
+        and topics, reason codes on or off; stopped (SIGTERM) when the services close if
+        not before."""
         env = devstack.worker_env(
             True,  # inherit this process's SCORER_* settings
             kafka_bootstrap_servers=self.servers,
@@ -161,6 +164,7 @@ class Run:
             **topics.settings(),
             group_id=group_id,
             worker_id=worker_id,
+            reason_codes=reason_codes,
         )
         worker = WorkerProcess(env, self.logs / f"{worker_id}.log")
         self.services.callback(worker.terminate)
@@ -198,8 +202,7 @@ class Run:
                 self.mlflow.url, self.model_name, cache, self.public_key, _INFERENCE_SECONDS
             )
             batch = list(traffic.applications(self.worker.batch_max_messages, _SEED + 999))
-            max_bytes = self.worker.max_message_bytes
-            costs = ceilings.stage_costs(model, batch, _INFERENCE_SECONDS, max_bytes)
+            costs = ceilings.stage_costs(model, batch, _INFERENCE_SECONDS, self.worker)
             return costs.model_copy(
                 update={"load_ms": load_s * 1e3, "verification_ms": check_s * 1e3}
             )
@@ -222,6 +225,7 @@ class Run:
         *,
         around: Callable[[WorkerProcess], AbstractContextManager[object]] = lambda _: nullcontext(),
         poll_s: float = _POLL_S,
+        reason_codes: bool = True,
     ) -> Throughput:
         """``processes`` workers in one group drain ``count`` applications written inside
         one open transaction and released once every worker is ready, so none starts late;
@@ -230,7 +234,7 @@ class Run:
         with self.step(f"{name}: preloading {count:,} applications (held back)"):
             records = traffic.applications(count, _SEED)
             held = traffic.send(self.servers, topics.applications, records, count=count, hold=True)
-        workers = self._ready_workers(name, processes, topics)
+        workers = self._ready_workers(name, processes, topics, reason_codes)
         ready = {w.worker_id: measure.memory_mb(w.pid) for w in workers}
         pids = {"broker": self.broker_pid, **{w.worker_id: w.pid for w in workers}}
         deadline = time.monotonic() + _PHASE_TIMEOUT_S
@@ -261,6 +265,7 @@ class Run:
             peak_rss_mb=peaks,
             stage_us=_stage_us(metrics, count, busy_s),
             transactions=int(sum(m.get(_COMMITTED, 0) for m in metrics)),
+            reason_codes=reason_codes,
         )
 
     def profile(self) -> tuple[list[profiling.FunctionShare], str]:
@@ -287,7 +292,7 @@ class Run:
     def latency(self) -> tuple[list[LatencyPoint], float]:
         """Latency points per rate, and the serving worker's peak resident memory."""
         topics = self.topics("latency")
-        (worker,) = self._ready_workers("latency", 1, topics)
+        (worker,) = self._ready_workers("latency", 1, topics, True)
         pids = {"broker": self.broker_pid, worker.worker_id: worker.pid, "harness": os.getpid()}
         points = []
         with traffic.LatencyRecorder(self.servers, topics.applications, topics.scores) as recorder:
@@ -308,13 +313,13 @@ class Run:
         return points, peak
 
     def _ready_workers(
-        self, name: str, processes: int, topics: ScorerTopics
+        self, name: str, processes: int, topics: ScorerTopics, reason_codes: bool
     ) -> list[WorkerProcess]:
         """``processes`` workers in one new group, returned once all are ready at the same
         time: each with its partitions (a worker joining later revokes the others')."""
         group = unique_name(f"bench-{name}")
         ids = [f"bench-{name}-{k + 1}" for k in range(processes)]
-        workers = [self.start_worker(topics, group, worker_id) for worker_id in ids]
+        workers = [self.start_worker(topics, group, id_, reason_codes) for id_ in ids]
         deadline = time.monotonic() + _PHASE_TIMEOUT_S
         with self.step(f"{name}: starting {processes} worker(s)"):
             while not all(w.get("/readyz")[0] == 200 for w in workers):
@@ -399,7 +404,11 @@ def run_benchmark(
         run.preload()
         phases: dict[str, Any] = {"ceiling_a": run.ceiling_a(), "ceiling_b": run.ceiling_b()}
         phases |= {"floor": run.floor()}
-        phases["workers"] = [run.drain(f"w{n}", n, config.messages) for n in (1, 2)]
+        # One worker with reason codes on, then off (the switch's cost, side by side), then two.
+        phases["workers"] = [
+            run.drain(name, n, config.messages, reason_codes=on)
+            for name, n, on in (("w1", 1, True), ("w1-off", 1, False), ("w2", 2, True))
+        ]
         phases["latency"], phases["latency_peak_rss_mb"] = run.latency()
         phases["profile"], phases["profile_note"] = run.profile()
     results = BenchResults(

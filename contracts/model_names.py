@@ -26,4 +26,4 @@ FORCED_PROMOTION_TAG: Final = "forced_promotion"
 # More model metadata: how the worker explains a score (``consumer.explaining``).
 FEATURE_POLICY_METADATA_KEY: Final = "feature_policy"
 EXPLANATION_METADATA_KEY: Final = "explanation"
-"""``{"method": "linear" | "substitution", "reference": {feature: value}}``."""
+"""``{"method": <a method of consumer.explaining.METHODS>, "reference": {feature: value}}``."""

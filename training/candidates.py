@@ -4,9 +4,10 @@ Every pipeline takes the float64 features its feature policy allows (contract or
 see :mod:`training.policies`) and exposes ``predict_proba``. Grids are deliberately
 small: the full run has to fit in ten minutes on two cores, the quick run in one.
 Each family names how its scores are explained (:mod:`consumer.explaining`):
-``linear`` for the logistic regression (exact additive terms), ``substitution`` for
-the rest (exact for the additive explainable boosting machine, an attribution for
-the others).
+``linear`` for the logistic regression and ``additive`` for the explainable boosting
+machine (their own exact terms), ``tree`` for the tree families (exact TreeSHAP against
+the reference), ``substitution`` for the rest (an attribution, k model calls' worth of
+rows per batch).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardSc
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
-from consumer.explaining import LINEAR, SUBSTITUTION
+from consumer.explaining import ADDITIVE, LINEAR, SUBSTITUTION, TREE
 from training.settings import Family
 
 CODED_FEATURES: Final = ("sex", "education", "marriage")
@@ -199,12 +200,14 @@ CANDIDATES: Final[dict[Family, CandidateSpec]] = {
             _decision_tree,
             grid={"model__max_depth": [4, 6, 8], "model__min_samples_leaf": [20, 100]},
             quick_grid={"model__max_depth": [4, 6]},
+            explanation=TREE,
         ),
         CandidateSpec(
             Family.RANDOM_FOREST,
             _random_forest,
             grid={"model__max_depth": [8, 12], "model__min_samples_leaf": [5, 20]},
             quick_grid={"model__max_depth": [8], "model__n_estimators": [50]},
+            explanation=TREE,
         ),
         CandidateSpec(
             Family.MLP,
@@ -221,12 +224,14 @@ CANDIDATES: Final[dict[Family, CandidateSpec]] = {
                 "model__l2_regularization": [0.0, 1.0],
             },
             quick_grid={"model__learning_rate": [0.1]},
+            explanation=TREE,
         ),
         CandidateSpec(
             Family.EXPLAINABLE_BOOSTING,
             _explainable_boosting,
             grid={"model__max_bins": [64, 256], "model__learning_rate": [0.015, 0.04]},
             quick_grid={"model__max_bins": [64], "model__learning_rate": [0.04]},
+            explanation=ADDITIVE,
         ),
     )
 }

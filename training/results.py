@@ -39,6 +39,11 @@ class CandidateResult:
     def inference_us_per_row(self) -> float:
         return self.metrics["inference_us_per_row"]
 
+    @property
+    def scoring_us_per_row(self) -> float:
+        """What the worker computes per row with reason codes on: inference and reasons."""
+        return self.inference_us_per_row + self.metrics.get("explanation_us_per_row", 0.0)
+
 
 @dataclass(frozen=True)
 class TrainingReport:

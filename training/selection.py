@@ -47,11 +47,12 @@ def select_champion(
 ) -> Selection:
     """The candidate with the lowest expected cost among the eligible ones.
 
-    A candidate is eligible when its batch ``inference_us_per_row`` is at most
-    ``latency_budget_us`` and none of its ``FAIRNESS_GATE_METRICS`` exceeds
-    ``fairness_limit``. When ``research_only`` names the call's feature policy, none is
-    eligible (such versions are promoted only by hand, forced). Ties on cost go to the
-    higher ROC-AUC, then to the earlier family in training order.
+    A candidate is eligible when its batch ``scoring_us_per_row`` (inference and reason
+    codes: the worker computes both by default) is at most ``latency_budget_us`` and
+    none of its ``FAIRNESS_GATE_METRICS`` exceeds ``fairness_limit``. When
+    ``research_only`` names the call's feature policy, none is eligible (such versions
+    are promoted only by hand, forced). Ties on cost go to the higher ROC-AUC, then to
+    the earlier family in training order.
     """
     budget = f"{latency_budget_us:g} µs/row"
     refusals: dict[Family, tuple[str, str]] = {}  # family -> (short, verdict)
@@ -59,9 +60,9 @@ def select_champion(
         if research_only is not None:
             why = f"feature policy {research_only!r} is research-only"
             refusals[c.family] = ("research-only", why)
-        elif c.inference_us_per_row > latency_budget_us:
-            why = f"{c.inference_us_per_row:.1f} µs/row is over the {budget} budget"
-            refusals[c.family] = (f"{c.inference_us_per_row:.0f} µs/row", why)
+        elif c.scoring_us_per_row > latency_budget_us:
+            why = f"{c.scoring_us_per_row:.1f} µs/row is over the {budget} budget"
+            refusals[c.family] = (f"{c.scoring_us_per_row:.0f} µs/row", why)
         elif problems := fairness_problems(c, fairness_limit):
             why = f"{', '.join(problems)} over the fairness limit {fairness_limit:g}"
             refusals[c.family] = (f"unfair: {', '.join(problems)}", why)
@@ -78,7 +79,7 @@ def select_champion(
     reason = (
         f"{champion.family}: lowest expected cost {champion.expected_cost:.3f} per application "
         f"among {len(eligible)} candidate(s) {gate} (ROC-AUC {champion.roc_auc:.3f}, "
-        f"{champion.inference_us_per_row:.1f} µs/row)"
+        f"{champion.scoring_us_per_row:.1f} µs/row)"
     )
     if rejected:
         reason += f"; rejected {rejected}"

@@ -64,7 +64,8 @@ class TrainingSettings(RegistrySettings):
 
     Costs are per application: ``cost_fn`` for a defaulter the model lets through,
     ``cost_fp`` for a good client it flags. ``latency_budget_us`` bounds the batch
-    inference time per row a candidate may have to become champion.
+    time per row, inference plus reason codes, a candidate may have to become champion:
+    a model whose reasons cost more would cost the worker its speed target (issue 12).
     ``feature_policy`` names the fields the models may use (:mod:`training.policies`).
     ``fairness_limit`` bounds the demographic-parity and equalized-odds differences, by
     sex and by age band, of a candidate that may become champion.

@@ -44,6 +44,7 @@ from training.errors import ExplanationBuildError, TrainingError
 from training.evaluation import (
     CostMatrix,
     choose_threshold,
+    explanation_us_per_row,
     inference_us_per_row,
     validation_metrics,
 )
@@ -254,6 +255,7 @@ def _train_candidate(context: _Context, experiment_id: str, family: Family) -> C
             "cv_roc_auc": float(search.best_score_),
             "fit_seconds": fit_seconds,
             "inference_us_per_row": inference_us_per_row(pipeline, x_val),
+            "explanation_us_per_row": explanation_us_per_row(explainer, pipeline, x_val),
         }
         with tracking.artifact_dir() as directory:
             # The fairness table groups by the personal fields, used by the model or not.

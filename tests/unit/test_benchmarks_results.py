@@ -60,6 +60,7 @@ def _results(
     floor: float = 200.0,
     one: float = 12_000.0,
     two: float = 13_000.0,
+    off: float | None = 20_000.0,
     two_busy: float = 1.95,
     p99_at_2000: float | None = 150.0,
     rss: float = 300.0,
@@ -103,6 +104,7 @@ def _results(
             model_wall_us_per_row=5.0,
             load_ms=100.0,
             verification_ms=verification_ms,
+            reasons_us_per_row=6.5,
         ),
         floor=Floor(records=2_000, seconds=2_000 / floor, rate=floor),
         workers=[
@@ -114,6 +116,7 @@ def _results(
                 peak_rss_mb={"w1": rss},
                 stage_us={"commit": 20.0},
             ),
+            *([_drain("worker x 1", 1, off, reason_codes=False)] if off is not None else []),
             _drain(
                 "worker x 2",
                 2,
@@ -157,6 +160,7 @@ def test_targets_met_at_their_bounds() -> None:
             floor=200,
             one=10_000,
             two=16_000,
+            off=20_000,
             p99_at_2000=200.0,
             rss=400.0,
             latency_rss=400.0,
@@ -168,6 +172,7 @@ def test_targets_met_at_their_bounds() -> None:
         "worker vs ceiling A": "met",
         "worker vs naive floor": "met",
         "two workers vs one": "met",
+        "reason codes on vs off": "met",
         "end-to-end latency": "met",
         "worker memory": "met",
         "signature check vs load": "met",
@@ -181,6 +186,7 @@ def test_targets_missed_just_past_their_bounds() -> None:
             floor=200,
             one=9_999,
             two=15_990,
+            off=20_000,
             p99_at_2000=200.5,
             rss=400.5,
             verification_ms=10.01,
@@ -188,6 +194,14 @@ def test_targets_missed_just_past_their_bounds() -> None:
     )
 
     assert all(t.status == "missed" for t in results.targets)
+
+
+def test_reason_codes_are_judged_by_one_worker_with_them_on_against_off() -> None:
+    results = with_verdicts(_results(one=12_000, two=20_000, off=16_000))
+
+    assert results.ratios["reasons_on/reasons_off"] == pytest.approx(0.75)
+    assert results.ratios["two_workers/one_worker"] == pytest.approx(20_000 / 12_000)
+    assert _status(with_verdicts(_results(off=None)), "reason codes on vs off") == "not measured"
 
 
 def test_memory_target_counts_the_latency_worker_too() -> None:
@@ -214,6 +228,8 @@ def test_markdown_names_machine_load_every_measure_and_verdict() -> None:
     ) in text
     assert "| Ceiling A: Kafka passthrough | 20,000 msg/s |" in text
     assert "| Ceiling B: champion alone | 4.00 µs/row |" in text
+    assert "feature assembly 1.0 µs/row, reasons 6.5 µs/row; a load from the cache 100 ms" in text
+    assert "| Worker x 1, no reasons | 20,000 scores/s |" in text
     assert "| Floor: naive scorer | 200 msg/s |" in text
     assert "| Worker x 2 | 13,000 scores/s |" in text
     assert "| 2,000/s | 1,980/s | 40,000 | 83 ms | 167 ms | 250 ms |" in text

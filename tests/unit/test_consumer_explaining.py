@@ -1,15 +1,16 @@
 """Contributions and reason codes, proved against brute force on hand-built models.
 
-The brute force is the definition: exact Shapley values of the log-odds with the
-reference row as baseline (every coalition of features enumerated), and the
-leave-one-in-reference loop for the substitution method, one applicant and one feature
-at a time.
+The brute force is the definition: exact Shapley values of the log-odds (or of a
+forest's probability) with the reference row as baseline (every coalition of features
+enumerated), and the leave-one-in-reference loop for the substitution method, one
+applicant and one feature at a time.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import pytest
 from interpret.glassbox import ExplainableBoostingClassifier
 from scipy.special import logit
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -24,8 +26,10 @@ from sklearn.preprocessing import OneHotEncoder, QuantileTransformer, StandardSc
 from sklearn.tree import DecisionTreeClassifier
 
 from consumer.explaining import (
+    ADDITIVE,
     LINEAR,
     SUBSTITUTION,
+    TREE,
     ExplanationError,
     build_explainer,
     top_reasons,
@@ -62,8 +66,18 @@ def _log_odds(model: object, rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(logit(np.clip(proba, 1e-12, 1 - 1e-12)))
 
 
-def brute_force_shapley(model: object, row: pd.Series, reference: dict[str, float]) -> np.ndarray:
-    """Exact Shapley values of one row's log-odds, baseline = reference, by enumeration."""
+def _probability(model: object, rows: pd.DataFrame) -> np.ndarray:
+    return np.asarray(model.predict_proba(rows)[:, 1])  # type: ignore[attr-defined]
+
+
+def brute_force_shapley(
+    model: object,
+    row: pd.Series,
+    reference: dict[str, float],
+    output: Callable[..., np.ndarray] = _log_odds,
+) -> np.ndarray:
+    """Exact Shapley values of one row's ``output`` (log-odds), baseline = reference, by
+    enumeration."""
     k = len(FEATURES)
     coalitions = list(itertools.product([False, True], repeat=k))
     rows = pd.DataFrame(
@@ -71,7 +85,7 @@ def brute_force_shapley(model: object, row: pd.Series, reference: dict[str, floa
          for mask in coalitions],
         columns=FEATURES,
     )  # fmt: skip
-    value = dict(zip(coalitions, _log_odds(model, rows), strict=True))
+    value = dict(zip(coalitions, output(model, rows), strict=True))
     phi = np.zeros(k)
     for mask in coalitions:
         for i in range(k):
@@ -126,16 +140,90 @@ def test_linear_contributions_are_the_exact_shapley_values(data) -> None:  # typ
     assert np.abs(got).max() > 0.1  # the sample is not all at the reference
 
 
-def test_substitution_equals_shapley_on_an_additive_glass_box(data) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def glass_box(data) -> ExplainableBoostingClassifier:  # type: ignore[no-untyped-def]
     frame, y = data
     model = ExplainableBoostingClassifier(interactions=0, outer_bags=2, n_jobs=1, random_state=0)
-    model.fit(frame, y)
+    return model.fit(frame, y)
+
+
+@pytest.mark.parametrize("method", [ADDITIVE, SUBSTITUTION])
+def test_an_additive_glass_box_is_explained_by_its_exact_shapley_values(  # type: ignore[no-untyped-def]
+    data, glass_box, method
+) -> None:
+    frame, _ = data
     sample = frame.iloc[:6]
-    got = _explain(model, SUBSTITUTION, frame, sample)
+    got = _explain(glass_box, method, frame, sample)
+    expected = np.array(
+        [brute_force_shapley(glass_box, r, _reference(frame)) for _, r in sample.iterrows()]
+    )
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert np.abs(got).max() > 0.1
+
+
+def test_a_glass_box_pair_term_is_split_equally_between_its_features(data) -> None:  # type: ignore[no-untyped-def]
+    frame, y = data
+    model = ExplainableBoostingClassifier(
+        interactions=[(0, 2)], outer_bags=2, n_jobs=1, random_state=0
+    ).fit(frame, y)
+    sample, reference = frame.iloc[:6], _reference(frame)
+    got = _explain(model, ADDITIVE, frame, sample)
+    base = pd.DataFrame([reference])[FEATURES]
+    for i, (_, row) in enumerate(sample.iterrows()):
+        # Term by term: each term's change from the reference, shared among its features.
+        change = model.eval_terms(row.to_frame().T)[0] - model.eval_terms(base)[0]
+        expected = np.zeros(len(FEATURES))
+        for term, features in enumerate(model.term_features_):
+            for feature in features:
+                expected[feature] += change[term] / len(features)
+        np.testing.assert_allclose(got[i], expected, atol=1e-9)
+        gap = _log_odds(model, row.to_frame().T)[0] - _log_odds(model, base)[0]
+        assert got[i].sum() == pytest.approx(gap, abs=1e-9)
+    assert (0, 2) in [tuple(t) for t in model.term_features_]
+
+
+def test_boosted_trees_are_explained_by_their_exact_shapley_values(data) -> None:  # type: ignore[no-untyped-def]
+    frame, y = data
+    # Native categorical splits on the codes, as the candidate family has them.
+    model = HistGradientBoostingClassifier(
+        categorical_features=["education"], max_iter=30, max_leaf_nodes=15, random_state=0
+    ).fit(frame, y)
+    sample = frame.iloc[:8]
+    got = _explain(model, TREE, frame, sample)
     expected = np.array(
         [brute_force_shapley(model, r, _reference(frame)) for _, r in sample.iterrows()]
     )
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+    assert np.abs(got[:, FEATURES.index("education")]).max() > 0.01  # categorical splits used
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        DecisionTreeClassifier(max_depth=5, min_samples_leaf=10, random_state=0),
+        RandomForestClassifier(n_estimators=8, max_depth=5, random_state=0),
+    ],
+    ids=["tree", "forest"],
+)
+def test_forests_get_probability_shapley_values_scaled_to_the_log_odds_gap(  # type: ignore[no-untyped-def]
+    data, model
+) -> None:
+    frame, y = data
+    model.fit(frame, y)
+    sample, reference = frame.iloc[:8], _reference(frame)
+    got = _explain(model, TREE, frame, sample)
+    base = _log_odds(model, pd.DataFrame([reference])[FEATURES])[0]
+    for i, (_, row) in enumerate(sample.iterrows()):
+        shares = brute_force_shapley(model, row, reference, output=_probability)
+        gap = _log_odds(model, row.to_frame().T)[0] - base
+        if abs(shares.sum()) > 1e-9:
+            scale = gap / shares.sum()
+        else:  # the reference's probability: any positive factor keeps the order
+            scale = got[i] @ shares / max(shares @ shares, 1e-300)
+            assert scale > 0 or not shares.any()
+        np.testing.assert_allclose(got[i], shares * scale, atol=1e-9)
+        assert got[i].sum() == pytest.approx(gap, abs=1e-6)
+    assert np.abs(got).max() > 0.1
 
 
 def test_substitution_on_a_tree_matches_its_definition(data) -> None:  # type: ignore[no-untyped-def]
@@ -158,6 +246,17 @@ def test_linear_is_refused_for_models_it_cannot_split(data) -> None:  # type: ig
     kernel.fit(frame, y)
     with pytest.raises(ExplanationError, match="interact"):
         build_explainer(kernel, LINEAR, _reference(frame), FEATURES)
+
+
+def test_exact_methods_are_refused_for_models_they_do_not_fit(data) -> None:  # type: ignore[no-untyped-def]
+    frame, y = data
+    reference, scorecard = _reference(frame), _scorecard(frame, y)
+    with pytest.raises(ExplanationError, match="tree needs the model alone"):
+        build_explainer(scorecard, TREE, reference, FEATURES)
+    with pytest.raises(ExplanationError, match="tree needs a binary decision tree"):
+        build_explainer(LogisticRegression().fit(frame, y), TREE, reference, FEATURES)
+    with pytest.raises(ExplanationError, match="additive needs an explainable boosting"):
+        build_explainer(DecisionTreeClassifier().fit(frame, y), ADDITIVE, reference, FEATURES)
 
 
 def test_an_unknown_method_or_incomplete_reference_is_refused(data) -> None:  # type: ignore[no-untyped-def]

@@ -243,7 +243,7 @@ def test_champion_has_the_lowest_cost_under_the_budget(trainings: TwoTrainings) 
     eligible = [
         c
         for c in report.candidates
-        if c.inference_us_per_row <= trainings.settings.latency_budget_us
+        if c.scoring_us_per_row <= trainings.settings.latency_budget_us
         and not fairness_problems(c, limit)
     ]
     assert report.champion.expected_cost == min(c.expected_cost for c in eligible)

@@ -260,6 +260,19 @@ def test_cheapest_candidate_under_the_budget_wins_and_slow_ones_are_named() -> N
     assert selection.verdicts[Family.HIST_GRADIENT_BOOSTING].startswith("promoted: ")
 
 
+def test_the_budget_counts_the_reason_codes_too() -> None:
+    cheap = _candidate(Family.RANDOM_FOREST, 0.50, 0.78, 5.0)
+    cheap.metrics["explanation_us_per_row"] = 30.0  # fast to score, slow to explain
+    glass_box = _candidate(Family.EXPLAINABLE_BOOSTING, 0.55, 0.77, 1.0)
+    glass_box.metrics["explanation_us_per_row"] = 2.0
+    selection = select_champion([cheap, glass_box], latency_budget_us=20.0)
+    assert selection.champion is glass_box
+    assert selection.verdicts[Family.RANDOM_FOREST] == (
+        "not promoted: 35.0 µs/row is over the 20 µs/row budget"
+    )
+    assert "(ROC-AUC 0.770, 3.0 µs/row)" in selection.reason
+
+
 def test_cost_ties_go_to_the_higher_roc_auc() -> None:
     candidates = [
         _candidate(Family.DECISION_TREE, 0.6, 0.70, 1.0),
