@@ -25,12 +25,15 @@ _TARGETS: Final = (
     ("worker vs ceiling A", "≥ {:.0%} of passthrough", "{:.0%}", 0.5),
     ("worker vs naive floor", "≥ {:.0f}x naive", "{:.1f}x", 50.0),
     ("two workers vs one", "≥ {}x one worker", "{:.1f}x", 1.6),
+    ("shadow challenger", "≥ {:.0%} of one worker", "{:.0%}", 0.6),
     ("end-to-end latency", f"p99 ≤ {{:.0f}} ms at {LATENCY_RATE:,}/s", "p99 {:.1f} ms", 200.0),
     ("worker memory", "≤ {:.0f} MB resident", "{:.0f} MB peak", 400.0),
 )
 README_START: Final = "<!-- bench:start -->"
 README_END: Final = "<!-- bench:end -->"
-_STAGES: Final = ("consume", "decode", "score", "produce", "commit", "other")
+_STAGES: Final = ("consume", "decode", "score", "shadow", "produce", "commit", "other")
+SHADOW_SUFFIX: Final = " + shadow"
+"""Ends the name of the drain whose worker also scores a shadow challenger."""
 
 
 class RunConfig(BaseModel):
@@ -110,11 +113,14 @@ class BenchResults(BaseModel):
 
 def with_verdicts(results: BenchResults) -> BenchResults:
     """``results`` with its ratios computed and every target judged."""
-    one, two = (next((w for w in results.workers if w.processes == n), None) for n in (1, 2))
+    plain = [w for w in results.workers if not w.name.endswith(SHADOW_SUFFIX)]
+    one, two = (next((w for w in plain if w.processes == n), None) for n in (1, 2))
+    shadow = next((w for w in results.workers if w.name.endswith(SHADOW_SUFFIX)), None)
     ratios = {
         "worker/ceiling_a": ratio(one.rate, results.ceiling_a.rate) if one else None,
         "worker/floor": ratio(one.rate, results.floor.rate) if one else None,
         "two_workers/one_worker": ratio(two.rate, one.rate) if one and two else None,
+        "shadow/one_worker": ratio(shadow.rate, one.rate) if one and shadow else None,
     }
     point = next((p for p in results.latency if p.rate == LATENCY_RATE), None)
     peaks = [mb for run in results.workers for mb in run.peak_rss_mb.values()]
@@ -153,7 +159,8 @@ def markdown(results: BenchResults) -> str:
         f"({'quick' if c.quick else 'full'}, {results.duration_s / 60:.1f} min): "
         f"{c.messages:,} preloaded applications on {c.partitions} partitions; worker batches of "
         f"up to {c.worker['batch_max_messages']} records or {c.worker['batch_max_wait_ms']} ms; "
-        f"champion {results.champion['family']} (version {results.champion['version']})."
+        f"champion {results.champion['family']} (version {results.champion['version']})"
+        + (f", shadow challenger {shadow}." if (shadow := results.champion.get("shadow")) else ".")
         + (f" Worker overrides: {extras}." if extras else ""),
         "",
         "| measure | result | notes |",
@@ -165,7 +172,7 @@ def markdown(results: BenchResults) -> str:
         f"{b.decode_us_per_row:.1f} µs/row, feature assembly {b.features_us_per_row:.1f} µs/row |",
         f"| Floor: naive scorer | {floor.rate:,.0f} msg/s | {floor.records:,} messages in "
         f"{floor.seconds:.1f} s |",
-        *(_drain_row(f"Worker x {w.processes}", w, "scores/s") for w in results.workers),
+        *(_drain_row(w.name.capitalize(), w, "scores/s") for w in results.workers),
         "",
         "| rate (target) | achieved | samples | p50 | p95 | p99 | max | cores |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

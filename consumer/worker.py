@@ -323,6 +323,8 @@ class Worker:
         scores = score_applications(applications, model)
         explained = self._reasons(scores, model) if self._settings.reason_codes else None
         scored = self._clock()
+        shadowed = self._score_shadow(applications, scores)
+        shadow_done = self._clock()
         info = BatchInfo(
             scored_at=datetime.now(UTC),
             size=len(accepted),
@@ -338,32 +340,34 @@ class Worker:
             with_personal_fields=self._settings.monitor_personal_fields,
             reasons=explained,
         )
-        shadow = self._shadow_records(accepted, applications, scores, model, info)
-        records += shadow
+        if shadowed is not None:
+            challenger, shadow_scores = shadowed
+            topic = self._topics.shadow_scores
+            records += shadow_records(
+                accepted, shadow_scores, challenger, model.version, info, topic
+            )
         records += dead_letters
         produced = self._transact(records, next_offsets, batch_start)
         outcome = BatchOutcome(
-            len(messages), len(accepted), dict(reasons), produced is not None, len(shadow)
+            len(messages),
+            len(accepted),
+            dict(reasons),
+            produced is not None,
+            len(shadowed[1]) if shadowed else 0,
         )
-        self._observe(outcome, model, (started, decoded, scored, produced, self._clock()))
+        marks = (started, decoded, scored, shadow_done, produced, self._clock())
+        self._observe(outcome, model, marks)
         return outcome
 
-    def _shadow_records(
-        self,
-        accepted: list[tuple[Message, LoanApplication]],
-        applications: list[LoanApplication],
-        scores: Scores,
-        champion: LoadedModel,
-        info: BatchInfo,
-    ) -> list[OutboundRecord]:
-        """The shadow challenger's records for the batch; none when there is no challenger
-        or it fails (then counted, and logged when the reason changes)."""
+    def _score_shadow(
+        self, applications: list[LoanApplication], scores: Scores
+    ) -> tuple[LoadedModel, Scores] | None:
+        """The shadow challenger and its scores of the batch; None when there is no
+        challenger or it fails (then counted, and logged when the reason changes)."""
         challenger = self._shadow.current if self._shadow is not None else None
         if challenger is None or not applications:
-            return []
-        started = self._clock()
+            return None
         result = score_challenger(applications, challenger, scores)
-        self._metrics.stage_latency.labels("shadow").observe(self._clock() - started)
         if isinstance(result, ScoringFailure):
             self._metrics.shadow_failures.inc()
             if result.reason != self._shadow_failure:
@@ -372,11 +376,9 @@ class Worker:
                     extra={"model_version": challenger.version, "reason": result.reason},
                 )
             self._shadow_failure = result.reason
-            return []
+            return None
         self._shadow_failure = None
-        return shadow_records(
-            accepted, result, challenger, champion.version, info, self._topics.shadow_scores
-        )
+        return challenger, result
 
     def _reasons(self, scores: Scores, model: LoadedModel) -> list[list[dict[str, Any]] | None]:
         """Each application's reasons; None for those whose explanation failed.
@@ -501,16 +503,18 @@ class Worker:
         self,
         outcome: BatchOutcome,
         model: LoadedModel,
-        marks: tuple[float, float, float, float | None, float],
+        marks: tuple[float, float, float, float, float | None, float],
     ) -> None:
-        started, decoded, scored, produced, finished = marks
+        started, decoded, scored, shadowed, produced, finished = marks
         metrics = self._metrics
         metrics.consumed.inc(outcome.consumed)
         metrics.batch_size.observe(outcome.consumed)
         metrics.stage_latency.labels("decode").observe(decoded - started)
         metrics.stage_latency.labels("score").observe(scored - decoded)
+        if self._shadow is not None:
+            metrics.stage_latency.labels("shadow").observe(shadowed - scored)
         if produced is not None:
-            metrics.stage_latency.labels("produce").observe(produced - scored)
+            metrics.stage_latency.labels("produce").observe(produced - shadowed)
             metrics.stage_latency.labels("commit").observe(finished - produced)
             metrics.scored.inc(outcome.scored)
             metrics.shadow_scored.inc(outcome.shadow_scored)

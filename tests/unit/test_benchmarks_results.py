@@ -60,6 +60,7 @@ def _results(
     floor: float = 200.0,
     one: float = 12_000.0,
     two: float = 13_000.0,
+    shadow: float | None = 9_000.0,
     two_busy: float = 1.95,
     p99_at_2000: float | None = 150.0,
     rss: float = 300.0,
@@ -125,6 +126,7 @@ def _results(
                     "machine": two_busy,
                 },
             ),
+            *([_drain("worker x 1 + shadow", 1, shadow)] if shadow is not None else []),
         ],
         latency=points,
         latency_peak_rss_mb=latency_rss,
@@ -145,6 +147,7 @@ def test_ratios_compare_one_worker_with_the_ceiling_and_the_floor() -> None:
     assert results.ratios["worker/ceiling_a"] == pytest.approx(0.6)
     assert results.ratios["worker/floor"] == pytest.approx(60.0)
     assert results.ratios["two_workers/one_worker"] == pytest.approx(1.5)
+    assert results.ratios["shadow/one_worker"] == pytest.approx(0.75)  # not the first "x 1"
 
 
 def test_targets_met_at_their_bounds() -> None:
@@ -154,6 +157,7 @@ def test_targets_met_at_their_bounds() -> None:
             floor=200,
             one=10_000,
             two=16_000,
+            shadow=6_000,
             p99_at_2000=200.0,
             rss=400.0,
             latency_rss=400.0,
@@ -164,6 +168,7 @@ def test_targets_met_at_their_bounds() -> None:
         "worker vs ceiling A": "met",
         "worker vs naive floor": "met",
         "two workers vs one": "met",
+        "shadow challenger": "met",
         "end-to-end latency": "met",
         "worker memory": "met",
     }
@@ -171,7 +176,15 @@ def test_targets_met_at_their_bounds() -> None:
 
 def test_targets_missed_just_past_their_bounds() -> None:
     results = with_verdicts(
-        _results(ceiling_a=20_000, floor=200, one=9_999, two=15_990, p99_at_2000=200.5, rss=400.5)
+        _results(
+            ceiling_a=20_000,
+            floor=200,
+            one=9_999,
+            two=15_990,
+            shadow=5_990,
+            p99_at_2000=200.5,
+            rss=400.5,
+        )
     )
 
     assert all(t.status == "missed" for t in results.targets)
@@ -203,6 +216,7 @@ def test_markdown_names_machine_load_every_measure_and_verdict() -> None:
     assert "| Ceiling B: champion alone | 4.00 µs/row |" in text
     assert "| Floor: naive scorer | 200 msg/s |" in text
     assert "| Worker x 2 | 13,000 scores/s |" in text
+    assert "| Worker x 1 + shadow | 9,000 scores/s |" in text
     assert "| 2,000/s | 1,980/s | 40,000 | 83 ms | 167 ms | 250 ms |" in text
     assert "| end-to-end latency | p99 ≤ 200 ms at 2,000/s | p99 250.0 ms | **missed** |" in text
     assert "Latency worker's peak RSS: 310 MB." in text
