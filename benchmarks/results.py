@@ -26,13 +26,16 @@ _TARGETS: Final = (
     ("worker vs naive floor", "≥ {:.0f}x naive", "{:.1f}x", 50.0),
     ("two workers vs one", "≥ {}x one worker", "{:.1f}x", 1.6),
     ("reason codes on vs off", "≥ {:.0%} of one worker's rate off", "{:.0%}", 0.5),
+    ("shadow challenger", "≥ {:.0%} of one worker", "{:.0%}", 0.6),
     ("end-to-end latency", f"p99 ≤ {{:.0f}} ms at {LATENCY_RATE:,}/s", "p99 {:.1f} ms", 200.0),
     ("worker memory", "≤ {:.0f} MB resident", "{:.0f} MB peak", 400.0),
     ("signature check vs load", "≤ {:.0%} of a champion load", "{:.1%}", 0.10),
 )
 README_START: Final = "<!-- bench:start -->"
 README_END: Final = "<!-- bench:end -->"
-_STAGES: Final = ("consume", "decode", "score", "produce", "commit", "other")
+_STAGES: Final = ("consume", "decode", "score", "shadow", "produce", "commit", "other")
+SHADOW_SUFFIX: Final = " + shadow"
+"""Ends the name of the drain whose worker also scores a shadow challenger."""
 
 
 class RunConfig(BaseModel):
@@ -113,15 +116,18 @@ class BenchResults(BaseModel):
 
 def with_verdicts(results: BenchResults) -> BenchResults:
     """``results`` with its ratios computed and every target judged."""
+    plain = [w for w in results.workers if not w.name.endswith(SHADOW_SUFFIX)]
     one, two, off = (
-        next((w for w in results.workers if (w.processes, w.reason_codes) == key), None)
+        next((w for w in plain if (w.processes, w.reason_codes) == key), None)
         for key in ((1, True), (2, True), (1, False))
     )
+    shadow = next((w for w in results.workers if w.name.endswith(SHADOW_SUFFIX)), None)
     ratios = {
         "worker/ceiling_a": ratio(one.rate, results.ceiling_a.rate) if one else None,
         "worker/floor": ratio(one.rate, results.floor.rate) if one else None,
         "two_workers/one_worker": ratio(two.rate, one.rate) if one and two else None,
         "reasons_on/reasons_off": ratio(one.rate, off.rate) if one and off else None,
+        "shadow/one_worker": ratio(shadow.rate, one.rate) if one and shadow else None,
     }
     point = next((p for p in results.latency if p.rate == LATENCY_RATE), None)
     peaks = [mb for run in results.workers for mb in run.peak_rss_mb.values()]
@@ -162,7 +168,8 @@ def markdown(results: BenchResults) -> str:
         f"({'quick' if c.quick else 'full'}, {results.duration_s / 60:.1f} min): "
         f"{c.messages:,} preloaded applications on {c.partitions} partitions; worker batches of "
         f"up to {c.worker['batch_max_messages']} records or {c.worker['batch_max_wait_ms']} ms; "
-        f"champion {results.champion['family']} (version {results.champion['version']})."
+        f"champion {results.champion['family']} (version {results.champion['version']})"
+        + (f", shadow challenger {shadow}." if (shadow := results.champion.get("shadow")) else ".")
         + (f" Worker overrides: {extras}." if extras else ""),
         "",
         "| measure | result | notes |",
@@ -179,7 +186,7 @@ def markdown(results: BenchResults) -> str:
         f"{floor.seconds:.1f} s |",
         *(
             _drain_row(
-                f"Worker x {w.processes}{'' if w.reason_codes else ', no reasons'}", w, "scores/s"
+                f"{w.name.capitalize()}{'' if w.reason_codes else ', no reasons'}", w, "scores/s"
             )
             for w in results.workers
         ),

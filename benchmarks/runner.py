@@ -1,6 +1,7 @@
 """One benchmark run, phase by phase, on services it starts and always stops: broker, MLflow
 server and champion; preload; ceiling A; ceiling B; the floor; one then two workers
-draining; end-to-end latency; a py-spy profile. Ports are free ones, names unique, state
+draining, then one with a shadow challenger (the cheapest other candidate within the
+latency budget); end-to-end latency; a py-spy profile. Ports are free ones, names unique, state
 in a temporary directory; every process's log is kept with the results.
 """
 
@@ -34,6 +35,7 @@ import devstack
 from benchmarks import BenchmarkError, ceilings, measure, profiling, traffic
 from benchmarks.measure import span, steady_window
 from benchmarks.results import (
+    SHADOW_SUFFIX,
     BenchResults,
     Floor,
     LatencyPoint,
@@ -44,10 +46,17 @@ from benchmarks.results import (
 )
 from consumer.ops import STAGES
 from consumer.settings import Settings as WorkerSettings
-from contracts.model_names import CHAMPION_ALIAS
+from contracts.model_names import CHAMPION_ALIAS, SHADOW_ALIAS
 from contracts.model_trust import keygen
 from devstack import ROOT, DevstackError, ScorerTopics, WorkerProcess, unique_name
-from training import CandidateResult, TrainingError, TrainingSettings, train
+from training import (
+    CandidateResult,
+    TrainingError,
+    TrainingReport,
+    TrainingSettings,
+    registry_client,
+    train,
+)
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
@@ -133,6 +142,12 @@ class Run:
             raise BenchmarkError(f"training promoted nothing: {report.selection_reason}")
         point_mlflow_at(self.mlflow.url)
         self.model_name = settings.model_name
+        self.challenger = _challenger(report, settings.latency_budget_us)
+        if self.challenger is not None:
+            client = registry_client(settings)
+            client.set_registered_model_alias(
+                self.model_name, SHADOW_ALIAS, self.challenger.version
+            )
         return champion
 
     def _keep_log(self, path: Path, name: str) -> None:
@@ -149,11 +164,10 @@ class Run:
         return replace(topics, applications=self.input_topic)
 
     def start_worker(
-        self, topics: ScorerTopics, group_id: str, worker_id: str, reason_codes: bool
+        self, topics: ScorerTopics, group_id: str, worker_id: str, **settings: object
     ) -> WorkerProcess:
-        """A worker with this process's ``SCORER_*`` settings and the run's broker, registry
-        and topics, reason codes on or off; stopped (SIGTERM) when the services close if
-        not before."""
+        """A worker with this process's ``SCORER_*`` settings (``settings`` win) and the run's
+        broker, registry and topics; stopped (SIGTERM) when the services close if not before."""
         env = devstack.worker_env(
             True,  # inherit this process's SCORER_* settings
             kafka_bootstrap_servers=self.servers,
@@ -164,7 +178,7 @@ class Run:
             **topics.settings(),
             group_id=group_id,
             worker_id=worker_id,
-            reason_codes=reason_codes,
+            **settings,
         )
         worker = WorkerProcess(env, self.logs / f"{worker_id}.log")
         self.services.callback(worker.terminate)
@@ -226,15 +240,22 @@ class Run:
         around: Callable[[WorkerProcess], AbstractContextManager[object]] = lambda _: nullcontext(),
         poll_s: float = _POLL_S,
         reason_codes: bool = True,
+        shadow: bool = False,
     ) -> Throughput:
         """``processes`` workers in one group drain ``count`` applications written inside
         one open transaction and released once every worker is ready, so none starts late;
-        each application must come out exactly once."""
+        each application must come out exactly once. ``reason_codes`` off: the workers' scores
+        carry none; ``shadow``: the workers also score the shadow challenger."""
         topics = self.topics(name)
+        settings: dict[str, object] = {"reason_codes": reason_codes}
+        if shadow:
+            shadow_topic = f"{topics.scores}-s"
+            settings |= {"shadow_alias": SHADOW_ALIAS, "shadow_scores_topic": shadow_topic}
+            devstack.create_topics(self.servers, {shadow_topic: processes})
         with self.step(f"{name}: preloading {count:,} applications (held back)"):
             records = traffic.applications(count, _SEED)
             held = traffic.send(self.servers, topics.applications, records, count=count, hold=True)
-        workers = self._ready_workers(name, processes, topics, reason_codes)
+        workers = self._ready_workers(name, processes, topics, **settings)
         ready = {w.worker_id: measure.memory_mb(w.pid) for w in workers}
         pids = {"broker": self.broker_pid, **{w.worker_id: w.pid for w in workers}}
         deadline = time.monotonic() + _PHASE_TIMEOUT_S
@@ -257,7 +278,7 @@ class Run:
         )
         busy_s = sum(span(ts).seconds for ts in by_worker.values())
         return _throughput(
-            f"worker x {processes}",
+            f"worker x {processes}" + (SHADOW_SUFFIX if shadow else ""),
             processes,
             by_worker,
             cores,
@@ -292,7 +313,7 @@ class Run:
     def latency(self) -> tuple[list[LatencyPoint], float]:
         """Latency points per rate, and the serving worker's peak resident memory."""
         topics = self.topics("latency")
-        (worker,) = self._ready_workers("latency", 1, topics, True)
+        (worker,) = self._ready_workers("latency", 1, topics, reason_codes=True)
         pids = {"broker": self.broker_pid, worker.worker_id: worker.pid, "harness": os.getpid()}
         points = []
         with traffic.LatencyRecorder(self.servers, topics.applications, topics.scores) as recorder:
@@ -313,18 +334,28 @@ class Run:
         return points, peak
 
     def _ready_workers(
-        self, name: str, processes: int, topics: ScorerTopics, reason_codes: bool
+        self, name: str, processes: int, topics: ScorerTopics, **settings: object
     ) -> list[WorkerProcess]:
         """``processes`` workers in one new group, returned once all are ready at the same
         time: each with its partitions (a worker joining later revokes the others')."""
         group = unique_name(f"bench-{name}")
         ids = [f"bench-{name}-{k + 1}" for k in range(processes)]
-        workers = [self.start_worker(topics, group, id_, reason_codes) for id_ in ids]
+        workers = [self.start_worker(topics, group, worker_id, **settings) for worker_id in ids]
         deadline = time.monotonic() + _PHASE_TIMEOUT_S
         with self.step(f"{name}: starting {processes} worker(s)"):
             while not all(w.get("/readyz")[0] == 200 for w in workers):
                 _poll(workers, deadline, _POLL_S, f"{name}: workers not all ready")
         return workers
+
+
+def _challenger(report: TrainingReport, budget_us: float) -> CandidateResult | None:
+    """The shadow drain's challenger: the cheapest other candidate fast enough to be champion."""
+    others = [
+        c
+        for c in report.candidates
+        if c is not report.champion and c.inference_us_per_row <= budget_us
+    ]
+    return min(others, key=lambda c: c.expected_cost, default=None)
 
 
 def _check_alive(workers: Sequence[WorkerProcess]) -> None:
@@ -404,11 +435,14 @@ def run_benchmark(
         run.preload()
         phases: dict[str, Any] = {"ceiling_a": run.ceiling_a(), "ceiling_b": run.ceiling_b()}
         phases |= {"floor": run.floor()}
-        # One worker with reason codes on, then off (the switch's cost, side by side), then two.
+        # One worker with reason codes on, then off (the switch's cost, side by side), then
+        # two; then one scoring a shadow challenger too, when training left one.
         phases["workers"] = [
             run.drain(name, n, config.messages, reason_codes=on)
             for name, n, on in (("w1", 1, True), ("w1-off", 1, False), ("w2", 2, True))
         ]
+        if run.challenger is not None:
+            phases["workers"].append(run.drain("w1-shadow", 1, config.messages, shadow=True))
         phases["latency"], phases["latency_peak_rss_mb"] = run.latency()
         phases["profile"], phases["profile_note"] = run.profile()
     results = BenchResults(
@@ -417,7 +451,8 @@ def run_benchmark(
         config=config,
         machine=context,
         load_average_end=measure.load_average(),
-        champion={"family": str(champion.family), "version": champion.version},
+        champion={"family": str(champion.family), "version": champion.version}
+        | ({"shadow": f"{c.family} (version {c.version})"} if (c := run.challenger) else {}),
         **phases,
     )
     return write(with_verdicts(results), run_dir, readme)

@@ -17,7 +17,7 @@ from typing import Final
 
 from consumer.errors import FatalTransportError
 from consumer.logs import configure_logging
-from consumer.model import AliasWatcher, RegistryLoader
+from consumer.model import AliasWatcher, ModelEvents, RegistryLoader
 from consumer.ops import Metrics, OpsServer
 from consumer.settings import ENV_PREFIX, Settings
 from consumer.transport import KafkaTransport
@@ -50,20 +50,19 @@ def main() -> int:
         return EXIT_USAGE
 
     metrics = Metrics()
-    watcher = AliasWatcher(
-        RegistryLoader(
-            tracking_uri=settings.mlflow_tracking_uri,
-            model_name=settings.model_name,
-            alias=settings.model_alias,
-            cache_dir=settings.model_cache_dir,
-            trust=trust,
-        ),
-        interval_s=settings.reload_interval_s,
-        events=metrics,
+    watcher = _watcher(settings, trust, settings.model_alias, metrics)
+    shadow = (
+        _watcher(settings, trust, settings.shadow_alias, metrics.shadow_events(), role="shadow")
+        if settings.shadow_alias
+        else None
     )
     try:
         worker = Worker(
-            settings, transport=KafkaTransport(settings), models=watcher, metrics=metrics
+            settings,
+            transport=KafkaTransport(settings),
+            models=watcher,
+            metrics=metrics,
+            shadow=shadow,
         )
         ops = OpsServer(
             settings.http_host,
@@ -71,9 +70,10 @@ def main() -> int:
             metrics=metrics,
             readiness=worker.readiness,
             model=lambda: watcher.current,
-            warnings=lambda: _warnings(watcher),
+            warnings=lambda: _warnings(watcher, shadow, worker),
             liveness=worker.liveness,
             refusal=lambda: _refusal(watcher),
+            shadow=lambda: _shadow_status(settings.shadow_alias, shadow, worker),
         )
     except (FatalTransportError, OSError) as exc:
         _log.critical("cannot start", extra={"reason": str(exc)})
@@ -83,11 +83,34 @@ def main() -> int:
 
     ops.start()
     watcher.start()
+    if shadow is not None:
+        shadow.start()
     try:
         return worker.run()
     finally:
         watcher.stop()
+        if shadow is not None:
+            shadow.stop()
         ops.stop()
+
+
+def _watcher(
+    settings: Settings,
+    trust: ModelTrust,
+    alias: str,
+    events: ModelEvents,
+    *,
+    role: str = "champion",
+) -> AliasWatcher:
+    """A watcher of ``alias``: the same loader, vetting, cache and reload interval for both."""
+    loader = RegistryLoader(
+        tracking_uri=settings.mlflow_tracking_uri,
+        model_name=settings.model_name,
+        alias=alias,
+        cache_dir=settings.model_cache_dir,
+        trust=trust,
+    )
+    return AliasWatcher(loader, interval_s=settings.reload_interval_s, events=events, role=role)
 
 
 def _settings_from_environment() -> Settings:
@@ -121,9 +144,36 @@ def _refusal(watcher: AliasWatcher) -> dict[str, str] | None:
     return refused.describe() if refused else None
 
 
-def _warnings(watcher: AliasWatcher) -> list[str]:
-    problem = watcher.problem
-    return [problem] if problem else []
+def _warnings(champion: AliasWatcher, shadow: AliasWatcher | None, worker: Worker) -> list[str]:
+    problem = champion.problem
+    warnings = [problem] if problem else []
+    if shadow is not None:
+        warnings += [f"shadow challenger: {p}" for p in _shadow_problems(shadow, worker)]
+    return warnings
+
+
+def _shadow_problems(shadow: AliasWatcher, worker: Worker) -> list[str]:
+    """Why the shadow challenger is not scoring (empty when it is)."""
+    problems = [p for p in (shadow.problem, worker.shadow_failure) if p]
+    if shadow.current is None and not problems:
+        problems.append("not loaded yet")
+    return problems
+
+
+def _shadow_status(
+    alias: str | None, shadow: AliasWatcher | None, worker: Worker
+) -> dict[str, object] | None:
+    """``/model``'s ``shadow``: the alias, the loaded challenger (or None) and its problems."""
+    if alias is None or shadow is None:
+        return None
+    current = shadow.current
+    refused = shadow.refused
+    return {
+        "alias": alias,
+        "model": current.describe() if current else None,
+        "refused": refused.describe() if refused else None,
+        "problems": _shadow_problems(shadow, worker),
+    }
 
 
 def _stop(worker: Worker, signum: int) -> None:

@@ -345,8 +345,17 @@ class Refusal:
 class AliasWatcher:
     """Keeps ``current`` equal to the alias's version, loading in a background thread."""
 
-    def __init__(self, loader: ModelLoader, *, interval_s: float, events: ModelEvents) -> None:
+    def __init__(
+        self,
+        loader: ModelLoader,
+        *,
+        interval_s: float,
+        events: ModelEvents,
+        role: str = "champion",
+    ) -> None:
+        """``role`` names the model in logs and the thread's name (``champion``, ``shadow``)."""
         self._loader = loader
+        self._role = role
         self._interval_s = interval_s
         self._events = events
         self._current: LoadedModel | None = None
@@ -354,7 +363,7 @@ class AliasWatcher:
         self._problem: str | None = None
         self._loaded = threading.Event()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alias-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"alias-watcher-{role}", daemon=True)
 
     @property
     def current(self) -> LoadedModel | None:
@@ -405,6 +414,7 @@ class AliasWatcher:
             _log.error(
                 "model version refused",
                 extra={
+                    "role": self._role,
                     "model_version": ref.version,
                     "failure": exc.failure.value,
                     "reason": str(exc),
@@ -416,7 +426,11 @@ class AliasWatcher:
         self._events.model_loaded(model)
         _log.info(
             "model loaded",
-            extra={"model_version": model.version, "previous_version": current and current.version},
+            extra={
+                "role": self._role,
+                "model_version": model.version,
+                "previous_version": current and current.version,
+            },
         )
 
     def _run(self) -> None:
@@ -428,7 +442,9 @@ class AliasWatcher:
                 self._events.registry_checked(not isinstance(exc, RegistryUnreachableError))
                 self._failed(str(exc))
             except Exception as exc:  # a bug must not kill the thread that keeps models fresh
-                _log.exception("unexpected error while checking the model alias")
+                _log.exception(
+                    "unexpected error while checking the model alias", extra={"role": self._role}
+                )
                 self._failed(f"{type(exc).__name__}: {exc}")
             else:
                 refused = self._refused
@@ -440,7 +456,10 @@ class AliasWatcher:
         self._events.model_load_failed()
         self._problem = self._with_serving(reason)
         serving = self._current.version if self._current else None
-        _log.warning("model load failed", extra={"reason": reason, "serving_version": serving})
+        _log.warning(
+            "model load failed",
+            extra={"role": self._role, "reason": reason, "serving_version": serving},
+        )
 
     def _with_serving(self, reason: str) -> str:
         serving = self._current.version if self._current else None

@@ -9,8 +9,9 @@ scoring, such as an unreachable registry or a refused champion), ``/metrics``
 (Prometheus text) and ``/model`` (the serving model's name, version, run id,
 threshold, whether it was signed, feature policy, features, explanation method and
 reason-table version, and the run's metrics and params; plus ``refused``, the version the
-alias points at and why the worker refused it, while it does). Nothing here holds
-or prints settings, so no secret can leak through it.
+alias points at and why the worker refused it, while it does; plus ``shadow`` when a shadow
+challenger is configured: its alias, its description like the champion's once loaded, and
+its problems). Nothing here holds or prints settings, so no secret can leak through it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-STAGES: Final = ("decode", "score", "produce", "commit")
+STAGES: Final = ("decode", "score", "shadow", "produce", "commit")
 """Values of the ``stage`` label of ``scorer_stage_latency_seconds``."""
 _BATCH_BUCKETS: Final = (1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000)
 _LATENCY_BUCKETS: Final = (
@@ -126,6 +127,33 @@ class Metrics:
             "Applications scored without reason codes because their explanation failed.",
             registry=r,
         )
+        self.shadow_scored = Counter(
+            "scorer_shadow_applications_scored",
+            "Applications the shadow challenger scored (committed with the official scores).",
+            registry=r,
+        )
+        self.shadow_failures = Counter(
+            "scorer_shadow_failures",
+            "Batches the shadow challenger failed to score (the official scores still went out).",
+            registry=r,
+        )
+        self.shadow_model_version = Gauge(
+            "scorer_shadow_model_version",
+            "Registry version of the shadow challenger (0: none loaded).",
+            registry=r,
+        )
+        self.shadow_model_loads = Counter(
+            "scorer_shadow_model_loads",
+            "Shadow challenger load attempts by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_model_refusals = Counter(
+            "scorer_shadow_model_refusals",
+            "Shadow challenger versions refused before loading, by failed check.",
+            ["failure"],
+            registry=r,
+        )
         self.self_heals = Counter(
             "scorer_self_heals",
             "Times the worker replaced its Kafka clients because it was not consuming.",
@@ -144,8 +172,10 @@ class Metrics:
             self.transactions.labels(outcome)
         for outcome in ("success", "failure"):
             self.model_loads.labels(outcome)
+            self.shadow_model_loads.labels(outcome)
         for failure in TrustFailure:
             self.model_refusals.labels(failure.value)
+            self.shadow_model_refusals.labels(failure.value)
 
     def watch_loop(
         self, *, seconds_since_poll: Callable[[], float], assigned_partitions: Callable[[], int]
@@ -174,6 +204,10 @@ class Metrics:
     def registry_checked(self, reachable: bool) -> None:
         self.registry_reachable.set(1.0 if reachable else 0.0)
 
+    def shadow_events(self) -> ShadowModelEvents:
+        """What the shadow challenger's alias watcher reports to (its own instruments)."""
+        return ShadowModelEvents(self)
+
     def set_lags(self, lags: Mapping[tuple[str, int], int]) -> None:
         self.consumer_lag.clear()
         for (topic, partition), lag in lags.items():
@@ -181,6 +215,28 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ShadowModelEvents:
+    """The shadow watcher's ``ModelEvents``: the ``scorer_shadow_*`` instruments, so a
+    challenger's loads and refusals never read as the champion's."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def model_loaded(self, model: LoadedModel) -> None:
+        self._metrics.shadow_model_loads.labels("success").inc()
+        version = float(model.version) if model.version.isdigit() else 0.0
+        self._metrics.shadow_model_version.set(version)
+
+    def model_load_failed(self) -> None:
+        self._metrics.shadow_model_loads.labels("failure").inc()
+
+    def model_refused(self, failure: TrustFailure) -> None:
+        self._metrics.shadow_model_refusals.labels(failure.value).inc()
+
+    def registry_checked(self, reachable: bool) -> None:
+        """The champion's watcher already reports the registry's reachability."""
 
 
 class OpsServer:
@@ -197,8 +253,9 @@ class OpsServer:
         warnings: Callable[[], list[str]] = list,
         liveness: Callable[[], list[str]] = list,
         refusal: Callable[[], Mapping[str, str] | None] = lambda: None,
+        shadow: Callable[[], Mapping[str, object] | None] = lambda: None,
     ) -> None:
-        handler = _handler_class(metrics, readiness, model, warnings, liveness, refusal)
+        handler = _handler_class(metrics, readiness, model, warnings, liveness, refusal, shadow)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -226,6 +283,7 @@ def _handler_class(
     warnings: Callable[[], list[str]],
     liveness: Callable[[], list[str]],
     refusal: Callable[[], Mapping[str, str] | None],
+    shadow: Callable[[], Mapping[str, object] | None],
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -259,6 +317,8 @@ def _handler_class(
                 status, body = HTTPStatus.OK, serving.describe()
             if refused is not None:
                 body["refused"] = dict(refused)
+            if (challenger := shadow()) is not None:
+                body["shadow"] = dict(challenger)
             self._json(status, body)
 
         def log_message(self, format: str, *args: object) -> None:

@@ -1,4 +1,5 @@
-"""Build the records a batch produces: scores, prediction metadata and dead letters. Pure.
+"""Build the records a batch produces: scores, prediction metadata, shadow scores and dead
+letters. Pure.
 
 Scores and prediction records are keyed by ``application_id`` and carry the model
 version and the input's correlation id as headers. A dead letter keeps the input's
@@ -52,6 +53,7 @@ class OutputTopics:
     scores: str
     predictions: str
     dead_letters: str
+    shadow_scores: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,45 @@ def scored_records(
             score["reasons_unavailable"] = why is None
         records.append(OutboundRecord(topics.scores, key, orjson.dumps(score), headers))
         records.append(OutboundRecord(topics.predictions, key, orjson.dumps(prediction), headers))
+    return records
+
+
+def shadow_records(
+    accepted: Sequence[tuple[Message, LoanApplication]],
+    scores: Scores,
+    model: LoadedModel,
+    champion_version: str,
+    info: BatchInfo,
+    topic: str,
+) -> list[OutboundRecord]:
+    """A ``ShadowScore`` of the challenger ``model`` for each accepted application.
+
+    Keyed and headed like the official score (model version: the challenger's), so a
+    reader joins the two by key; no reasons (the challenger is never explained).
+    """
+    version = model.version.encode()
+    scored_at = info.scored_at.isoformat()
+    records: list[OutboundRecord] = []
+    for (message, application), probability, decision in zip(
+        accepted, scores.probabilities.tolist(), scores.decisions.tolist(), strict=True
+    ):
+        shadow = {
+            "application_id": application.application_id,
+            "default_probability": probability,
+            "predicted_default": decision,
+            "threshold": model.threshold,
+            "model_name": model.name,
+            "model_version": model.version,
+            "model_run_id": model.run_id or "",
+            "champion_version": champion_version,
+            "scored_at": scored_at,
+        }
+        headers: Headers = [
+            (MODEL_VERSION_HEADER, version),
+            (CORRELATION_ID_HEADER, correlation_id(message)),
+        ]
+        key = application.application_id.encode()
+        records.append(OutboundRecord(topic, key, orjson.dumps(shadow), headers))
     return records
 
 

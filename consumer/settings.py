@@ -26,6 +26,7 @@ from contracts.topics import (
     DEAD_LETTER_TOPIC,
     PREDICTIONS_TOPIC,
     SCORES_TOPIC,
+    SHADOW_SCORES_TOPIC,
 )
 
 ENV_PREFIX: Final = "SCORER_"
@@ -61,10 +62,18 @@ class Settings(BaseSettings):
     scores_topic: str = SCORES_TOPIC
     dead_letter_topic: str = DEAD_LETTER_TOPIC
     predictions_topic: str = PREDICTIONS_TOPIC
+    shadow_scores_topic: str = SHADOW_SCORES_TOPIC
     group_id: str = "credit-scorer"
 
     model_name: str = MODEL_NAME
     model_alias: str = CHAMPION_ALIAS
+    shadow_alias: str | None = Field(
+        default=None,
+        description="An alias (e.g. 'challenger') whose version scores every valid application "
+        "in the shadow: vetted and reloaded like the champion, its scores go to "
+        "shadow_scores_topic in the batch's transaction and never decide anything. Unset or "
+        "empty: no shadow.",
+    )
     model_cache_dir: Path = Path(".cache/scorer-models")
     reload_interval_s: float = Field(
         default=30.0, gt=0, description="How often the alias is checked."
@@ -148,12 +157,20 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("shadow_alias", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """An empty value (compose's ``${SCORER_SHADOW_ALIAS:-}``) means no shadow."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _consistent_limits(self) -> Settings:
         if self.stall_timeout_s * 1000 <= self.transaction_timeout_ms:
             raise ValueError("stall_timeout_s must be longer than transaction_timeout_ms")
         if self.dead_letter_max_value_bytes < self.max_message_bytes:
             raise ValueError("dead_letter_max_value_bytes must be at least max_message_bytes")
+        if self.shadow_alias == self.model_alias:
+            raise ValueError("shadow_alias must differ from model_alias")
         return self
 
     @property

@@ -174,6 +174,8 @@ class KafkaTransport:
             settings.scores_topic,
             settings.predictions_topic,
             settings.dead_letter_topic,
+            # Produced to in every transaction once a challenger loads: required like the rest.
+            *([settings.shadow_scores_topic] if settings.shadow_alias else []),
         )
         self._problem: str | None = "producer not initialised"
         self._assigned: frozenset[PartitionKey] = frozenset()

@@ -4,7 +4,8 @@ Exactly once, per batch::
 
     messages = consume(up to N, at most W ms)   # rebalances happen here, never mid-transaction
     decode each; score the valid ones in ONE model call (and explain them in one more)
-    begin; produce scores + prediction records + dead letters;
+    shadow challenger configured and loaded: score the same ones in ONE call of it
+    begin; produce scores + prediction records + shadow scores + dead letters;
     send the next offsets (with the consumer's group metadata); commit
 
 A retriable error repeats the failed call until the transaction timeout; an
@@ -12,6 +13,14 @@ abortable one (or retries running out) aborts the transaction and rewinds the
 consumer to the committed offsets, so the batch is read again and produced once;
 a fatal one stops the worker with a non-zero exit. The model is read once per
 batch, so a hot reload swaps models between batches.
+
+The shadow challenger (``SCORER_SHADOW_ALIAS``) is read once per batch too, from a
+watcher of its own. Its scores share the batch's transaction, so they are committed
+exactly when the official scores are: exactly once per application, for the same
+applications. It never decides anything and never holds the champion up: the worker
+starts and is ready without it, and a batch it fails to score (``score_challenger``
+returns the failure as a value) goes out without shadow scores, counted in
+``scorer_shadow_failures`` and reported by ``shadow_failure``.
 
 Rebalances: the consumer's rebalance callbacks only run inside ``consume()``, which
 is only called with no transaction open. Every batch is committed (or aborted and
@@ -56,8 +65,9 @@ from consumer.records import (
     OutputTopics,
     dead_letter_record,
     scored_records,
+    shadow_records,
 )
-from consumer.scoring import Scores, score_applications
+from consumer.scoring import Scores, ScoringFailure, score_applications, score_challenger
 from consumer.settings import Settings
 from consumer.transport import PartitionKey, Transport
 from contracts import LoanApplication
@@ -106,6 +116,7 @@ class BatchOutcome:
     scored: int
     dead_letters: dict[str, int]
     committed: bool
+    shadow_scored: int = 0
 
 
 class Worker:
@@ -120,16 +131,21 @@ class Worker:
         metrics: Metrics,
         clock: Callable[[], float] = time.perf_counter,
         on_stall: Callable[[], None] | None = None,
+        shadow: ModelSource | None = None,
     ) -> None:
+        """``shadow``: where the shadow challenger comes from (None: no shadow scoring)."""
         self._settings = settings
         self._transport = transport
         self._models = models
+        self._shadow = shadow
+        self._shadow_failure: str | None = None
         self._metrics = metrics
         self._clock = clock
         self._topics = OutputTopics(
             scores=settings.scores_topic,
             predictions=settings.predictions_topic,
             dead_letters=settings.dead_letter_topic,
+            shadow_scores=settings.shadow_scores_topic,
         )
         self._on_stall = on_stall or _exit_stalled
         self._stopping = threading.Event()
@@ -160,6 +176,12 @@ class Worker:
         if self._aborts_in_row >= _ABORTS_NOT_READY:
             reasons.append(f"the last {self._aborts_in_row} transactions were aborted")
         return reasons
+
+    @property
+    def shadow_failure(self) -> str | None:
+        """Why the shadow challenger failed to score the last batch it was given (None: it
+        scored it, or it has not been given one)."""
+        return self._shadow_failure
 
     def liveness(self) -> list[str]:
         """Why the worker, though running, is not doing its job (empty when it is).
@@ -297,9 +319,12 @@ class Worker:
             else:
                 accepted.append((message, result))
         decoded = self._clock()
-        scores = score_applications([application for _, application in accepted], model)
+        applications = [application for _, application in accepted]
+        scores = score_applications(applications, model)
         explained = self._reasons(scores, model) if self._settings.reason_codes else None
         scored = self._clock()
+        shadowed = self._score_shadow(applications, scores)
+        shadow_done = self._clock()
         info = BatchInfo(
             scored_at=datetime.now(UTC),
             size=len(accepted),
@@ -315,11 +340,45 @@ class Worker:
             with_personal_fields=self._settings.monitor_personal_fields,
             reasons=explained,
         )
+        if shadowed is not None:
+            challenger, shadow_scores = shadowed
+            topic = self._topics.shadow_scores
+            records += shadow_records(
+                accepted, shadow_scores, challenger, model.version, info, topic
+            )
         records += dead_letters
         produced = self._transact(records, next_offsets, batch_start)
-        outcome = BatchOutcome(len(messages), len(accepted), dict(reasons), produced is not None)
-        self._observe(outcome, model, (started, decoded, scored, produced, self._clock()))
+        outcome = BatchOutcome(
+            len(messages),
+            len(accepted),
+            dict(reasons),
+            produced is not None,
+            len(shadowed[1]) if shadowed else 0,
+        )
+        marks = (started, decoded, scored, shadow_done, produced, self._clock())
+        self._observe(outcome, model, marks)
         return outcome
+
+    def _score_shadow(
+        self, applications: list[LoanApplication], scores: Scores
+    ) -> tuple[LoadedModel, Scores] | None:
+        """The shadow challenger and its scores of the batch; None when there is no
+        challenger or it fails (then counted, and logged when the reason changes)."""
+        challenger = self._shadow.current if self._shadow is not None else None
+        if challenger is None or not applications:
+            return None
+        result = score_challenger(applications, challenger, scores)
+        if isinstance(result, ScoringFailure):
+            self._metrics.shadow_failures.inc()
+            if result.reason != self._shadow_failure:
+                _log.warning(
+                    "shadow challenger failed to score; the official scores go out without it",
+                    extra={"model_version": challenger.version, "reason": result.reason},
+                )
+            self._shadow_failure = result.reason
+            return None
+        self._shadow_failure = None
+        return challenger, result
 
     def _reasons(self, scores: Scores, model: LoadedModel) -> list[list[dict[str, Any]] | None]:
         """Each application's reasons; None for those whose explanation failed.
@@ -444,18 +503,21 @@ class Worker:
         self,
         outcome: BatchOutcome,
         model: LoadedModel,
-        marks: tuple[float, float, float, float | None, float],
+        marks: tuple[float, float, float, float, float | None, float],
     ) -> None:
-        started, decoded, scored, produced, finished = marks
+        started, decoded, scored, shadowed, produced, finished = marks
         metrics = self._metrics
         metrics.consumed.inc(outcome.consumed)
         metrics.batch_size.observe(outcome.consumed)
         metrics.stage_latency.labels("decode").observe(decoded - started)
         metrics.stage_latency.labels("score").observe(scored - decoded)
+        if self._shadow is not None:
+            metrics.stage_latency.labels("shadow").observe(shadowed - scored)
         if produced is not None:
-            metrics.stage_latency.labels("produce").observe(produced - scored)
+            metrics.stage_latency.labels("produce").observe(produced - shadowed)
             metrics.stage_latency.labels("commit").observe(finished - produced)
             metrics.scored.inc(outcome.scored)
+            metrics.shadow_scored.inc(outcome.shadow_scored)
             for reason, count in outcome.dead_letters.items():
                 metrics.dead_lettered.labels(reason).inc(count)
         transaction = "committed" if outcome.committed else "aborted"
@@ -466,6 +528,7 @@ class Worker:
             extra={
                 "consumed": outcome.consumed,
                 "scored": outcome.scored,
+                "shadow_scored": outcome.shadow_scored,
                 "dead_lettered": sum(outcome.dead_letters.values()),
                 "dead_letter_types": outcome.dead_letters,
                 "transaction": transaction,

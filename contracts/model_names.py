@@ -7,6 +7,9 @@ from typing import Final
 MODEL_NAME: Final = "credit-default"
 CHAMPION_ALIAS: Final = "champion"
 PREVIOUS_ALIAS: Final = "previous"
+SHADOW_ALIAS: Final = "challenger"
+"""The alias ``promote --from-shadow`` promotes by default (the worker shadows whichever alias
+``SCORER_SHADOW_ALIAS`` names)."""
 EXPERIMENT_NAME: Final = "credit-default"
 
 # Model metadata (MLmodel ``metadata``): the loaded model carries its own threshold.

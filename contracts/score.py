@@ -76,3 +76,25 @@ class PredictionRecord(BaseModel):
         description="sex, education, marriage and age; only when the worker's "
         "SCORER_MONITOR_PERSONAL_FIELDS is on (off by default)",
     )
+
+
+class ShadowScore(BaseModel):
+    """One record on the shadow-scores topic: what the challenger would have decided.
+
+    Written by the worker in the same transaction as the official ``LoanScore`` of the same
+    application, so the two describe the same applications exactly once each;
+    ``champion_version`` names the version whose score was the official one. Never a
+    decision: nothing downstream of the scores topic reads it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    application_id: str
+    default_probability: Probability
+    predicted_default: bool = Field(description="default_probability >= threshold")
+    threshold: Probability
+    model_name: str
+    model_version: str
+    model_run_id: str
+    champion_version: str
+    scored_at: datetime

@@ -9,6 +9,10 @@ APPLICATIONS_TOPIC: Final = "loan-applications"
 SCORES_TOPIC: Final = "loan-scores"
 DEAD_LETTER_TOPIC: Final = "loan-applications.dlq"
 PREDICTIONS_TOPIC: Final = "loan-predictions"
+SHADOW_SCORES_TOPIC: Final = "loan-scores.shadow"
+"""The shadow challenger's scores (``contracts.score.ShadowScore``), keyed by
+``application_id``; written in the same transaction as the official scores, never read
+as decisions."""
 OUTCOMES_TOPIC: Final = "loan-outcomes"
 """Observed outcomes (``contracts.outcome.LoanOutcome``), keyed by ``application_id``."""
 OUTCOMES_DEAD_LETTER_TOPIC: Final = "loan-outcomes.dlq"

@@ -79,9 +79,11 @@ def report_command(
     settings = settings_or_exit(Settings, ENV_PREFIX)
     try:
         store = Store(settings.database_url)
-        drift, performance = measure(store, mlflow_profiles(settings.tracking_uri), settings)
+        profiles = mlflow_profiles(settings.tracking_uri)
+        drift, performance, comparison = measure(store, profiles, settings)
     except MonitorError as exc:
         _err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from exc
-    render_report(drift.psi if drift else {}, performance, settings.psi_limit, output)
+    psi = drift.psi if drift else {}
+    render_report(psi, performance, settings.psi_limit, output, comparison)
     _err.print(f"{performance.rows:,} joined outcomes; report written to {output}", highlight=False)

@@ -5,7 +5,8 @@ Per batch::
 
     messages = consume(up to N, at most W ms)
     DB transaction:                              # all or nothing
-        insert predictions, outcomes, window rows (keyed: a replay inserts nothing new)
+        insert predictions, shadow scores, outcomes, window rows (keyed: a replay inserts
+            nothing new)
         PSI of the window; "above the limit" state per subject -> the alerts of new crossings
         outbox := dead letters + alerts, and the next offsets of this batch
     Kafka transaction: produce the outbox; send those offsets; commit
@@ -26,7 +27,13 @@ repeated record (a duplicate outcome) change nothing.
 A duplicate outcome (same ``application_id``) is ignored by its key. An outcome whose
 prediction is not in yet waits as a row of its own, until ``pending_outcome_days`` or
 past ``max_pending_outcomes`` (oldest first), counted in ``monitor_pending_outcomes``
-and ``monitor_outcomes_expired_total``. One monitor instance per database: the group
+and ``monitor_outcomes_expired_total``.
+
+Champion and challenger are compared on the same applications by construction: the
+worker writes an application's shadow score in the transaction of its official score,
+and the comparison (``monitor_shadow_*{role}``, ``python -m training promote
+--from-shadow``) only counts applications that have both, scored by one (champion,
+challenger) pair of versions, and an outcome. One monitor instance per database: the group
 gives failover, not sharding.
 """
 
@@ -42,7 +49,13 @@ from confluent_kafka import Message
 from consumer.errors import AbortableTransactionError, RetriableTransportError
 from consumer.records import OutboundRecord
 from monitor.alerts import psi_crossings
-from monitor.measures import ProfileSource, drift_now, performance_now
+from monitor.measures import (
+    ProfileSource,
+    costs_of,
+    drift_now,
+    performance_now,
+    shadow_comparison,
+)
 from monitor.metrics import Metrics
 from monitor.outbox import alert_record, from_outbox, to_outbox
 from monitor.records import Batch, sort_batch
@@ -116,12 +129,14 @@ class Monitor:
     def _record(self, tx: StoreTransaction, batch: Batch, now: datetime) -> list[OutboundRecord]:
         s = self._settings
         tx.add_predictions(batch.predictions)
+        tx.add_shadow_scores(batch.shadow_scores)
         self._metrics.duplicates.inc(len(batch.outcomes) - tx.add_outcomes(batch.outcomes))
         tx.add_feature_rows(batch.features, keep=s.window_rows)
         expiry = now - timedelta(days=s.pending_outcome_days)
         self._metrics.expired.inc(tx.expire_pending(expiry, keep=s.max_pending_outcomes))
         self._metrics.pending.set(tx.pending_outcomes())
         self._metrics.show_performance(performance_now(tx, s))
+        self._metrics.show_comparison(shadow_comparison(tx, costs_of(s)))
         drift = drift_now(tx, self._profiles, s)
         if drift is None:
             return []

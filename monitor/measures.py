@@ -38,14 +38,55 @@ def drift_now(tx: StoreTransaction, profiles: ProfileSource, settings: Settings)
 
 def performance_now(tx: StoreTransaction, settings: Settings) -> LivePerformance:
     """Live performance over every prediction joined with its outcome."""
-    costs = CostMatrix(false_negative=settings.cost_fn, false_positive=settings.cost_fp)
     defaulted, scores, thresholds = tx.joined()
-    return live_performance(defaulted, scores, thresholds, costs)
+    return live_performance(defaulted, scores, thresholds, costs_of(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowComparison:
+    """Champion and shadow challenger measured on the same labelled applications."""
+
+    champion_version: str
+    challenger_version: str
+    champion: LivePerformance
+    challenger: LivePerformance
+
+    @property
+    def rows(self) -> int:
+        return self.champion.rows
+
+
+def compare(
+    tx: StoreTransaction, costs: CostMatrix, champion_version: str, challenger_version: str
+) -> ShadowComparison:
+    """Both versions' live performance on the applications ``champion_version`` scored
+    officially and ``challenger_version`` in the shadow, whose outcome is known."""
+    rows = tx.paired(champion_version, challenger_version)
+    return ShadowComparison(
+        champion_version=champion_version,
+        challenger_version=challenger_version,
+        champion=live_performance(rows.defaulted, *rows.champion, costs),
+        challenger=live_performance(rows.defaulted, *rows.challenger, costs),
+    )
+
+
+def shadow_comparison(tx: StoreTransaction, costs: CostMatrix) -> ShadowComparison | None:
+    """``compare`` for the versions of the newest shadow score; None before the first."""
+    pair = tx.newest_shadow_pair()
+    return None if pair is None else compare(tx, costs, *pair)
+
+
+def costs_of(settings: Settings) -> CostMatrix:
+    return CostMatrix(false_negative=settings.cost_fn, false_positive=settings.cost_fp)
 
 
 def measure(
     store: Store, profiles: ProfileSource, settings: Settings
-) -> tuple[Drift | None, LivePerformance]:
-    """Both, read in one transaction."""
+) -> tuple[Drift | None, LivePerformance, ShadowComparison | None]:
+    """All three, read in one transaction."""
     with store.transaction() as tx:
-        return drift_now(tx, profiles, settings), performance_now(tx, settings)
+        return (
+            drift_now(tx, profiles, settings),
+            performance_now(tx, settings),
+            shadow_comparison(tx, costs_of(settings)),
+        )

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from monitor.measures import ShadowComparison
 from monitor.performance import LivePerformance
 
 
@@ -34,6 +35,19 @@ class Metrics:
         )
         self.alerts = Counter("monitor_alerts", "Alerts written", ["subject"], registry=r)
         self.batches = Counter("monitor_batches", "Batches committed", registry=r)
+        self.paired = Gauge(
+            "monitor_shadow_paired_rows",
+            "Applications with an outcome scored by both the champion and the shadow challenger",
+            registry=r,
+        )
+        self.paired_auc, self.paired_brier, self.paired_cost = (
+            Gauge(f"monitor_shadow_{name}", f"{what} on the paired rows", ["role"], registry=r)
+            for name, what in (
+                ("roc_auc", "ROC-AUC"),
+                ("brier", "Brier score"),
+                ("expected_cost", "Expected cost per application"),
+            )
+        )
 
     def show_drift(self, values: Mapping[str, float]) -> None:
         for subject, value in values.items():
@@ -47,3 +61,17 @@ class Metrics:
             (self.cost, performance.expected_cost),
         ):
             gauge.set(value)  # NaN until measurable (one class only): "no value yet"
+
+    def show_comparison(self, comparison: ShadowComparison | None) -> None:
+        """Champion and challenger on the same applications (role label), once any shadow
+        score arrived."""
+        if comparison is None:
+            return
+        self.paired.set(comparison.rows)
+        for role, performance in (
+            ("champion", comparison.champion),
+            ("challenger", comparison.challenger),
+        ):
+            self.paired_auc.labels(role=role).set(performance.roc_auc)
+            self.paired_brier.labels(role=role).set(performance.brier)
+            self.paired_cost.labels(role=role).set(performance.expected_cost)

@@ -6,7 +6,7 @@ A malformed outcome becomes a dead letter built by the worker's own ``dead_lette
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from consumer.decoding import DecodeFailure, decode
 from consumer.records import OutboundRecord, dead_letter_record
 from contracts import FEATURE_COLUMNS, LoanApplication
 from contracts.outcome import LoanOutcome
-from contracts.score import PredictionRecord
+from contracts.score import PredictionRecord, ShadowScore
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class MonitorTopics:
     applications: str
     outcomes_dlq: str
     alerts: str
+    shadow_scores: str
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Batch:
     outcomes: list[dict[str, Any]]
     features: dict[str, tuple[float, ...]]
     dead_letters: list[OutboundRecord]
+    shadow_scores: list[dict[str, Any]] = field(default_factory=list)
     unreadable_predictions: int = 0
 
 
@@ -75,6 +77,17 @@ def sort_batch(
                  "model_version": prediction.model_version,
                  "model_run_id": prediction.model_run_id,
                  "score": prediction.default_probability, "threshold": prediction.threshold}
+            )  # fmt: skip
+        elif topic == topics.shadow_scores:
+            try:
+                shadow = ShadowScore.model_validate_json(value or b"")
+            except ValidationError:
+                batch.unreadable_predictions += 1  # the worker's own output, like a prediction
+                continue
+            batch.shadow_scores.append(
+                {"application_id": shadow.application_id, "model_version": shadow.model_version,
+                 "model_run_id": shadow.model_run_id, "champion_version": shadow.champion_version,
+                 "score": shadow.default_probability, "threshold": shadow.threshold}
             )  # fmt: skip
         elif topic == topics.applications:
             try:

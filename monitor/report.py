@@ -1,5 +1,6 @@
 """The report a person looks at (``python -m monitor report``): PSI per feature and the
-score against the limit, and the calibration curve of the joined outcomes, as one PNG."""
+score against the limit, and the calibration curve of the joined outcomes, with the shadow
+challenger's beside the champion's on the same applications when there is one, as one PNG."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 
+from monitor.measures import ShadowComparison
 from monitor.performance import LivePerformance
 
 
 def render_report(
-    psi: Mapping[str, float], performance: LivePerformance, limit: float, path: Path
+    psi: Mapping[str, float],
+    performance: LivePerformance,
+    limit: float,
+    path: Path,
+    comparison: ShadowComparison | None = None,
 ) -> Path:
     """Write the report to ``path`` (PNG) and return it."""
     figure, (drift_axis, calibration_axis) = plt.subplots(1, 2, figsize=(13, 6))
@@ -31,9 +37,22 @@ def render_report(
     calibration_axis.plot(
         [b.mean_score for b in bins], [b.default_rate for b in bins], marker="o", label="live"
     )
-    auc = "n/a" if math.isnan(performance.roc_auc) else f"{performance.roc_auc:.3f}"
+    if comparison is not None and comparison.rows:
+        for role, version, measured in (
+            ("champion", comparison.champion_version, comparison.champion),
+            ("challenger", comparison.challenger_version, comparison.challenger),
+        ):
+            calibration_axis.plot(
+                [b.mean_score for b in measured.calibration],
+                [b.default_rate for b in measured.calibration],
+                marker="s" if role == "champion" else "^",
+                linestyle="--",
+                label=f"{role} v{version} on {comparison.rows:,} paired: "
+                f"ROC-AUC {_auc(measured)}, cost {measured.expected_cost:.3f}",
+            )
     calibration_axis.set(
-        title=f"Calibration by score decile ({performance.rows:,} joined, ROC-AUC {auc})",
+        title=f"Calibration by score decile ({performance.rows:,} joined, "
+        f"ROC-AUC {_auc(performance)})",
         xlabel="mean predicted P(default)",
         ylabel="observed default rate",
         xlim=(0, 1),
@@ -44,3 +63,7 @@ def render_report(
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def _auc(performance: LivePerformance) -> str:
+    return "n/a" if math.isnan(performance.roc_auc) else f"{performance.roc_auc:.3f}"

@@ -20,6 +20,7 @@ from contracts.topics import (
     OUTCOMES_DEAD_LETTER_TOPIC,
     OUTCOMES_TOPIC,
     PREDICTIONS_TOPIC,
+    SHADOW_SCORES_TOPIC,
 )
 from monitor.records import MonitorTopics
 
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     transactional_id: str = Field(default="rumos-monitor", min_length=1)
     database_url: str = Field(default="sqlite:///monitor.db", min_length=1)
     predictions_topic: str = PREDICTIONS_TOPIC
+    shadow_scores_topic: str = SHADOW_SCORES_TOPIC
     outcomes_topic: str = OUTCOMES_TOPIC
     applications_topic: str = APPLICATIONS_TOPIC
     outcomes_dead_letter_topic: str = OUTCOMES_DEAD_LETTER_TOPIC
@@ -74,6 +76,7 @@ class Settings(BaseSettings):
             applications=self.applications_topic,
             outcomes_dlq=self.outcomes_dead_letter_topic,
             alerts=self.alerts_topic,
+            shadow_scores=self.shadow_scores_topic,
         )
 
     def kafka_common(self) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The monitor's durable state, behind one small class: SQLite by default, PostgreSQL in compose.
 
-Everything is keyed so that writing the same record twice changes nothing: a prediction
-and an outcome by ``application_id`` (a duplicate outcome is ignored, so it never counts
-twice, and a batch replayed after a crash rewrites nothing), a window row by its source
-``topic/partition/offset``. An outcome whose prediction has not arrived is simply an
+Everything is keyed so that writing the same record twice changes nothing: a prediction,
+a shadow score and an outcome by ``application_id`` (a duplicate outcome is ignored, so it
+never counts twice, and a batch replayed after a crash rewrites nothing), a window row by its
+source ``topic/partition/offset``. An outcome whose prediction has not arrived is simply an
 outcome row without a matching prediction row: it joins whenever the prediction comes.
 
 The outbox holds what a batch must still write to Kafka, with the offsets that close the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +33,21 @@ from monitor.tables import (
     outbox_offsets,
     outcomes,
     predictions,
+    shadow_scores,
 )
 
 Row = Mapping[str, Any]
+ScoredRows = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+"""(scores, thresholds), one per row."""
+
+
+@dataclass(frozen=True, slots=True)
+class PairedRows:
+    """Applications with an outcome, scored by the champion and by the shadow challenger."""
+
+    defaulted: npt.NDArray[np.bool_]
+    champion: ScoredRows
+    challenger: ScoredRows
 
 
 class Store:
@@ -70,6 +83,10 @@ class StoreTransaction:
         """Insert predictions not seen before; how many were new."""
         return self._insert_new(predictions, rows)
 
+    def add_shadow_scores(self, rows: Sequence[Row]) -> int:
+        """Insert the challenger's scores not seen before; how many were new."""
+        return self._insert_new(shadow_scores, rows)
+
     def add_outcomes(self, rows: Sequence[Row]) -> int:
         """Insert outcomes not seen before; how many were new (duplicates are ignored)."""
         return self._insert_new(outcomes, rows)
@@ -104,6 +121,44 @@ class StoreTransaction:
             np.array([r.defaulted for r in rows], dtype=bool),
             np.array([r.score for r in rows], dtype=float),
             [r.threshold for r in rows],
+        )
+
+    def newest_shadow_pair(self) -> tuple[str, str] | None:
+        """(champion version, challenger version) of the newest shadow score; None if none."""
+        query = sa.select(shadow_scores.c.champion_version, shadow_scores.c.model_version)
+        row = self._db.execute(query.order_by(shadow_scores.c.seq.desc()).limit(1)).first()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def paired(self, champion_version: str, challenger_version: str) -> PairedRows:
+        """Every application that ``champion_version`` scored officially, ``challenger_version``
+        in the shadow, and whose outcome is known, in arrival order."""
+        shadow = shadow_scores
+        query = (
+            sa.select(
+                outcomes.c.defaulted,
+                predictions.c.score,
+                predictions.c.threshold,
+                shadow.c.score.label("shadow_score"),
+                shadow.c.threshold.label("shadow_threshold"),
+            )
+            .join(predictions, predictions.c.application_id == outcomes.c.application_id)
+            .join(shadow, shadow.c.application_id == outcomes.c.application_id)
+            .where(predictions.c.model_version == champion_version)
+            .where(shadow.c.champion_version == champion_version)
+            .where(shadow.c.model_version == challenger_version)
+            .order_by(predictions.c.seq)
+        )
+        rows = self._db.execute(query).all()
+        return PairedRows(
+            defaulted=np.array([r.defaulted for r in rows], dtype=bool),
+            champion=(
+                np.array([r.score for r in rows], dtype=float),
+                np.array([r.threshold for r in rows], dtype=float),
+            ),
+            challenger=(
+                np.array([r.shadow_score for r in rows], dtype=float),
+                np.array([r.shadow_threshold for r in rows], dtype=float),
+            ),
         )
 
     def expire_pending(self, received_before: datetime, keep: int) -> int:

@@ -1,7 +1,10 @@
 """The monitor's tables (SQLAlchemy Core), portable between SQLite and PostgreSQL.
 
 ``predictions.seq`` and ``feature_window.seq`` give arrival order (the sliding windows);
-``feature_window.source`` is the application's ``topic/partition/offset``.
+``feature_window.source`` is the application's ``topic/partition/offset``. A
+``shadow_scores`` row is the challenger's score of an application, with the version whose
+score was the official one (``champion_version``), so champion and challenger are compared
+on the same applications.
 """
 
 from __future__ import annotations
@@ -15,6 +18,16 @@ predictions = sa.Table(
     sa.Column("application_id", sa.String(128), nullable=False, unique=True),
     sa.Column("model_version", sa.String(64), nullable=False),
     sa.Column("model_run_id", sa.String(64), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+)  # fmt: skip
+shadow_scores = sa.Table(
+    "shadow_scores", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("application_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("model_run_id", sa.String(64), nullable=False),
+    sa.Column("champion_version", sa.String(64), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("threshold", sa.Float, nullable=False),
 )  # fmt: skip

@@ -1,4 +1,4 @@
-"""Kafka for the monitor behind a narrow Protocol: a read-committed consumer of its three
+"""Kafka for the monitor behind a narrow Protocol: a read-committed consumer of its four
 inputs and a transactional producer for dead letters and alerts.
 
 Library errors are classified once, by the worker's own ``consumer.transport.translate``
@@ -71,7 +71,8 @@ class KafkaTransport:
             self._producer.init_transactions(_OP_TIMEOUT_S)
         except KafkaException as exc:
             raise translate(exc, "init transactions") from exc
-        inputs = [self._topics.predictions, self._topics.outcomes, self._topics.applications]
+        topics = self._topics
+        inputs = [topics.predictions, topics.shadow_scores, topics.outcomes, topics.applications]
         self._consumer.subscribe(inputs)
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:

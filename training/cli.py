@@ -1,9 +1,13 @@
-"""``python -m training``: train (default), ``promote VERSION``, ``rollback`` and ``keygen DIR``.
+"""``python -m training``: train (default), ``promote VERSION`` (or ``promote --from-shadow``:
+the shadow challenger, when the monitor's evidence shows it cheaper), ``rollback`` and
+``keygen DIR``.
 
 A thin layer over :func:`training.train` and :mod:`training.registry`: it builds the
 settings, renders the outcome, and turns the package's errors into a one-line
 message and an exit code (2: bad input, unknown or unverified version, missing key,
-nothing to roll back; 1: anything else, including a training call that promoted nothing).
+nothing to roll back, no challenger, an unreadable monitor database; 1: anything else,
+including a training call that promoted nothing and a challenger the evidence does not
+favour).
 """
 
 from __future__ import annotations
@@ -20,31 +24,47 @@ from rich.markup import escape
 from rich.table import Table
 
 from contracts.cli import EXIT_FAILED, EXIT_USAGE, settings_or_exit
-from contracts.model_names import FEATURE_POLICY_TAG
+from contracts.model_names import CHAMPION_ALIAS, FEATURE_POLICY_TAG
 from contracts.model_trust import SigningKeyError, keygen, load_public_keys
 from training.errors import (
     DatasetError,
+    EvidenceError,
     NoPreviousChampionError,
     PolicyError,
     TrainingError,
     UnknownVersionError,
     UnverifiedVersionError,
 )
+from training.evaluation import CostMatrix
 from training.policies import POLICIES, promotion_tags
-from training.registry import AliasState, get_version, promote, registry_client, rollback
+from training.registry import (
+    AliasState,
+    aliases,
+    get_version,
+    promote,
+    registry_client,
+    rollback,
+)
 from training.results import TrainingReport
-from training.settings import ENV_PREFIX, RegistrySettings, TrainingSettings
+from training.settings import (
+    ENV_PREFIX,
+    RegistrySettings,
+    ShadowPromotionSettings,
+    TrainingSettings,
+)
+from training.shadow import ShadowVerdict, judge, read_evidence
 from training.signing import verify_version
 from training.trainer import train
 
 _USER_ERRORS = (
     DatasetError,
+    EvidenceError,
     UnknownVersionError,
     UnverifiedVersionError,
     NoPreviousChampionError,
     PolicyError,
 )
-_SettingsT = TypeVar("_SettingsT", RegistrySettings, TrainingSettings)
+_SettingsT = TypeVar("_SettingsT", RegistrySettings, TrainingSettings, ShadowPromotionSettings)
 _T = TypeVar("_T")
 
 app = typer.Typer(
@@ -131,35 +151,87 @@ def train_command(
 
 @app.command("promote")
 def promote_command(
-    version: Annotated[str, typer.Argument(help="the version to make champion")],
+    version: Annotated[
+        str | None, typer.Argument(help="the version to make champion (not with --from-shadow)")
+    ] = None,
     tracking_uri: TrackingUri = None,
     model_name: ModelName = None,
     force_research_policy: Annotated[
         bool,
         typer.Option(help="promote a version of a research-only feature policy (recorded)"),
     ] = False,
+    from_shadow: Annotated[
+        bool,
+        typer.Option(
+            "--from-shadow",
+            help="promote the shadow challenger only if the monitor's joined outcomes show it "
+            "cheaper than the champion on the same applications",
+        ),
+    ] = False,
+    min_outcomes: Annotated[
+        int | None,
+        typer.Option(help="labelled applications scored by both needed (default 1000)"),
+    ] = None,
+    shadow_alias: Annotated[
+        str | None, typer.Option(help="the challenger's alias (default challenger)")
+    ] = None,
+    monitor_database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="the monitor's database (env MONITOR_DATABASE_URL; sqlite:///monitor.db)"
+        ),
+    ] = None,
+    cost_fn: Annotated[
+        float | None, typer.Option(help="cost of a missed defaulter (default 5)")
+    ] = None,
+    cost_fp: Annotated[
+        float | None, typer.Option(help="cost of a good client flagged (default 1)")
+    ] = None,
 ) -> None:
     """Move the champion alias to VERSION once it verifies; the former champion becomes previous.
 
     VERSION must be signed by a key in RUMOS_TRAINING_SIGNING_PUBLIC_KEY and its files
     must be the ones signed (RUMOS_TRAINING_ALLOW_UNSIGNED_MODELS=true skips the check
-    when no key is configured).
+    when no key is configured). With --from-shadow, VERSION is the one the shadow alias
+    names, promoted only on the monitor's evidence (training.shadow); the verdict is
+    printed either way, and a challenger it does not favour exits 1 with no alias moved.
     """
     console = Console(stderr=True, soft_wrap=True)
-    settings = _settings(RegistrySettings, tracking_uri=tracking_uri, model_name=model_name)
+    if from_shadow == (version is not None):
+        console.print("[red]error:[/] give either VERSION or --from-shadow", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    settings = _settings(
+        ShadowPromotionSettings,
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        min_shadow_outcomes=min_outcomes,
+        shadow_alias=shadow_alias,
+        monitor_database_url=monitor_database_url,
+        cost_fn=cost_fn,
+        cost_fp=cost_fp,
+    )
     client = registry_client(settings)
     verify = _verifier(console, client, settings)
 
     def _promote() -> AliasState:
-        found = get_version(client, settings.model_name, version)
+        chosen, reason = version, "promoted by hand (CLI)"
+        if chosen is None:
+            chosen, verdict = _shadow_verdict(client, settings)
+            Console(soft_wrap=True).print(
+                f"{'promote' if verdict.promote else 'keep the champion'}: "
+                f"{escape(verdict.reason)}",
+                highlight=False,
+            )
+            if not verdict.promote:
+                raise typer.Exit(EXIT_FAILED)
+            reason = f"promoted from shadow evidence: {verdict.reason}"
+        found = get_version(client, settings.model_name, chosen)
         tags = promotion_tags(
-            found.tags.get(FEATURE_POLICY_TAG), version, force=force_research_policy
+            found.tags.get(FEATURE_POLICY_TAG), chosen, force=force_research_policy
         )
-        state = promote(
-            client, settings.model_name, version, reason="promoted by hand (CLI)", verify=verify
-        )
+        state = promote(client, settings.model_name, chosen, reason=reason, verify=verify)
         for key, value in tags.items():  # recorded once the version really is champion
-            client.set_model_version_tag(settings.model_name, version, key, value)
+            client.set_model_version_tag(settings.model_name, chosen, key, value)
         return state
 
     state = _run(console, _promote)
@@ -189,6 +261,20 @@ def keygen_command(
         console.print(f"[red]error:[/] cannot write a key pair in {directory}: {exc}")
         raise typer.Exit(EXIT_USAGE) from exc
     Console(soft_wrap=True).print(f"private key: {files.private}\npublic key: {files.public}")
+
+
+def _shadow_verdict(client: Any, settings: ShadowPromotionSettings) -> tuple[str, ShadowVerdict]:
+    """The version the shadow alias names, and the monitor's evidence's verdict on it."""
+    held = aliases(client, settings.model_name)
+    challenger, champion = held.get(settings.shadow_alias), held.get(CHAMPION_ALIAS)
+    if challenger is None or champion is None:
+        missing = settings.shadow_alias if challenger is None else CHAMPION_ALIAS
+        raise UnknownVersionError(f"{settings.model_name!r} has no {missing!r} version")
+    if challenger == champion:
+        return challenger, ShadowVerdict(False, f"version {challenger} is already champion")
+    costs = CostMatrix(false_negative=settings.cost_fn, false_positive=settings.cost_fp)
+    evidence = read_evidence(settings.monitor_database_url, costs, champion, challenger)
+    return challenger, judge(evidence, settings.min_shadow_outcomes)
 
 
 def _verifier(

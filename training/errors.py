@@ -35,5 +35,9 @@ class UnverifiedVersionError(RegistryError):
     """A version is unsigned, signed by an unknown key, or its files differ from what was signed."""
 
 
+class EvidenceError(TrainingError):
+    """The monitor's database, the evidence promote --from-shadow judges by, cannot be read."""
+
+
 class PackagingError(TrainingError):
     """A model cannot be stored in the scorer's format (e.g. a type scorers do not trust)."""

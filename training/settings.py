@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final
 from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from contracts.model_names import EXPERIMENT_NAME, MODEL_NAME
+from contracts.model_names import EXPERIMENT_NAME, MODEL_NAME, SHADOW_ALIAS
 from training.policies import DEFAULT_POLICY, POLICIES
 
 ENV_PREFIX: Final = "RUMOS_TRAINING_"
@@ -57,6 +57,27 @@ class RegistrySettings(BaseSettings):
         default=False,
         description="promote without verifying when no public key is configured",
     )
+
+
+class ShadowPromotionSettings(RegistrySettings):
+    """What ``promote --from-shadow`` judges by (``training.shadow``).
+
+    ``monitor_database_url`` is the monitor's own ``MONITOR_DATABASE_URL``; the costs
+    default to training's and the monitor's (5 and 1), and should match the monitor's so
+    promote judges the cost it exports.
+    """
+
+    monitor_database_url: str = Field(
+        default="sqlite:///monitor.db", validation_alias="MONITOR_DATABASE_URL", min_length=1
+    )
+    shadow_alias: str = Field(default=SHADOW_ALIAS, min_length=1)
+    min_shadow_outcomes: int = Field(
+        default=1_000,
+        ge=1,
+        description="labelled applications scored by both models the verdict needs",
+    )
+    cost_fn: PositiveFloat = 5.0
+    cost_fp: PositiveFloat = 1.0
 
 
 class TrainingSettings(RegistrySettings):

@@ -220,6 +220,7 @@ def test_topic_init_creates_every_contract_topic(compose: dict[str, Any]) -> Non
         topics.APPLICATIONS_TOPIC,
         topics.SCORES_TOPIC,
         topics.PREDICTIONS_TOPIC,
+        topics.SHADOW_SCORES_TOPIC,
         topics.DEAD_LETTER_TOPIC,
         topics.OUTCOMES_TOPIC,
         topics.OUTCOMES_DEAD_LETTER_TOPIC,

@@ -1,6 +1,7 @@
 """The monitor on a real broker and a real SQLite file: a shifted stream alerts once, live
-AUC is sklearn's on the same joined rows, duplicates count once, bad outcomes are dead-
-lettered, and a restarted monitor keeps its joins and does not alert again."""
+AUC is sklearn's on the same joined rows (the champion's, and the shadow challenger's on
+the same applications), duplicates count once, bad outcomes are dead-lettered, and a
+restarted monitor keeps its joins and does not alert again."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def settings(kafka_bootstrap_servers: str, new_topic: TopicFactory, tmp_path: Pa
         transactional_id=unique_name("monitor-tx"),
         database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
         predictions_topic=new_topic("mon-predictions"),
+        shadow_scores_topic=new_topic("mon-shadow"),
         outcomes_topic=new_topic("mon-outcomes"),
         applications_topic=new_topic("mon-applications"),
         outcomes_dead_letter_topic=new_topic("mon-outcomes-dlq"),
@@ -93,6 +95,15 @@ def _prediction(application_id: str, score: float, run_id: str = _RUN) -> bytes:
         "model_run_id": run_id, "default_probability": score, "predicted_default": score >= 0.3,
         "threshold": 0.3, "batch_size": 1, "batch_latency_ms": 1.0, "input_topic": "a",
         "input_partition": 0, "input_offset": 0, "worker_id": "w",
+        "scored_at": "2026-11-27T12:00:00Z",
+    }).encode()  # fmt: skip
+
+
+def _shadow(application_id: str, score: float) -> bytes:
+    return json.dumps({
+        "application_id": application_id, "default_probability": score,
+        "predicted_default": score >= 0.25, "threshold": 0.25, "model_name": "m",
+        "model_version": "2", "model_run_id": "run-2", "champion_version": "1",
         "scored_at": "2026-11-27T12:00:00Z",
     }).encode()  # fmt: skip
 
@@ -150,6 +161,11 @@ def test_drift_alerts_once_live_auc_is_sklearn_s_and_a_restart_keeps_the_joins(
     ]
     publish(bootstrap, settings.applications_topic, applications)
     publish(bootstrap, settings.predictions_topic, predictions)
+    shadowed = 300  # the challenger shadowed the first 300 applications
+    challenger = np.random.default_rng(9).beta(2, 5, size=shadowed)
+    publish(bootstrap, settings.shadow_scores_topic,
+            [(ids[n].encode(), _shadow(ids[n], float(challenger[n])), None)
+             for n in range(shadowed)])  # fmt: skip
     labelled = 400
     duplicate = _outcome(ids[0], not labels[0])  # a second outcome for app-0: ignored
     malformed = (b"app-x", b'{"application_id": "app-x", "defaulted": "maybe"}', None)
@@ -160,13 +176,21 @@ def test_drift_alerts_once_live_auc_is_sklearn_s_and_a_restart_keeps_the_joins(
     )
 
     monitor, transport = _start(settings, profile)
-    _run_until(monitor, 2 * len(rows) + labelled + 2)
+    _run_until(monitor, 2 * len(rows) + shadowed + labelled + 2)
     transport.close()
 
-    _, performance = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, paired = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == labelled
     assert performance.roc_auc == pytest.approx(
         roc_auc_score(labels[:labelled], scores[:labelled]), abs=1e-12
+    )
+    assert paired is not None
+    assert paired.rows == shadowed  # labelled and shadowed: the same 300 applications
+    assert paired.champion.roc_auc == pytest.approx(
+        roc_auc_score(labels[:shadowed], scores[:shadowed]), abs=1e-12
+    )
+    assert paired.challenger.roc_auc == pytest.approx(
+        roc_auc_score(labels[:shadowed], challenger), abs=1e-12
     )
     written = read_to_end(bootstrap, [settings.alerts_topic, settings.outcomes_dead_letter_topic],
                           group_id=unique_name("read-monitor"))  # fmt: skip
@@ -186,7 +210,7 @@ def test_drift_alerts_once_live_auc_is_sklearn_s_and_a_restart_keeps_the_joins(
     assert _run_until(monitor, len(more)) == len(more)  # resumed after the committed batches
     transport.close()
 
-    _, performance = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 500
     assert performance.roc_auc == pytest.approx(
         roc_auc_score(labels[:500], scores[:500]), abs=1e-12
@@ -298,7 +322,7 @@ def test_kill_9_mid_stream_loses_no_join_and_double_counts_nothing(
         second.terminate()
         assert second.wait(60) == 0, log.read_text(encoding="utf-8")[-3000:]
 
-    _, performance = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 1_000
     assert performance.roc_auc == pytest.approx(
         roc_auc_score(labels[:1_000], scores[:1_000]), abs=1e-12

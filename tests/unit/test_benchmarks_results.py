@@ -61,6 +61,7 @@ def _results(
     one: float = 12_000.0,
     two: float = 13_000.0,
     off: float | None = 20_000.0,
+    shadow: float | None = 9_000.0,
     two_busy: float = 1.95,
     p99_at_2000: float | None = 150.0,
     rss: float = 300.0,
@@ -131,6 +132,7 @@ def _results(
                     "machine": two_busy,
                 },
             ),
+            *([_drain("worker x 1 + shadow", 1, shadow)] if shadow is not None else []),
         ],
         latency=points,
         latency_peak_rss_mb=latency_rss,
@@ -151,6 +153,7 @@ def test_ratios_compare_one_worker_with_the_ceiling_and_the_floor() -> None:
     assert results.ratios["worker/ceiling_a"] == pytest.approx(0.6)
     assert results.ratios["worker/floor"] == pytest.approx(60.0)
     assert results.ratios["two_workers/one_worker"] == pytest.approx(1.5)
+    assert results.ratios["shadow/one_worker"] == pytest.approx(0.75)  # not the first "x 1"
 
 
 def test_targets_met_at_their_bounds() -> None:
@@ -161,6 +164,7 @@ def test_targets_met_at_their_bounds() -> None:
             one=10_000,
             two=16_000,
             off=20_000,
+            shadow=6_000,
             p99_at_2000=200.0,
             rss=400.0,
             latency_rss=400.0,
@@ -173,6 +177,7 @@ def test_targets_met_at_their_bounds() -> None:
         "worker vs naive floor": "met",
         "two workers vs one": "met",
         "reason codes on vs off": "met",
+        "shadow challenger": "met",
         "end-to-end latency": "met",
         "worker memory": "met",
         "signature check vs load": "met",
@@ -187,6 +192,7 @@ def test_targets_missed_just_past_their_bounds() -> None:
             one=9_999,
             two=15_990,
             off=20_000,
+            shadow=5_990,
             p99_at_2000=200.5,
             rss=400.5,
             verification_ms=10.01,
@@ -232,6 +238,7 @@ def test_markdown_names_machine_load_every_measure_and_verdict() -> None:
     assert "| Worker x 1, no reasons | 20,000 scores/s |" in text
     assert "| Floor: naive scorer | 200 msg/s |" in text
     assert "| Worker x 2 | 13,000 scores/s |" in text
+    assert "| Worker x 1 + shadow | 9,000 scores/s |" in text
     assert "| 2,000/s | 1,980/s | 40,000 | 83 ms | 167 ms | 250 ms |" in text
     assert "| end-to-end latency | p99 ≤ 200 ms at 2,000/s | p99 250.0 ms | **missed** |" in text
     assert "Latency worker's peak RSS: 310 MB." in text

@@ -13,7 +13,13 @@ from pydantic import SecretStr, ValidationError
 from consumer.settings import Settings, redact_uri
 from consumer.transport import consumer_config, producer_config
 from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
-from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, PREDICTIONS_TOPIC, SCORES_TOPIC
+from contracts.topics import (
+    APPLICATIONS_TOPIC,
+    DEAD_LETTER_TOPIC,
+    PREDICTIONS_TOPIC,
+    SCORES_TOPIC,
+    SHADOW_SCORES_TOPIC,
+)
 
 _REQUIRED = {"KAFKA_BOOTSTRAP_SERVERS": "broker:9092", "MLFLOW_TRACKING_URI": "http://mlflow:5000"}
 
@@ -147,4 +153,19 @@ def test_log_level_is_checked_and_case_insensitive(env: pytest.MonkeyPatch) -> N
 def test_dead_letters_must_hold_every_accepted_size(env: pytest.MonkeyPatch) -> None:
     env.setenv("SCORER_MAX_MESSAGE_BYTES", "2000000")
     with pytest.raises(ValidationError, match="dead_letter_max_value_bytes must be at least"):
+        Settings()  # type: ignore[call-arg]
+
+
+def test_a_shadow_alias_is_optional_and_never_the_champion_s(env: pytest.MonkeyPatch) -> None:
+    assert Settings().shadow_alias is None  # type: ignore[call-arg]
+    env.setenv("SCORER_SHADOW_ALIAS", "")  # compose's ${SCORER_SHADOW_ALIAS:-}
+    assert Settings().shadow_alias is None  # type: ignore[call-arg]
+    env.setenv("SCORER_SHADOW_ALIAS", "challenger")
+    settings = Settings()  # type: ignore[call-arg]
+    assert (settings.shadow_alias, settings.shadow_scores_topic) == (
+        "challenger",
+        SHADOW_SCORES_TOPIC,
+    )
+    env.setenv("SCORER_SHADOW_ALIAS", CHAMPION_ALIAS)
+    with pytest.raises(ValidationError, match="shadow_alias must differ from model_alias"):
         Settings()  # type: ignore[call-arg]

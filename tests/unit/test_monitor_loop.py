@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from consumer.records import OutboundRecord
@@ -27,6 +28,7 @@ from monitor.measures import measure
 from monitor.metrics import Metrics
 from monitor.settings import Settings
 from monitor.store import Store
+from training.evaluation import CostMatrix, expected_cost
 from training.profile import reference_profile
 
 _NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -176,7 +178,7 @@ def test_outcomes_join_whenever_their_prediction_arrives_and_duplicates_count_on
 
     _drain(monitor)
 
-    _, performance = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 2
     assert performance.roc_auc == 1.0
     metrics = monitor._metrics
@@ -292,4 +294,62 @@ def test_report_renders_the_joined_outcomes_as_a_png(
 
     assert result.exit_code == 0, result.output
     assert "40 joined outcomes" in result.output
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _shadow(application_id: str, score: float, version: str = "2") -> bytes:
+    return json.dumps({
+        "application_id": application_id, "default_probability": score,
+        "predicted_default": score >= 0.4, "threshold": 0.4, "model_name": "m",
+        "model_version": version, "model_run_id": f"run-{version}", "champion_version": "1",
+        "scored_at": "2026-11-27T12:00:00Z",
+    }).encode()  # fmt: skip
+
+
+def test_champion_and_challenger_are_measured_on_the_same_applications(
+    settings: Settings, profile: ReferenceProfile, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(5)
+    champion, challenger = rng.uniform(size=30), rng.uniform(size=30)
+    labels = rng.uniform(size=30) < 0.4
+    official, shadow = champion.tolist(), challenger.tolist()
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = [
+        # An older challenger (version 3) shadowed a few; the newest (2) is compared.
+        [topics.message("loan-scores.shadow", _shadow(f"a{n}", 0.5, "3")) for n in (26, 27)],
+        [topics.message("loan-predictions", _prediction(f"a{n}", official[n])) for n in range(30)],
+        [topics.message("loan-scores.shadow", _shadow(f"a{n}", shadow[n])) for n in range(24)],
+        [topics.message("loan-scores.shadow", _shadow("a0", 0.99))],  # a replay: ignored
+        [topics.message("loan-outcomes", _outcome(f"a{n}", bool(labels[n]))) for n in range(1, 30)],
+    ]  # fmt: skip
+    monitor = _monitor(settings, kafka, profile)
+    _drain(monitor)
+
+    _, performance, comparison = measure(Store(settings.database_url), lambda _: profile, settings)
+    assert performance.rows == 29
+    assert comparison is not None
+    assert (comparison.champion_version, comparison.challenger_version) == ("1", "2")
+    paired = slice(1, 24)  # shadowed by version 2 and labelled
+    costs = CostMatrix(false_negative=settings.cost_fn, false_positive=settings.cost_fp)
+    assert comparison.rows == 23
+    assert comparison.champion.roc_auc == roc_auc_score(labels[paired], champion[paired])
+    assert comparison.challenger.roc_auc == roc_auc_score(labels[paired], challenger[paired])
+    assert comparison.challenger.expected_cost == pytest.approx(
+        expected_cost(labels[paired], challenger[paired] >= 0.4, costs)
+    )
+    assert comparison.champion.expected_cost == pytest.approx(
+        expected_cost(labels[paired], champion[paired] >= 0.5, costs)
+    )
+    metrics = monitor._metrics
+    assert metrics.paired._value.get() == 23
+    gauge = metrics.paired_auc.labels(role="challenger")._value.get()
+    assert gauge == comparison.challenger.roc_auc
+
+    output = tmp_path / "report.png"
+    result = CliRunner().invoke(
+        app,
+        ["report", "--output", str(output)],
+        env={"MONITOR_DATABASE_URL": settings.database_url},
+    )
+    assert result.exit_code == 0, result.output
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

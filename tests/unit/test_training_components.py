@@ -10,15 +10,19 @@ import pytest
 
 from contracts import FEATURE_COLUMNS, ID_COLUMN, TARGET_COLUMN
 from contracts.reasons import REASONS
+from monitor.measures import ShadowComparison
+from monitor.performance import LivePerformance
 from training import DatasetError, Family, TrainingSettings
 from training.candidates import CANDIDATES, make_search
 from training.data import QUICK_ROWS, load_dataset, split_dataset
+from training.errors import EvidenceError
 from training.evaluation import CostMatrix, choose_threshold, expected_cost
 from training.fairness import MIN_GROUP_SIZE, disparities, group_table
 from training.packaging import as_model_input, typical_applicant
 from training.policies import ALL_FEATURES, FAIR_LENDING, POLICIES
 from training.results import CandidateResult
 from training.selection import select_champion
+from training.shadow import ShadowVerdict, judge, read_evidence
 
 COSTS = CostMatrix(false_negative=5.0, false_positive=1.0)
 
@@ -374,3 +378,27 @@ def test_input_example_is_a_synthetic_typical_applicant(sample_csv: Path) -> Non
     assert example.iloc[0]["limit_bal"] == features["limit_bal"].median()
     # No real client's row is shipped with the model.
     assert not (features == example.iloc[0]).all(axis=1).any()
+
+
+def _compared(champion_cost: float, challenger_cost: float, rows: int) -> ShadowComparison:
+    def measured(cost: float) -> LivePerformance:
+        return LivePerformance(rows, rows // 4, 0.7, 0.2, cost, ())
+
+    return ShadowComparison("1", "2", measured(champion_cost), measured(challenger_cost))
+
+
+def test_the_shadow_verdict_needs_enough_rows_and_a_strictly_lower_cost(tmp_path: Path) -> None:
+    assert judge(_compared(0.5, 0.4, 1_000), 1_000) == ShadowVerdict(
+        True,
+        "challenger v2 vs champion v1: expected cost 0.4000 vs 0.5000 per application on "
+        "1,000 labelled applications scored by both",
+    )
+    too_few = judge(_compared(0.5, 0.1, 999), 1_000)
+    assert not too_few.promote
+    assert "only 999 labelled applications scored by both, 1,000 needed" in too_few.reason
+    tie = judge(_compared(0.5, 0.5, 2_000), 1_000)
+    assert not tie.promote
+    assert "not cheaper" in tie.reason
+    with pytest.raises(EvidenceError, match="no monitor database at"):
+        read_evidence(f"sqlite:///{tmp_path / 'absent.db'}", CostMatrix(5, 1), "1", "2")
+    assert not (tmp_path / "absent.db").exists()  # not created empty by asking
