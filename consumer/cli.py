@@ -3,7 +3,8 @@ run it until a signal.
 
 Exit codes: 0 after SIGTERM/SIGINT (the batch in hand is committed first), 1 on a
 fatal Kafka error (e.g. fenced by a newer instance with the same worker id), 2 on
-invalid settings or an unusable HTTP port / Kafka configuration, 3 when the stall
+invalid settings, registry credentials refused at start-up (or the model not readable
+with them), or an unusable HTTP port / Kafka configuration, 3 when the stall
 watchdog finds the loop stuck, 4 when the worker could not consume even after
 replacing its Kafka clients (see ``consumer.worker``); restart on 1, 3 and 4.
 """
@@ -15,7 +16,7 @@ import os
 import signal
 from typing import Final
 
-from consumer.errors import FatalTransportError
+from consumer.errors import FatalTransportError, RegistryAccessError
 from consumer.logs import configure_logging
 from consumer.model import AliasWatcher, RegistryLoader
 from consumer.ops import Metrics, OpsServer
@@ -25,6 +26,7 @@ from consumer.vetting import ModelTrust
 from consumer.worker import Worker
 from contracts.cli import EXIT_USAGE, settings_or_exit
 from contracts.model_trust import SigningKeyError, load_public_keys
+from contracts.registry_access import use_credentials
 
 _log = logging.getLogger("consumer")
 
@@ -42,6 +44,7 @@ def main() -> int:
     configure_logging(settings.log_level)
     for name, value in _MLFLOW_CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    use_credentials(settings.mlflow_tracking_username, settings.mlflow_tracking_password)
     _log.info("starting", extra={"settings": settings.redacted()})
     try:
         trust = _model_trust(settings)
@@ -49,18 +52,16 @@ def main() -> int:
         _log.critical("cannot start", extra={"reason": str(exc)})
         return EXIT_USAGE
 
-    metrics = Metrics()
-    watcher = AliasWatcher(
-        RegistryLoader(
-            tracking_uri=settings.mlflow_tracking_uri,
-            model_name=settings.model_name,
-            alias=settings.model_alias,
-            cache_dir=settings.model_cache_dir,
-            trust=trust,
-        ),
-        interval_s=settings.reload_interval_s,
-        events=metrics,
+    loader = RegistryLoader(
+        tracking_uri=settings.mlflow_tracking_uri,
+        model_name=settings.model_name,
+        alias=settings.model_alias,
+        cache_dir=settings.model_cache_dir,
+        trust=trust,
+        username=settings.mlflow_tracking_username,
     )
+    metrics = Metrics()
+    watcher = AliasWatcher(loader, interval_s=settings.reload_interval_s, events=metrics)
     try:
         worker = Worker(
             settings, transport=KafkaTransport(settings), models=watcher, metrics=metrics
@@ -75,7 +76,9 @@ def main() -> int:
             liveness=worker.liveness,
             refusal=lambda: _refusal(watcher),
         )
-    except (FatalTransportError, OSError) as exc:
+        # Refused credentials never heal: say so now rather than retry for ever unready.
+        loader.check_access()
+    except (FatalTransportError, RegistryAccessError, OSError) as exc:
         _log.critical("cannot start", extra={"reason": str(exc)})
         return EXIT_USAGE
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,9 +1,11 @@
-"""``python -m training``: train (default), ``promote VERSION``, ``rollback`` and ``keygen DIR``.
+"""``python -m training``: train (default), ``promote VERSION``, ``rollback``, ``keygen DIR``
+and ``accounts``.
 
-A thin layer over :func:`training.train` and :mod:`training.registry`: it builds the
-settings, renders the outcome, and turns the package's errors into a one-line
-message and an exit code (2: bad input, unknown or unverified version, missing key,
-nothing to roll back; 1: anything else, including a training call that promoted nothing).
+A thin layer over :func:`training.train`, :mod:`training.registry` and
+:mod:`training.accounts`: it builds the settings, renders the outcome, and turns the
+package's errors into a one-line message and an exit code (2: bad input, unknown or
+unverified version, missing key, nothing to roll back, registry credentials refused;
+1: anything else, including a training call that promoted nothing).
 """
 
 from __future__ import annotations
@@ -22,29 +24,40 @@ from rich.table import Table
 from contracts.cli import EXIT_FAILED, EXIT_USAGE, settings_or_exit
 from contracts.model_names import FEATURE_POLICY_TAG
 from contracts.model_trust import SigningKeyError, load_public_keys
+from contracts.registry_access import SCORER_ACCOUNT, TRAINER_ACCOUNT
+from training.accounts import Account, provision_accounts
 from training.errors import (
     DatasetError,
     NoPreviousChampionError,
     PolicyError,
+    RegistryAccessError,
     TrainingError,
     UnknownVersionError,
     UnverifiedVersionError,
 )
 from training.policies import POLICIES, promotion_tags
-from training.registry import AliasState, get_version, promote, registry_client, rollback
+from training.registry import (
+    AliasState,
+    check_access,
+    get_version,
+    promote,
+    registry_client,
+    rollback,
+)
 from training.results import TrainingReport
-from training.settings import ENV_PREFIX, RegistrySettings, TrainingSettings
+from training.settings import ENV_PREFIX, AccountsSettings, RegistrySettings, TrainingSettings
 from training.signing import keygen, verify_version
 from training.trainer import train
 
 _USER_ERRORS = (
     DatasetError,
+    RegistryAccessError,
     UnknownVersionError,
     UnverifiedVersionError,
     NoPreviousChampionError,
     PolicyError,
 )
-_SettingsT = TypeVar("_SettingsT", RegistrySettings, TrainingSettings)
+_SettingsT = TypeVar("_SettingsT", RegistrySettings, TrainingSettings, AccountsSettings)
 _T = TypeVar("_T")
 
 app = typer.Typer(
@@ -147,7 +160,7 @@ def promote_command(
     """
     console = Console(stderr=True, soft_wrap=True)
     settings = _settings(RegistrySettings, tracking_uri=tracking_uri, model_name=model_name)
-    client = registry_client(settings)
+    client = _client(console, settings)
     verify = _verifier(console, client, settings)
 
     def _promote() -> AliasState:
@@ -171,7 +184,7 @@ def rollback_command(tracking_uri: TrackingUri = None, model_name: ModelName = N
     """Swap champion and previous: roll back the last promotion."""
     console = Console(stderr=True, soft_wrap=True)
     settings = _settings(RegistrySettings, tracking_uri=tracking_uri, model_name=model_name)
-    client = registry_client(settings)
+    client = _client(console, settings)
     state = _run(console, lambda: rollback(client, settings.model_name))
     _render_state(Console(soft_wrap=True), settings.model_name, state)
 
@@ -189,6 +202,41 @@ def keygen_command(
         console.print(f"[red]error:[/] cannot write a key pair in {directory}: {exc}")
         raise typer.Exit(EXIT_USAGE) from exc
     Console(soft_wrap=True).print(f"private key: {files.private}\npublic key: {files.public}")
+
+
+@app.command("accounts")
+def accounts_command(tracking_uri: TrackingUri = None, model_name: ModelName = None) -> None:
+    """As the registry's admin (MLFLOW_TRACKING_USERNAME / _PASSWORD), create or update the
+    trainer's and the scorer's accounts (passwords from RUMOS_TRAINING_TRAINER_PASSWORD and
+    RUMOS_TRAINING_SCORER_PASSWORD) and their grants on the model and its experiment."""
+    console = Console(stderr=True, soft_wrap=True)
+    settings = _settings(AccountsSettings, tracking_uri=tracking_uri, model_name=model_name)
+    accounts = [
+        Account(TRAINER_ACCOUNT, settings.trainer_password),
+        Account(SCORER_ACCOUNT, settings.scorer_password),
+    ]
+    registry_client(settings)  # asks as the admin from here on
+    _run(
+        console,
+        lambda: provision_accounts(
+            settings.tracking_uri,
+            accounts,
+            model_name=settings.model_name,
+            experiment=settings.experiment,
+            admin=settings.tracking_username,
+        ),
+    )
+    Console(soft_wrap=True).print(
+        f"accounts {TRAINER_ACCOUNT!r} (writes) and {SCORER_ACCOUNT!r} (reads) of "
+        f"{settings.model_name!r} are set"
+    )
+
+
+def _client(console: Console, settings: RegistrySettings) -> Any:
+    """The registry client for ``settings``, once the server has accepted its account."""
+    client = registry_client(settings)
+    _run(console, lambda: check_access(client, settings))
+    return client
 
 
 def _verifier(
