@@ -62,5 +62,9 @@ def access_refusal(exc: BaseException, tracking_uri: str, username: str | None) 
             f"(HTTP 401); check {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}"
         )
     if code == _DENIED:
-        return f"registry permission denied: {tracking_uri} does not let {who} do this (HTTP 403)"
+        # MLflow answers an alias lookup on a model that does not exist with 403 too.
+        return (
+            f"registry permission denied: {tracking_uri} does not let {who} do this (HTTP 403: "
+            "not granted, or the model it names does not exist)"
+        )
     return None
