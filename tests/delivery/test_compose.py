@@ -11,6 +11,7 @@ import configparser
 import json
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,14 @@ from packaging.requirements import Requirement
 
 from consumer.settings import Settings as WorkerSettings
 from contracts import topics
-from contracts.registry_access import ADMIN_ACCOUNT, SCORER_ACCOUNT, TRAINER_ACCOUNT
+from contracts.registry_access import (
+    ADMIN_ACCOUNT,
+    MIN_PASSWORD_LENGTH,
+    SCORER_ACCOUNT,
+    TRAINER_ACCOUNT,
+)
 from devstack import ROOT
+from devstack.compose import THROWAWAY_SECRETS, read_env_file, write_env_file
 from producer.settings import Settings as ProducerSettings
 from tests.delivery.support import (
     Instruction,
@@ -389,3 +396,17 @@ def test_each_service_asks_the_registry_as_its_own_account(compose: dict[str, An
         "registry-accounts": {"condition": "service_completed_successfully"}
     }
     assert services["registry-accounts"]["restart"] == "no"
+
+
+def test_the_compose_driver_writes_a_throwaway_value_for_every_required_secret(
+    tmp_path: Path,
+) -> None:
+    assert set(THROWAWAY_SECRETS) == set(_REQUIRED)
+    env_file = tmp_path / "stack.env"
+    write_env_file(env_file, {})
+    first = read_env_file(env_file)
+    write_env_file(env_file, {})
+    second = read_env_file(env_file)
+    for name in _REQUIRED:
+        assert len(first[name]) >= MIN_PASSWORD_LENGTH, name
+        assert first[name] != second[name], f"{name} is not fresh for each stack"
