@@ -85,6 +85,6 @@ def test_refusals_say_what_was_refused_and_how_to_fix_it() -> None:
     denied = access_refusal(error(PERMISSION_DENIED), "http://mlflow:5000", "scorer")
     assert denied is not None
     assert denied.startswith("registry permission denied:")
-    assert "does not let account 'scorer' do this (HTTP 403)" in denied
+    assert "does not let account 'scorer' do this (HTTP 403: not granted, or" in denied
     assert access_refusal(error(RESOURCE_DOES_NOT_EXIST), "http://mlflow:5000", "scorer") is None
     assert access_refusal(OSError("refused"), "http://mlflow:5000", "scorer") is None
