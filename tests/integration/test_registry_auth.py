@@ -6,8 +6,8 @@ and nothing else; its attempts to register a version, move an alias or delete on
 answered 403 and leave the registry as it was. The trainer's account does all three. A
 worker and a trainer given a wrong password stop well inside a deadline far shorter than
 retrying would take, saying the registry refused their credentials, and no password shows
-in anything they print (the worker a process of its own, the trainer's command line in this
-one, so the test pays for one interpreter start).
+in anything they print (the worker a process of its own, started with the module so that its
+start overlaps the set-up; the trainer's command line in this one).
 """
 
 from __future__ import annotations
@@ -57,6 +57,35 @@ def ask_as(authenticated_mlflow: AuthenticatedMlflow, monkeypatch: pytest.Monkey
         return MlflowClient(authenticated_mlflow.url, authenticated_mlflow.url)
 
     return switch
+
+
+@pytest.fixture(scope="module", autouse=True)
+def refused_worker(
+    authenticated_mlflow: AuthenticatedMlflow, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[str]]:
+    """``python -m consumer`` as the scorer with a wrong password, started as soon as the server
+    answers (autouse), so that its interpreter start overlaps the module's other set-up."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consumer"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **worker_env(
+                kafka_bootstrap_servers="127.0.0.1:1",  # never reached: the registry refuses first
+                mlflow_tracking_uri=authenticated_mlflow.url,
+                model_name=authenticated_mlflow.namespace.model_name,
+                model_cache_dir=tmp_path_factory.mktemp("refused-worker"),
+                model_signing_public_key=public_key_pem_text(),
+            ),
+            **authenticated_mlflow.env(SCORER_ACCOUNT, _WRONG_PASSWORD),
+        },
+    )
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -167,30 +196,12 @@ def _finish(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 def test_wrong_credentials_stop_the_worker_and_the_trainer_with_a_clear_message(
-    authenticated_mlflow: AuthenticatedMlflow, champion: RegisteredChampion, tmp_path: Path
+    authenticated_mlflow: AuthenticatedMlflow,
+    refused_worker: subprocess.Popen[str],
+    tmp_path: Path,
 ) -> None:
-    wrong = {
-        account: authenticated_mlflow.env(account, _WRONG_PASSWORD)
-        for account in (SCORER_ACCOUNT, TRAINER_ACCOUNT)
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "consumer"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={
-            **worker_env(
-                kafka_bootstrap_servers="127.0.0.1:1",  # never reached: the registry refuses first
-                mlflow_tracking_uri=authenticated_mlflow.url,
-                model_name=authenticated_mlflow.namespace.model_name,
-                model_cache_dir=tmp_path / "models",
-                model_signing_public_key=public_key_pem_text(),
-            ),
-            **wrong[SCORER_ACCOUNT],
-        },
-    )
-    # In this process while the worker starts (the command line is typer's app, run whole).
+    wrong = authenticated_mlflow.env(TRAINER_ACCOUNT, _WRONG_PASSWORD)
+    # In this process (the command line is typer's app, run whole): one interpreter start less.
     trained = CliRunner().invoke(
         training_cli.app,
         [
@@ -198,10 +209,10 @@ def test_wrong_credentials_stop_the_worker_and_the_trainer_with_a_clear_message(
             # Not a dataset: the registry is asked before the data is read.
             *("--data", str(tmp_path / "no-dataset.csv")),
         ],
-        env={**wrong[TRAINER_ACCOUNT], "COLUMNS": "200", "RUMOS_TRAINING_SIGNING_KEY": None},
+        env={**wrong, "COLUMNS": "200", "RUMOS_TRAINING_SIGNING_KEY": None},
     )
     trainer_code, trainer_output = trained.exit_code, trained.output
-    worker_code, worker_output = _finish(worker)
+    worker_code, worker_output = _finish(refused_worker)
 
     assert worker_code == 2, worker_output[-3000:]
     (critical,) = [
