@@ -76,15 +76,20 @@ def main() -> int:
             liveness=worker.liveness,
             refusal=lambda: _refusal(watcher),
         )
-        # Refused credentials never heal: say so now rather than retry for ever unready.
-        loader.check_access()
-    except (FatalTransportError, RegistryAccessError, OSError) as exc:
+    except (FatalTransportError, OSError) as exc:
         _log.critical("cannot start", extra={"reason": str(exc)})
         return EXIT_USAGE
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: _stop(worker, received))
 
-    ops.start()
+    ops.start()  # answering while the registry is asked, however long that takes
+    try:
+        # Refused credentials never heal: say so now rather than retry for ever unready.
+        loader.check_access()
+    except RegistryAccessError as exc:
+        _log.critical("cannot start", extra={"reason": str(exc)})
+        ops.stop()
+        return EXIT_USAGE
     watcher.start()
     try:
         return worker.run()
