@@ -24,7 +24,7 @@ from rich.table import Table
 from contracts.cli import EXIT_FAILED, EXIT_USAGE, settings_or_exit
 from contracts.model_names import FEATURE_POLICY_TAG
 from contracts.model_trust import SigningKeyError, load_public_keys
-from contracts.registry_access import SCORER_ACCOUNT, TRAINER_ACCOUNT
+from contracts.registry_access import SCORER_ACCOUNT, TRAINER_ACCOUNT, use_credentials
 from training.accounts import Account, provision_accounts
 from training.errors import (
     DatasetError,
@@ -215,7 +215,7 @@ def accounts_command(tracking_uri: TrackingUri = None, model_name: ModelName = N
         Account(TRAINER_ACCOUNT, settings.trainer_password),
         Account(SCORER_ACCOUNT, settings.scorer_password),
     ]
-    registry_client(settings)  # asks as the admin from here on
+    use_credentials(settings.tracking_username, settings.tracking_password)
     _run(
         console,
         lambda: provision_accounts(

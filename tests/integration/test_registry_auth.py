@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from consumer.model import RegistryLoader
 from consumer.vetting import ModelTrust
@@ -183,6 +183,49 @@ def test_the_trainer_registers_versions_and_moves_and_deletes_aliases(
 
     state = aliases(ask_as(ADMIN_ACCOUNT), model_name)
     assert state == {CHAMPION_ALIAS: challenger.version, PREVIOUS_ALIAS: old_champion}
+
+
+def test_the_accounts_command_is_idempotent_and_rotates_passwords(
+    authenticated_mlflow: AuthenticatedMlflow,
+    champion: RegisteredChampion,
+    ask_as: Switch,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model_name = authenticated_mlflow.namespace.model_name
+    passwords = authenticated_mlflow.passwords
+
+    def accounts(admin_password: str, scorer_password: str) -> Result:
+        return CliRunner().invoke(
+            training_cli.app,
+            ["accounts", "--tracking-uri", authenticated_mlflow.url, "--model-name", model_name],
+            env={
+                **authenticated_mlflow.env(ADMIN_ACCOUNT, admin_password),
+                "RUMOS_TRAINING_TRAINER_PASSWORD": passwords[TRAINER_ACCOUNT],
+                "RUMOS_TRAINING_SCORER_PASSWORD": scorer_password,
+                "RUMOS_TRAINING_EXPERIMENT": authenticated_mlflow.namespace.experiment,
+                "COLUMNS": "200",
+            },
+        )
+
+    rotated = secrets.token_urlsafe(18)
+    assert accounts(passwords[ADMIN_ACCOUNT], rotated).exit_code == 0
+    refused = accounts(_WRONG_PASSWORD, passwords[SCORER_ACCOUNT])
+    try:
+        ask_as(SCORER_ACCOUNT)  # the old password
+        assert _refused(lambda: MlflowClient(authenticated_mlflow.url).search_experiments()) == 401
+        for name, value in authenticated_mlflow.env(SCORER_ACCOUNT, rotated).items():
+            monkeypatch.setenv(name, value)
+        scorer = MlflowClient(authenticated_mlflow.url, authenticated_mlflow.url)
+        assert scorer.get_registered_model(model_name).aliases[CHAMPION_ALIAS]
+    finally:
+        restored = accounts(passwords[ADMIN_ACCOUNT], passwords[SCORER_ACCOUNT])
+    assert restored.exit_code == 0, restored.output
+    assert "accounts 'trainer' (writes) and 'scorer' (reads)" in restored.output
+    assert refused.exit_code == 2
+    assert f"account '{ADMIN_ACCOUNT}' (HTTP 401)" in " ".join(refused.output.split())
+    for output in (refused.output, restored.output):
+        for password in (_WRONG_PASSWORD, rotated, *passwords.values()):
+            assert password not in output
 
 
 def _finish(process: subprocess.Popen[str]) -> tuple[int, str]:
