@@ -56,20 +56,24 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 # ---------------------------------------------------------------------------------------
 # The MLflow tracking server for docker-compose.yml: the official image lacks a PostgreSQL
-# driver, so this adds psycopg2-binary and drops root. /mlartifacts (the artifact store, a
-# named volume in compose) is created here so the volume inherits the non-root owner.
+# driver and Flask-WTF (which MLflow's basic-auth app needs: `mlflow[auth]`), so this adds
+# them, the auth app's configuration, and drops root. /mlartifacts (the artifact store) and
+# /var/lib/mlflow-auth (the accounts database), named volumes in compose, are created here
+# so the volumes inherit the non-root owner.
 # Keep its minor version equal to the client's (pyproject pins mlflow 3.17.x;
 # dependabot.yml holds it to patch updates).
 FROM ${MLFLOW_BASE_IMAGE} AS mlflow-server
 
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install psycopg2-binary==2.9.13 \
+    pip install psycopg2-binary==2.9.13 Flask-WTF==1.3.0 \
     && groupadd --system --gid 10001 mlflow \
     && useradd --system --uid 10001 --gid mlflow --no-create-home --home-dir /tmp --shell /usr/sbin/nologin mlflow \
-    && mkdir /mlartifacts \
-    && chown mlflow:mlflow /mlartifacts
+    && mkdir /mlartifacts /var/lib/mlflow-auth \
+    && chown mlflow:mlflow /mlartifacts /var/lib/mlflow-auth
 
-ENV HOME=/tmp
+COPY --chmod=0644 docker/mlflow-auth.ini /etc/mlflow/basic_auth.ini
+ENV HOME=/tmp \
+    MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini
 USER 10001:10001
 EXPOSE 5000
 # /health needs no Host-header allow-listing; python's urllib because the image has no curl.

@@ -3,7 +3,8 @@ run it until a signal.
 
 Exit codes: 0 after SIGTERM/SIGINT (the batch in hand is committed first), 1 on a
 fatal Kafka error (e.g. fenced by a newer instance with the same worker id), 2 on
-invalid settings or an unusable HTTP port / Kafka configuration, 3 when the stall
+invalid settings, registry credentials refused at start-up (or the model not readable
+with them), or an unusable HTTP port / Kafka configuration, 3 when the stall
 watchdog finds the loop stuck, 4 when the worker could not consume even after
 replacing its Kafka clients (see ``consumer.worker``); restart on 1, 3 and 4.
 """
@@ -15,9 +16,9 @@ import os
 import signal
 from typing import Final
 
-from consumer.errors import FatalTransportError
+from consumer.errors import FatalTransportError, RegistryAccessError
 from consumer.logs import configure_logging
-from consumer.model import AliasWatcher, ModelEvents, RegistryLoader
+from consumer.model import AliasWatcher, RegistryLoader
 from consumer.ops import Metrics, OpsServer
 from consumer.settings import ENV_PREFIX, Settings
 from consumer.transport import KafkaTransport
@@ -25,6 +26,7 @@ from consumer.vetting import ModelTrust
 from consumer.worker import Worker
 from contracts.cli import EXIT_USAGE, settings_or_exit
 from contracts.model_trust import SigningKeyError, load_public_keys
+from contracts.registry_access import use_credentials
 
 _log = logging.getLogger("consumer")
 
@@ -42,6 +44,7 @@ def main() -> int:
     configure_logging(settings.log_level)
     for name, value in _MLFLOW_CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    use_credentials(settings.mlflow_tracking_username, settings.mlflow_tracking_password)
     _log.info("starting", extra={"settings": settings.redacted()})
     try:
         trust = _model_trust(settings)
@@ -50,9 +53,15 @@ def main() -> int:
         return EXIT_USAGE
 
     metrics = Metrics()
-    watcher = _watcher(settings, trust, settings.model_alias, metrics)
+    loader = _loader(settings, trust, settings.model_alias)
+    watcher = AliasWatcher(loader, interval_s=settings.reload_interval_s, events=metrics)
     shadow = (
-        _watcher(settings, trust, settings.shadow_alias, metrics.shadow_events(), role="shadow")
+        AliasWatcher(
+            _loader(settings, trust, settings.shadow_alias),
+            interval_s=settings.reload_interval_s,
+            events=metrics.shadow_events(),
+            role="shadow",
+        )
         if settings.shadow_alias
         else None
     )
@@ -81,7 +90,14 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: _stop(worker, received))
 
-    ops.start()
+    ops.start()  # answering while the registry is asked, however long that takes
+    try:
+        # Refused credentials never heal: say so now rather than retry for ever unready.
+        loader.check_access()
+    except RegistryAccessError as exc:
+        _log.critical("cannot start", extra={"reason": str(exc)})
+        ops.stop()
+        return EXIT_USAGE
     watcher.start()
     if shadow is not None:
         shadow.start()
@@ -94,23 +110,17 @@ def main() -> int:
         ops.stop()
 
 
-def _watcher(
-    settings: Settings,
-    trust: ModelTrust,
-    alias: str,
-    events: ModelEvents,
-    *,
-    role: str = "champion",
-) -> AliasWatcher:
-    """A watcher of ``alias``: the same loader, vetting, cache and reload interval for both."""
-    loader = RegistryLoader(
+def _loader(settings: Settings, trust: ModelTrust, alias: str) -> RegistryLoader:
+    """The loader of ``alias``: the same registry account, vetting and cache for the champion
+    and the shadow challenger."""
+    return RegistryLoader(
         tracking_uri=settings.mlflow_tracking_uri,
         model_name=settings.model_name,
         alias=alias,
         cache_dir=settings.model_cache_dir,
         trust=trust,
+        username=settings.mlflow_tracking_username,
     )
-    return AliasWatcher(loader, interval_s=settings.reload_interval_s, events=events, role=role)
 
 
 def _settings_from_environment() -> Settings:

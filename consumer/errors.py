@@ -28,6 +28,13 @@ class RegistryUnreachableError(ModelLoadError):
     """The registry did not answer at all (connection refused, timed out)."""
 
 
+class RegistryAccessError(ModelLoadError):
+    """The registry refused the worker's credentials (401) or its reading the model (403).
+
+    Waiting does not fix it: at start-up the worker stops (``consumer.cli``).
+    """
+
+
 class TransportError(ScorerError):
     """A Kafka operation failed; the subclass says what the worker must do about it."""
 

@@ -39,7 +39,12 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from consumer.errors import ModelLoadError, ModelRefusedError, RegistryUnreachableError
+from consumer.errors import (
+    ModelLoadError,
+    ModelRefusedError,
+    RegistryAccessError,
+    RegistryUnreachableError,
+)
 from consumer.explaining import Explainer, ExplanationError, build_explainer
 from consumer.settings import redact_uri
 from consumer.vetting import ModelTrust, load_pipeline, vet
@@ -51,6 +56,7 @@ from contracts.model_names import (
 )
 from contracts.model_trust import TrustFailure, UntrustedModelError
 from contracts.reasons import REASON_TABLE_VERSION
+from contracts.registry_access import access_refusal
 
 _log = logging.getLogger(__name__)
 
@@ -137,13 +143,26 @@ class RegistryLoader:
         alias: str,
         cache_dir: Path,
         trust: ModelTrust,
+        username: str | None = None,
     ) -> None:
         self._tracking_uri = tracking_uri
+        self._username = username
         self._trust = trust
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._model_name = model_name
         self._alias = alias
         self._cache_dir = cache_dir
+
+    def check_access(self) -> None:
+        """Raise ``RegistryAccessError`` if the registry refuses this process's credentials or
+        its reading the model; a registry that does not answer, or has no such model yet, is
+        left to the watcher's retries."""
+        try:
+            self._client.get_registered_model(self._model_name)
+        except _REGISTRY_ERRORS as exc:
+            error = self._error(f"cannot read {self._model_name!r}", exc)
+            if isinstance(error, RegistryAccessError):
+                raise error from exc
 
     def resolve(self) -> ModelRef:
         """The version the alias points at now. Raises ``ModelLoadError``."""
@@ -206,6 +225,8 @@ class RegistryLoader:
             return RegistryUnreachableError(
                 f"{action}: model registry unreachable at {where} ({type(cause).__name__})"
             )
+        if refusal := access_refusal(exc, redact_uri(self._tracking_uri), self._username):
+            return RegistryAccessError(f"{action}: {refusal}")
         return ModelLoadError(f"{action}: {self._reason(exc)}")
 
     def _reason(self, exc: BaseException) -> str:

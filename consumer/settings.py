@@ -1,6 +1,7 @@
 """The worker's configuration: one typed object, read from the environment in ``main()``.
 
-``KAFKA_BOOTSTRAP_SERVERS`` and ``MLFLOW_TRACKING_URI`` keep their usual, unprefixed
+``KAFKA_BOOTSTRAP_SERVERS``, ``MLFLOW_TRACKING_URI`` and the registry account's
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` keep their usual, unprefixed
 names; everything else is ``SCORER_<FIELD>`` (``SCORER_BATCH_MAX_MESSAGES=1000``).
 Extra librdkafka properties pass through as JSON objects, e.g.
 ``SCORER_KAFKA_EXTRA='{"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN",
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.kafka import KafkaProperties
 from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
+from contracts.registry_access import MIN_PASSWORD_LENGTH, PASSWORD_VARIABLE, USERNAME_VARIABLE
 from contracts.topics import (
     APPLICATIONS_TOPIC,
     DEAD_LETTER_TOPIC,
@@ -56,6 +58,13 @@ class Settings(BaseSettings):
     # Out of the repr: a URI may carry a password (see ``redacted``).
     mlflow_tracking_uri: str = Field(
         validation_alias="MLFLOW_TRACKING_URI", min_length=1, repr=False
+    )
+    # The registry's scorer account (contracts.registry_access); the password stays masked.
+    mlflow_tracking_username: str | None = Field(
+        default=None, validation_alias=USERNAME_VARIABLE, min_length=1
+    )
+    mlflow_tracking_password: SecretStr | None = Field(
+        default=None, validation_alias=PASSWORD_VARIABLE, min_length=MIN_PASSWORD_LENGTH
     )
 
     input_topic: str = APPLICATIONS_TOPIC
@@ -171,6 +180,8 @@ class Settings(BaseSettings):
             raise ValueError("dead_letter_max_value_bytes must be at least max_message_bytes")
         if self.shadow_alias == self.model_alias:
             raise ValueError("shadow_alias must differ from model_alias")
+        if (self.mlflow_tracking_username is None) != (self.mlflow_tracking_password is None):
+            raise ValueError(f"set both {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}, or neither")
         return self
 
     @property

@@ -2,12 +2,13 @@
 test (tests/delivery/test_compose_stack.py) both drive it through this module.
 
 A ``ComposeStack`` is one compose project: its own name (a prefix, this process's pid and a
-random part), and its own env file, written from ``.env.example`` with a throw-away database
-password, so it never reads a developer's ``.env``; ``.env.images`` (``scripts/containers``)
-names the images. Its host ports come from the variables docker-compose.yml reads
-(``HOST_PORT_VARIABLES``); a port already taken is refused before compose starts, naming the
-variable that moves it. ``remove_leftovers`` deletes the containers, networks and volumes of
-projects with the same prefix whose process has died (a crashed run), never a live one's.
+random part), and its own env file, written from ``.env.example`` with throw-away database and
+registry passwords, so it never reads a developer's ``.env``; ``.env.images``
+(``scripts/containers``) names the images. Its host ports come from the variables
+docker-compose.yml reads (``HOST_PORT_VARIABLES``); a port already taken is refused before
+compose starts, naming the variable that moves it. ``remove_leftovers`` deletes the
+containers, networks and volumes of projects with the same prefix whose process has died (a
+crashed run), never a live one's.
 
 Exit codes of ``python -m devstack.compose demo``: 0 every application had its outcome;
 1 a step failed (the reason in one line on stderr).
@@ -35,6 +36,7 @@ from confluent_kafka import Consumer, KafkaError
 
 from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
 from contracts.model_trust import keygen
+from contracts.registry_access import SCORER_ACCOUNT
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, SCORES_TOPIC
 from devstack.processes import ROOT, DevstackError
 
@@ -161,15 +163,26 @@ def dataset_dir() -> Path:
     return path.parent
 
 
+# Every secret .env.example leaves empty for compose to refuse to start without.
+THROWAWAY_SECRETS: Final = (
+    "POSTGRES_PASSWORD",
+    "MONITOR_DB_PASSWORD",
+    "MLFLOW_ADMIN_PASSWORD",
+    "MLFLOW_TRAINER_PASSWORD",
+    "MLFLOW_SCORER_PASSWORD",
+    "MLFLOW_FLASK_SECRET_KEY",
+)
+
+
 def write_env_file(path: Path, settings: Mapping[str, str]) -> None:
-    """``.env.example``'s settings, fresh database passwords, then ``settings`` on top."""
+    """``.env.example``'s settings, fresh throw-away secrets (``THROWAWAY_SECRETS``), then
+    ``settings`` on top."""
     values: dict[str, str] = {}
     for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
         match = re.fullmatch(r"([A-Z][A-Z0-9_]*)=(.*)", line.strip())
         if match:
             values[match[1]] = match[2]
-    values["POSTGRES_PASSWORD"] = secrets.token_hex(16)
-    values["MONITOR_DB_PASSWORD"] = secrets.token_hex(16)
+    values.update({name: secrets.token_hex(16) for name in THROWAWAY_SECRETS})
     values.update(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
@@ -324,21 +337,26 @@ def inspect(container: str, template: str) -> str:
     return _run(["docker", "inspect", "--format", template, container], timeout=60).strip()
 
 
-def http_get(url: str, timeout: float = 10) -> tuple[int, str]:
-    """Status and body of a GET; a refused or timed-out connection is a ``ComposeError``."""
+def http_get(url: str, timeout: float = 10, auth: tuple[str, str] | None = None) -> tuple[int, str]:
+    """Status and body of a GET (with basic ``auth``, if given); a refused or timed-out
+    connection is a ``ComposeError``."""
     try:
-        response = requests.get(url, timeout=timeout)
+        response = requests.get(url, timeout=timeout, auth=auth)
     except requests.RequestException as exc:
         raise ComposeError(f"GET {url} failed: {exc}") from exc
     return response.status_code, response.text
 
 
-def champion_version(tracking_uri: str) -> str:
-    from mlflow import MlflowClient
-
-    return str(
-        MlflowClient(tracking_uri).get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS).version
+def champion_version(tracking_uri: str, env: Mapping[str, str]) -> str:
+    """The champion's version, read as the scorer's account of the stack's env file ``env``."""
+    response = requests.get(
+        f"{tracking_uri}/api/2.0/mlflow/registered-models/alias",
+        params={"name": MODEL_NAME, "alias": CHAMPION_ALIAS},
+        auth=(SCORER_ACCOUNT, env["MLFLOW_SCORER_PASSWORD"]),
+        timeout=30,
     )
+    response.raise_for_status()
+    return str(response.json()["model_version"]["version"])
 
 
 # -- reading the stream from the host ----------------------------------------------------------
@@ -445,7 +463,7 @@ def demo(count: int = 1000, timeout: float = 600) -> int:
         print(
             f"demo-compose: {scored} scored ({len(reader.counts[SCORES_TOPIC])} distinct "
             f"applications, {duplicates} duplicates), {dead} dead letters, champion "
-            f"models:/{MODEL_NAME} version {champion_version(stack.mlflow)} · "
+            f"models:/{MODEL_NAME} version {champion_version(stack.mlflow, stack.env)} · "
             f"{time.monotonic() - started:.0f} s"
         )
         return 0 if finished and duplicates == 0 else 1

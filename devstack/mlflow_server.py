@@ -1,12 +1,17 @@
 """``mlflow server`` as a process: SQLite store and proxied artifacts under one directory.
 
 Workers reach the registry over HTTP, as deployed ones do (a SQLite tracking URI would
-load MLflow's SQLAlchemy stores into every worker, about 50 MB more).
+load MLflow's SQLAlchemy stores into every worker, about 50 MB more). Given an admin
+password, the server runs MLflow's basic-auth app with the compose registry's
+configuration (docker/mlflow-auth.ini: no permission without a grant), its accounts in the
+same directory; accounts beyond the admin are ``python -m training accounts``'s business.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -16,7 +21,7 @@ from typing import Final
 
 import requests
 
-from devstack.processes import POLL_S, DevstackError, free_port, stop_process_group
+from devstack.processes import POLL_S, ROOT, DevstackError, free_port, stop_process_group
 
 _HTTP_TIMEOUT_S: Final = 2.0
 _READY_TIMEOUT_S: Final = 120.0
@@ -25,16 +30,18 @@ _START_ATTEMPTS: Final = 3
 # Clients keep idle keep-alive connections: the server must not wait on them at shutdown.
 _GRACEFUL_SHUTDOWN_S: Final = 3
 _JOBS_ENV: Final = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+AUTH_CONFIG: Final = ROOT / "docker" / "mlflow-auth.ini"
 
 
 class MlflowServer:
     """A running ``mlflow server`` on 127.0.0.1; ``stop()`` then ``restart()`` keeps its URL,
     store and artifacts. Logs go to ``root/server-<n>.log``, one per launch."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, admin_password: str | None = None) -> None:
         """Describe the server; ``start`` builds and launches one, use that."""
         self.root = root
         self.url = f"http://127.0.0.1:{port}"
+        self._auth_env = {} if admin_password is None else _auth_env(root, admin_password)
         self._command = [
             *_mlflow_command(),
             "server",
@@ -51,6 +58,7 @@ class MlflowServer:
             "1",
             "--uvicorn-opts",
             f"--timeout-graceful-shutdown {_GRACEFUL_SHUTDOWN_S}",
+            *(["--app-name", "basic-auth"] if admin_password is not None else []),
         ]
         self._launches = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -62,17 +70,19 @@ class MlflowServer:
         *,
         attempts: int = _START_ATTEMPTS,
         ready_timeout_s: float = _READY_TIMEOUT_S,
+        admin_password: str | None = None,
     ) -> MlflowServer:
         """Start a server on a free port and return once ``GET /health`` answers 200.
 
-        A failed attempt (the port was taken between probing and binding) is retried on
-        a fresh port; the last failure is raised.
+        With ``admin_password`` it authenticates every request (basic-auth app; the admin
+        account is ``admin``). A failed attempt (the port was taken between probing and
+        binding) is retried on a fresh port; the last failure is raised.
         """
         root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
         failure = DevstackError("mlflow server was not started (no attempts)")
         for _ in range(attempts):
-            server = cls(root, free_port())
+            server = cls(root, free_port(), admin_password)
             try:
                 server.restart(ready_timeout_s)
             except DevstackError as exc:
@@ -104,7 +114,7 @@ class MlflowServer:
         self._launches += 1
         # The job runner (a pool of huey processes for MLflow's GenAI jobs) is of no use to
         # training or the worker, and starting it costs seconds: off unless asked for.
-        env = {_JOBS_ENV: "false", **os.environ}
+        env = {_JOBS_ENV: "false", **os.environ, **self._auth_env}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603 (fixed command, no shell)
                 self._command,
@@ -124,6 +134,22 @@ class MlflowServer:
         """Stop the server and its workers (SIGTERM, then SIGKILL if it lingers)."""
         if self.process is not None:
             stop_process_group(self.process, timeout_s)
+
+
+def _auth_env(root: Path, admin_password: str) -> dict[str, str]:
+    """The basic-auth app's environment: docker/mlflow-auth.ini with its accounts database
+    under ``root``, the admin's first password, and a CSRF key for its sign-up form."""
+    config = configparser.ConfigParser()
+    config.read(AUTH_CONFIG, encoding="utf-8")
+    config["mlflow"]["database_uri"] = f"sqlite:///{root / 'basic_auth.db'}"
+    path = root / "basic_auth.ini"
+    with path.open("w", encoding="utf-8") as file:
+        config.write(file)
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(path),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -17,20 +17,30 @@ job=${1:-worker}
 # Exit 0 when the champion alias resolves, 3 when the registry has no such model or alias;
 # any other failure (tracking server unreachable, bad credentials) is an error, never a
 # reason to train.
+# The model's aliases, not an alias lookup: an authenticating registry answers a lookup on a
+# model that does not exist yet with 403, which must not read as "do not train".
 champion_status() {
     python -c '
+import os
 import sys
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from contracts.model_names import CHAMPION_ALIAS, MODEL_NAME
+from contracts.registry_access import access_refusal
 try:
-    version = MlflowClient().get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+    aliases = MlflowClient().get_registered_model(MODEL_NAME).aliases
 except MlflowException as exc:
-    if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-        print(f"no champion: models:/{MODEL_NAME}@{CHAMPION_ALIAS} does not resolve")
-        sys.exit(3)
-    raise
-print(f"champion exists: models:/{MODEL_NAME}@{CHAMPION_ALIAS} is version {version.version}")
+    if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+        where = os.environ.get("MLFLOW_TRACKING_URI", "the tracking server")
+        refusal = access_refusal(exc, where, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+        if refusal:
+            sys.exit(refusal)
+        raise
+    aliases = {}
+if CHAMPION_ALIAS not in aliases:
+    print(f"no champion: models:/{MODEL_NAME}@{CHAMPION_ALIAS} does not resolve")
+    sys.exit(3)
+print(f"champion exists: models:/{MODEL_NAME}@{CHAMPION_ALIAS} is version {aliases[CHAMPION_ALIAS]}")
 '
 }
 

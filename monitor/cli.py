@@ -19,6 +19,7 @@ from rich.console import Console
 
 from consumer.errors import TransportError
 from contracts.cli import EXIT_FAILED, EXIT_OK, settings_or_exit
+from contracts.registry_access import use_credentials
 from monitor.errors import MonitorError
 from monitor.loop import Monitor
 from monitor.measures import measure
@@ -51,6 +52,7 @@ def run_command(context: typer.Context) -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = settings_or_exit(Settings, ENV_PREFIX)
+    use_credentials(settings.tracking_username, settings.tracking_password)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stop.set())
@@ -77,6 +79,7 @@ def report_command(
 ) -> None:
     """Render PSI per feature and the live calibration curve from the monitor's database."""
     settings = settings_or_exit(Settings, ENV_PREFIX)
+    use_credentials(settings.tracking_username, settings.tracking_password)
     try:
         store = Store(settings.database_url)
         profiles = mlflow_profiles(settings.tracking_uri)

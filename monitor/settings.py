@@ -1,19 +1,21 @@
 """The monitor's configuration: one typed object, read from the environment in ``main()``.
 
-Every field is ``MONITOR_<FIELD>`` except ``KAFKA_BOOTSTRAP_SERVERS`` and
-``MLFLOW_TRACKING_URI``, shared with the worker. ``MONITOR_DATABASE_URL`` is any SQLAlchemy
-URL: a SQLite file by default (``make demo``, tests), PostgreSQL in the compose stack
-(``postgresql+psycopg://monitor:...@postgres/monitor``).
+Every field is ``MONITOR_<FIELD>`` except ``KAFKA_BOOTSTRAP_SERVERS``, ``MLFLOW_TRACKING_URI``
+and the registry account (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``: the scorer's, read-only,
+for the champion's reference profile), shared with the worker. ``MONITOR_DATABASE_URL`` is any
+SQLAlchemy URL: a SQLite file by default (``make demo``, tests), PostgreSQL in the compose stack
+(``postgresql+psycopg2://monitor:...@postgres:5432/monitor``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.kafka import KafkaProperties, reveal
+from contracts.registry_access import MIN_PASSWORD_LENGTH, PASSWORD_VARIABLE, USERNAME_VARIABLE
 from contracts.topics import (
     ALERTS_TOPIC,
     APPLICATIONS_TOPIC,
@@ -39,6 +41,12 @@ class Settings(BaseSettings):
     )
     tracking_uri: str = Field(
         default="http://localhost:5000", validation_alias="MLFLOW_TRACKING_URI"
+    )
+    tracking_username: str | None = Field(
+        default=None, validation_alias=USERNAME_VARIABLE, min_length=1
+    )
+    tracking_password: SecretStr | None = Field(
+        default=None, validation_alias=PASSWORD_VARIABLE, min_length=MIN_PASSWORD_LENGTH
     )
     group_id: str = Field(default="rumos-monitor", min_length=1)
     transactional_id: str = Field(default="rumos-monitor", min_length=1)
@@ -68,6 +76,12 @@ class Settings(BaseSettings):
     max_value_bytes: int = Field(default=65_536, ge=1_024)
     metrics_port: int = Field(default=9101, ge=0, le=65_535, description="0: no endpoint.")
     kafka_extra: KafkaProperties = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _account_is_whole(self) -> Self:
+        if (self.tracking_username is None) != (self.tracking_password is None):
+            raise ValueError(f"set both {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}, or neither")
+        return self
 
     def topics(self) -> MonitorTopics:
         return MonitorTopics(

@@ -1,13 +1,13 @@
 """``python -m training``: train (default), ``promote VERSION`` (or ``promote --from-shadow``:
-the shadow challenger, when the monitor's evidence shows it cheaper), ``rollback`` and
-``keygen DIR``.
+the shadow challenger, when the monitor's evidence shows it cheaper), ``rollback``,
+``keygen DIR`` and ``accounts``.
 
-A thin layer over :func:`training.train` and :mod:`training.registry`: it builds the
-settings, renders the outcome, and turns the package's errors into a one-line
-message and an exit code (2: bad input, unknown or unverified version, missing key,
-nothing to roll back, no challenger, an unreadable monitor database; 1: anything else,
-including a training call that promoted nothing and a challenger the evidence does not
-favour).
+A thin layer over :func:`training.train`, :mod:`training.registry` and
+:mod:`training.accounts`: it builds the settings, renders the outcome, and turns the
+package's errors into a one-line message and an exit code (2: bad input, unknown or
+unverified version, missing key, nothing to roll back, no challenger, an unreadable monitor
+database, registry credentials refused; 1: anything else, including a training call that
+promoted nothing and a challenger the evidence does not favour).
 """
 
 from __future__ import annotations
@@ -26,11 +26,14 @@ from rich.table import Table
 from contracts.cli import EXIT_FAILED, EXIT_USAGE, settings_or_exit
 from contracts.model_names import CHAMPION_ALIAS, FEATURE_POLICY_TAG
 from contracts.model_trust import SigningKeyError, keygen, load_public_keys
+from contracts.registry_access import SCORER_ACCOUNT, TRAINER_ACCOUNT, use_credentials
+from training.accounts import Account, provision_accounts
 from training.errors import (
     DatasetError,
     EvidenceError,
     NoPreviousChampionError,
     PolicyError,
+    RegistryAccessError,
     TrainingError,
     UnknownVersionError,
     UnverifiedVersionError,
@@ -40,6 +43,7 @@ from training.policies import POLICIES, promotion_tags
 from training.registry import (
     AliasState,
     aliases,
+    check_access,
     get_version,
     promote,
     registry_client,
@@ -48,6 +52,7 @@ from training.registry import (
 from training.results import TrainingReport
 from training.settings import (
     ENV_PREFIX,
+    AccountsSettings,
     RegistrySettings,
     ShadowPromotionSettings,
     TrainingSettings,
@@ -59,12 +64,15 @@ from training.trainer import train
 _USER_ERRORS = (
     DatasetError,
     EvidenceError,
+    RegistryAccessError,
     UnknownVersionError,
     UnverifiedVersionError,
     NoPreviousChampionError,
     PolicyError,
 )
-_SettingsT = TypeVar("_SettingsT", RegistrySettings, TrainingSettings, ShadowPromotionSettings)
+_SettingsT = TypeVar(
+    "_SettingsT", RegistrySettings, TrainingSettings, ShadowPromotionSettings, AccountsSettings
+)
 _T = TypeVar("_T")
 
 app = typer.Typer(
@@ -210,7 +218,7 @@ def promote_command(
         cost_fn=cost_fn,
         cost_fp=cost_fp,
     )
-    client = registry_client(settings)
+    client = _client(console, settings)
     verify = _verifier(console, client, settings)
 
     def _promote() -> AliasState:
@@ -243,7 +251,7 @@ def rollback_command(tracking_uri: TrackingUri = None, model_name: ModelName = N
     """Swap champion and previous: roll back the last promotion."""
     console = Console(stderr=True, soft_wrap=True)
     settings = _settings(RegistrySettings, tracking_uri=tracking_uri, model_name=model_name)
-    client = registry_client(settings)
+    client = _client(console, settings)
     state = _run(console, lambda: rollback(client, settings.model_name))
     _render_state(Console(soft_wrap=True), settings.model_name, state)
 
@@ -275,6 +283,41 @@ def _shadow_verdict(client: Any, settings: ShadowPromotionSettings) -> tuple[str
     costs = CostMatrix(false_negative=settings.cost_fn, false_positive=settings.cost_fp)
     evidence = read_evidence(settings.monitor_database_url, costs, champion, challenger)
     return challenger, judge(evidence, settings.min_shadow_outcomes)
+
+
+@app.command("accounts")
+def accounts_command(tracking_uri: TrackingUri = None, model_name: ModelName = None) -> None:
+    """As the registry's admin (MLFLOW_TRACKING_USERNAME / _PASSWORD), create or update the
+    trainer's and the scorer's accounts (passwords from RUMOS_TRAINING_TRAINER_PASSWORD and
+    RUMOS_TRAINING_SCORER_PASSWORD) and their grants on the model and its experiment."""
+    console = Console(stderr=True, soft_wrap=True)
+    settings = _settings(AccountsSettings, tracking_uri=tracking_uri, model_name=model_name)
+    accounts = [
+        Account(TRAINER_ACCOUNT, settings.trainer_password),
+        Account(SCORER_ACCOUNT, settings.scorer_password),
+    ]
+    use_credentials(settings.tracking_username, settings.tracking_password)
+    _run(
+        console,
+        lambda: provision_accounts(
+            settings.tracking_uri,
+            accounts,
+            model_name=settings.model_name,
+            experiment=settings.experiment,
+            admin=settings.tracking_username,
+        ),
+    )
+    Console(soft_wrap=True).print(
+        f"accounts {TRAINER_ACCOUNT!r} (writes) and {SCORER_ACCOUNT!r} (reads) of "
+        f"{settings.model_name!r} are set"
+    )
+
+
+def _client(console: Console, settings: RegistrySettings) -> Any:
+    """The registry client for ``settings``, once the server has accepted its account."""
+    client = registry_client(settings)
+    _run(console, lambda: check_access(client, settings))
+    return client
 
 
 def _verifier(

@@ -23,6 +23,10 @@ class RegistryError(TrainingError):
     """A model-registry operation cannot be carried out as asked."""
 
 
+class RegistryAccessError(RegistryError):
+    """The registry refused the credentials (401) or what the account asked for (403)."""
+
+
 class UnknownVersionError(RegistryError):
     """The requested version of the registered model does not exist."""
 

@@ -20,7 +20,13 @@ from mlflow.protos.databricks_pb2 import (
 )
 
 from contracts.model_names import CHAMPION_ALIAS, PREVIOUS_ALIAS, SELECTION_REASON_TAG
-from training.errors import NoPreviousChampionError, RegistryError, UnknownVersionError
+from contracts.registry_access import access_refusal, use_credentials
+from training.errors import (
+    NoPreviousChampionError,
+    RegistryAccessError,
+    RegistryError,
+    UnknownVersionError,
+)
 from training.settings import RegistrySettings
 
 _NOT_FOUND = frozenset(
@@ -38,8 +44,22 @@ class AliasState:
 
 
 def registry_client(settings: RegistrySettings) -> MlflowClient:
-    """A client for the tracking server and model registry named in ``settings``."""
+    """A client for the tracking server and model registry named in ``settings``, asking as
+    its account, if it names one (MLflow's clients read the account from the process
+    environment: every client in this process then asks as that account)."""
+    use_credentials(settings.tracking_username, settings.tracking_password)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def check_access(client: MlflowClient, settings: RegistrySettings) -> None:
+    """Raise :class:`RegistryAccessError` if the tracking server refuses the account: asked
+    once, before any work whose result could then not be stored. Other failures are left to
+    the first real call."""
+    try:
+        client.search_experiments(max_results=1)
+    except MlflowException as exc:
+        if refusal := access_refusal(exc, settings.tracking_uri, settings.tracking_username):
+            raise RegistryAccessError(refusal) from exc
 
 
 def aliases(client: MlflowClient, model_name: str) -> Mapping[str, str]:

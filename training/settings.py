@@ -10,10 +10,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from pydantic import Field, PositiveFloat, SecretStr, field_validator
+from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.model_names import EXPERIMENT_NAME, MODEL_NAME, SHADOW_ALIAS
+from contracts.registry_access import MIN_PASSWORD_LENGTH, PASSWORD_VARIABLE, USERNAME_VARIABLE
 from training.policies import DEFAULT_POLICY, POLICIES
 
 ENV_PREFIX: Final = "RUMOS_TRAINING_"
@@ -35,10 +36,12 @@ class Family(StrEnum):
 
 
 class RegistrySettings(BaseSettings):
-    """Where the tracking server and the registered model live.
+    """Where the tracking server and the registered model live, and who is asking.
 
     ``tracking_uri`` comes from ``MLFLOW_TRACKING_URI`` (the variable MLflow itself
-    uses) unless given explicitly, and defaults to a local SQLite store.
+    uses) unless given explicitly, and defaults to a local SQLite store; the account
+    from ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (a server running
+    MLflow's basic-auth app: the trainer's, see :mod:`contracts.registry_access`).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_by_name=True)
@@ -46,6 +49,12 @@ class RegistrySettings(BaseSettings):
     tracking_uri: str = Field(
         default=DEFAULT_TRACKING_URI,
         validation_alias="MLFLOW_TRACKING_URI",
+    )
+    tracking_username: str | None = Field(
+        default=None, validation_alias=USERNAME_VARIABLE, min_length=1
+    )
+    tracking_password: SecretStr | None = Field(
+        default=None, validation_alias=PASSWORD_VARIABLE, min_length=MIN_PASSWORD_LENGTH
     )
     model_name: str = Field(default=MODEL_NAME, min_length=1)
     signing_public_key: str | None = Field(
@@ -57,6 +66,21 @@ class RegistrySettings(BaseSettings):
         default=False,
         description="promote without verifying when no public key is configured",
     )
+
+    @model_validator(mode="after")
+    def _whole_account(self) -> RegistrySettings:
+        if (self.tracking_username is None) != (self.tracking_password is None):
+            raise ValueError(f"set both {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}, or neither")
+        return self
+
+
+class AccountsSettings(RegistrySettings):
+    """What ``python -m training accounts`` needs: the admin's account (``MLFLOW_TRACKING_*``)
+    and the passwords the trainer's and the scorer's accounts must have."""
+
+    trainer_password: SecretStr = Field(min_length=MIN_PASSWORD_LENGTH)
+    scorer_password: SecretStr = Field(min_length=MIN_PASSWORD_LENGTH)
+    experiment: str = Field(default=EXPERIMENT_NAME, min_length=1)
 
 
 class ShadowPromotionSettings(RegistrySettings):

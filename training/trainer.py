@@ -52,7 +52,7 @@ from training.explanations import write_explanation_plots
 from training.packaging import log_credit_model, pinned_requirements, typical_applicant
 from training.policies import POLICIES, FeaturePolicy
 from training.profile import reference_profile
-from training.registry import aliases, promote, registry_client
+from training.registry import aliases, check_access, promote, registry_client
 from training.results import CandidateResult, TrainingReport
 from training.selection import Selection, select_champion
 from training.settings import Family, TrainingSettings
@@ -86,9 +86,10 @@ def train(settings: TrainingSettings, *, console: Console | None = None) -> Trai
     started = time.perf_counter()
     console = console or Console(stderr=True)
     signing_key = _signing_key(settings, console)
+    client = registry_client(settings)
+    check_access(client, settings)
     dataset = load_dataset(settings.data)
     split = split_dataset(dataset, seed=settings.seed, quick=settings.quick)
-    client = registry_client(settings)
     try:
         context = _Context(
             settings=settings,

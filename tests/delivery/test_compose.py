@@ -7,30 +7,51 @@ from compose-spec/compose-spec's schema/compose-spec.json as shipped by check-js
 
 from __future__ import annotations
 
+import configparser
 import json
 import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow import cli as mlflow_cli
 from mlflow import environment_variables as mlflow_environment
+from packaging.requirements import Requirement
 
 from consumer.settings import Settings as WorkerSettings
 from contracts import topics
+from contracts.registry_access import (
+    ADMIN_ACCOUNT,
+    MIN_PASSWORD_LENGTH,
+    SCORER_ACCOUNT,
+    TRAINER_ACCOUNT,
+)
 from devstack import ROOT
+from devstack.compose import THROWAWAY_SECRETS, read_env_file, write_env_file
 from monitor.settings import Settings as MonitorSettings
 from producer.settings import Settings as ProducerSettings
 from tests.delivery.support import (
+    Instruction,
     global_args,
     interpolate,
     parse_dockerfile,
     settings_env_names,
     variables_in,
 )
-from training.settings import TrainingSettings
+from training.settings import AccountsSettings, TrainingSettings
 
-APP_SERVICES = ("trainer", "scorer", "monitor", "producer", "follower")
+APP_SERVICES = ("registry-accounts", "trainer", "scorer", "monitor", "producer", "follower")
 _ENV = {"POSTGRES_PASSWORD": "not-a-real-password", "MONITOR_DB_PASSWORD": "not-a-real-one"}
+# What compose refuses to start without: the databases' and the registry's secrets.
+_REQUIRED = (
+    "POSTGRES_PASSWORD",
+    "MONITOR_DB_PASSWORD",
+    "MLFLOW_ADMIN_PASSWORD",
+    "MLFLOW_TRAINER_PASSWORD",
+    "MLFLOW_SCORER_PASSWORD",
+    "MLFLOW_FLASK_SECRET_KEY",
+)
 
 
 def _services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -68,6 +89,8 @@ def test_trainer_and_producer_variables_are_their_settings(compose: dict[str, An
     services = _services(compose)
     trainer = set(_environment(services["trainer"]))
     assert trainer - settings_env_names(TrainingSettings) == set()
+    accounts = set(_environment(services["registry-accounts"]))
+    assert accounts - settings_env_names(AccountsSettings) == set()
     for name in ("producer", "follower"):
         assert set(_environment(services[name])) - settings_env_names(ProducerSettings) == set()
     assert set(_environment(services["monitor"])) - settings_env_names(MonitorSettings) == set()
@@ -289,8 +312,8 @@ def _variables(compose: dict[str, Any]) -> dict[str, str | None]:
 
 
 def test_required_settings_fail_loudly_when_missing(compose: dict[str, Any]) -> None:
-    for name in ("POSTGRES_PASSWORD", "MONITOR_DB_PASSWORD"):
-        assert _variables(compose)[name] == ":?", name
+    variables = _variables(compose)
+    assert {name: variables.get(name) for name in _REQUIRED} == dict.fromkeys(_REQUIRED, ":?")
     with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
         interpolate("${POSTGRES_PASSWORD:?set it}")
 
@@ -311,11 +334,93 @@ def test_env_example_documents_every_variable(compose: dict[str, Any]) -> None:
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, re.M))
     assert set(_variables(compose)) <= documented
-    for name in ("POSTGRES_PASSWORD", "MONITOR_DB_PASSWORD"):
-        assert re.search(rf"^{name}=$", example, re.M), f"the example holds a {name}"
+    for name in _REQUIRED:
+        assert re.search(rf"^{name}=$", example, re.M), f"the example holds no {name}"
 
 
 def test_interpolate_follows_compose_rules() -> None:
     assert interpolate("${A:-x}-${B}", {"B": "b"}) == "x-b"
     assert interpolate("${A:-x}", {"A": "a"}) == "a"
     assert interpolate("$${NOT}") == "${NOT}"
+
+
+# -- the registry's accounts (MLflow's basic-auth app) ----------------------------------------
+
+
+def _auth_config() -> configparser.SectionProxy:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "docker" / "mlflow-auth.ini", encoding="utf-8")
+    return config["mlflow"]
+
+
+def test_the_registry_authenticates_with_no_permission_by_default(
+    compose: dict[str, Any], dockerfile: list[Instruction]
+) -> None:
+    mlflow = _services(compose)["mlflow"]
+    flags = dict(arg.partition("=")[::2] for arg in mlflow["command"])
+    assert flags["--app-name"] == "basic-auth"
+    assert _auth_config()["default_permission"] == "NO_PERMISSIONS"
+    assert int(_auth_config()["auth_cache_ttl_seconds"]) > 0
+    # The image carries the configuration where MLFLOW_AUTH_CONFIG_PATH says, and Flask-WTF.
+    stage = [i for i in dockerfile if i.stage == "mlflow-server"]
+    environment = " ".join(i.arguments for i in stage if i.keyword == "ENV")
+    config_path = re.search(r"MLFLOW_AUTH_CONFIG_PATH=(\S+)", environment)
+    assert config_path, "the mlflow-server stage does not point MLflow at its auth config"
+    copies = [i.arguments.split()[-2:] for i in stage if i.keyword == "COPY"]
+    assert ["docker/mlflow-auth.ini", config_path[1]] in copies
+    installed = " ".join(i.arguments for i in stage if i.keyword == "RUN")
+    (pinned,) = re.findall(r"Flask-WTF==(\S+)", installed)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (wanted,) = [Requirement(d) for d in project if d.lower().startswith("flask-wtf")]
+    assert wanted.specifier.contains(pinned), f"the server's Flask-WTF {pinned} is not {wanted}"
+
+
+def test_the_accounts_database_lives_in_a_volume_the_server_owns(
+    compose: dict[str, Any], dockerfile: list[Instruction]
+) -> None:
+    database = _auth_config()["database_uri"]
+    assert database.startswith("sqlite:////")
+    directory = database.removeprefix("sqlite:///").rsplit("/", 1)[0]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in _services(compose)["mlflow"]["volumes"]}
+    assert mounts.get(directory) in compose["volumes"], f"{directory} is not a named volume"
+    runs = " ".join(i.arguments for i in dockerfile if i.stage == "mlflow-server")
+    assert re.search(rf"chown mlflow:mlflow .*{re.escape(directory)}", runs)
+
+
+def test_each_service_asks_the_registry_as_its_own_account(compose: dict[str, Any]) -> None:
+    services = _services(compose)
+    provisioned = _environment(services["registry-accounts"])
+    assert provisioned["MLFLOW_TRACKING_USERNAME"] == ADMIN_ACCOUNT
+    assert _auth_config()["admin_username"] == ADMIN_ACCOUNT
+    # The passwords provisioned are the ones each service presents, the admin's the server's.
+    server = _environment(services["mlflow"])
+    assert provisioned["MLFLOW_TRACKING_PASSWORD"] == server["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    for name, username in (("trainer", TRAINER_ACCOUNT), ("scorer", SCORER_ACCOUNT)):
+        own = _environment(services[name])
+        assert own["MLFLOW_TRACKING_USERNAME"] == username
+        assert (
+            provisioned[f"RUMOS_TRAINING_{name.upper()}_PASSWORD"]
+            == (own["MLFLOW_TRACKING_PASSWORD"])
+        ), name
+    # Nothing of the registry's reaches the producer and the follower.
+    for name in ("producer", "follower"):
+        assert not any(key.startswith("MLFLOW_") for key in _environment(services[name]))
+    # The trainer asks only once the accounts exist.
+    assert services["trainer"]["depends_on"] == {
+        "registry-accounts": {"condition": "service_completed_successfully"}
+    }
+    assert services["registry-accounts"]["restart"] == "no"
+
+
+def test_the_compose_driver_writes_a_throwaway_value_for_every_required_secret(
+    tmp_path: Path,
+) -> None:
+    assert set(THROWAWAY_SECRETS) == set(_REQUIRED)
+    env_file = tmp_path / "stack.env"
+    write_env_file(env_file, {})
+    first = read_env_file(env_file)
+    write_env_file(env_file, {})
+    second = read_env_file(env_file)
+    for name in _REQUIRED:
+        assert len(first[name]) >= MIN_PASSWORD_LENGTH, name
+        assert first[name] != second[name], f"{name} is not fresh for each stack"

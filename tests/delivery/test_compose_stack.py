@@ -1,11 +1,12 @@
 """docker-compose.yml on a real engine, end to end: one stack for the whole module.
 
 ``scripts/containers`` provides the engine and images (seconds when cached); a fixture brings
-up kafka, topic-init, postgres, mlflow, trainer (quick training) and scorer in a compose
-project of its own, on free host ports, with an env file written from .env.example, and
-removes it (containers, networks, volumes) however the tests end; leftovers of a crashed
-earlier run are removed first. The tests run in file order on that one stack: each leaves
-it as the next expects. No engine is a failure with the engine's reason, never a skip.
+up kafka, topic-init, postgres, mlflow, registry-accounts, trainer (quick training) and scorer
+in a compose project of its own, on free host ports, with an env file written from
+.env.example, and removes it (containers, networks, volumes) however the tests end; leftovers
+of a crashed earlier run are removed first. The tests run in file order on that one stack:
+each leaves it as the next expects. No engine is a failure with the engine's reason, never a
+skip.
 CI's image job runs this same module (.github/workflows/ci.yml).
 """
 
@@ -106,7 +107,7 @@ def test_every_service_is_up_and_the_one_shots_exited_zero(stack: ComposeStack) 
         (container,) = stack.containers(service)
         health = inspect(container, "{{.State.Health.Status}}")
         assert health == "healthy", f"{service}: {health}"
-    for service in ("topic-init", "monitor-db", "trainer"):
+    for service in ("topic-init", "monitor-db", "registry-accounts", "trainer"):
         ids = stack.compose("ps", "--all", "--quiet", service).split()
         assert [inspect(c, "{{.State.Status}} {{.State.ExitCode}}") for c in ids] == ["exited 0"]
 
@@ -121,8 +122,11 @@ def test_scorer_runs_as_uid_10001_on_a_read_only_root_filesystem(stack: ComposeS
     assert "tmp-ok" in result
 
 
-def test_mlflow_ui_answers_on_its_published_port(stack: ComposeStack) -> None:
-    status, body = http_get(f"{stack.mlflow}/")
+def test_mlflow_ui_answers_on_its_published_port_to_accounts_only(stack: ComposeStack) -> None:
+    assert http_get(f"{stack.mlflow}/")[0] == 401
+    status, body = http_get(
+        f"{stack.mlflow}/", auth=("scorer", stack.env["MLFLOW_SCORER_PASSWORD"])
+    )
     assert status == 200
     assert "<html" in body.lower()
 
@@ -206,11 +210,11 @@ def test_the_monitor_measures_the_drift_of_the_demo_s_scores(stack: ComposeStack
 
 
 def test_registry_and_champion_survive_down_and_up(stack: ComposeStack) -> None:
-    before = champion_version(stack.mlflow)
+    before = champion_version(stack.mlflow, stack.env)
     stack.profiles = []
     stack.down(volumes=False)
     stack.up()
-    assert champion_version(stack.mlflow) == before
+    assert champion_version(stack.mlflow, stack.env) == before
     trainer = stack.compose("logs", "--no-color", "trainer")
     assert f"champion exists: models:/credit-default@champion is version {before}" in trainer
 

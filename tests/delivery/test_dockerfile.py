@@ -180,7 +180,7 @@ def test_nothing_but_the_packages_and_image_scripts_is_copied(
         "producer",
         "monitor",
     }
-    allowed |= {"docker/entrypoint.sh", "docker/healthcheck.py"}
+    allowed |= {"docker/entrypoint.sh", "docker/healthcheck.py", "docker/mlflow-auth.ini"}
     assert set(sources) <= allowed, f"unexpected files in the image: {set(sources) - allowed}"
 
 
@@ -362,6 +362,7 @@ def test_dockerignore_lets_in_everything_the_dockerfile_copies(
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     sources = ["pyproject.toml", "README.md", "docker/entrypoint.sh", "docker/healthcheck.py"]
+    sources += ["docker/mlflow-auth.ini"]
     sources += [path for path in tracked if path.endswith((".py", ".json"))]
     assert any(path.startswith("consumer/") for path in sources)
     kept_out = [path for path in sources if _excluded(path)]

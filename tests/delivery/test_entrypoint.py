@@ -79,6 +79,15 @@ def test_trains_when_the_registry_has_no_champion(tmp_path: Path) -> None:
     assert "Usage: python -m training" in " ".join(result.stdout.split())
 
 
+def test_trains_when_the_model_exists_without_a_champion(tmp_path: Path) -> None:
+    uri = _registry(tmp_path)
+    MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model(MODEL_NAME)
+    result = _run("train-if-no-champion", "--help", env={"MLFLOW_TRACKING_URI": uri}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"no champion: models:/{MODEL_NAME}@{CHAMPION_ALIAS}" in result.stdout
+    assert "Usage: python -m training" in " ".join(result.stdout.split())
+
+
 def test_skips_training_when_a_champion_exists(tmp_path: Path) -> None:
     uri = _registry(tmp_path)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -68,6 +68,7 @@ def worker_env(secret_values: dict[str, str], monkeypatch: pytest.MonkeyPatch) -
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{nobody}",
         "MLFLOW_TRACKING_URI": f"http://scorer:{secret_values['mlflow_uri']}@127.0.0.1:{nobody}",
         "MLFLOW_TRACKING_TOKEN": secret_values["mlflow_token"],
+        "MLFLOW_TRACKING_USERNAME": "scorer",
         "MLFLOW_TRACKING_PASSWORD": secret_values["mlflow_password"],
         "SCORER_KAFKA_EXTRA": _kafka_extra(secret_values),
         "SCORER_CONSUMER_EXTRA": json.dumps(
@@ -105,6 +106,7 @@ def test_worker_settings_reprs_and_start_up_log_mask_every_secret(
     ]
     _assert_absent(secret_values, *shown)
     assert "**********" in shown[-1], "the log line should show that a secret was masked"
+    assert settings.redacted()["mlflow_tracking_password"] == "*" * 10
     # The secrets are still there for the Kafka client, just never displayed.
     assert settings.kafka_extra["sasl.password"].get_secret_value() == secret_values["sasl"]  # type: ignore[union-attr]
 
