@@ -1,10 +1,12 @@
 """``python -m scripts.demo`` (``make demo``): the main job end to end on this machine, no Docker.
 
 One stage after another, each shown as it runs: check the data; start a Kafka broker
-(``scripts/kafka-local``) and an MLflow server (SQLite) on free ports; create the topics;
-train in quick mode and register the champion; start the worker (``python -m consumer``) and
-check it serves that champion; publish COUNT applications from the dataset; follow their
-outcomes (scores and dead letters, ``read_committed``) until each has one; print a summary.
+(``scripts/kafka-local``) and an MLflow server (SQLite, every request authenticated, with
+the trainer's and the scorer's accounts as in compose) on free ports; create the topics;
+train in quick mode as the trainer and register the champion; start the worker
+(``python -m consumer``, the scorer's account) and check it serves that champion; publish
+COUNT applications from the dataset; follow their outcomes (scores and dead letters,
+``read_committed``) until each has one; print a summary.
 
 Every service joins one ``ExitStack`` as it is launched, so whatever ends the story (success,
 a failed stage, Ctrl-C, or SIGTERM, mapped to ``KeyboardInterrupt``) stops them in reverse
@@ -21,6 +23,7 @@ import itertools
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +41,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from contracts import LoanApplication
+from contracts.model_names import EXPERIMENT_NAME, MODEL_NAME
 from contracts.model_trust import keygen
+from contracts.registry_access import (
+    ADMIN_ACCOUNT,
+    SCORER_ACCOUNT,
+    TRAINER_ACCOUNT,
+    use_credentials,
+)
 from devstack import (
     ROOT,
     DevstackError,
@@ -55,6 +65,7 @@ from producer.following import DeadLetter, ReceivedScore, follow_scores
 from producer.kafka import LIBRDKAFKA_LOGGER
 from producer.sources import read_csv_applications
 from training import CandidateResult, TrainingError, TrainingSettings, train
+from training.accounts import Account, provision_accounts
 
 EXIT_FAILED: Final = 1
 TOPICS: Final = ScorerTopics()  # the contract's names, which the worker reads by default
@@ -131,11 +142,13 @@ def tell_story(
         summary.pids["broker"] = broker.pid or 0
         done.append(f"Kafka on {broker.bootstrap_servers} (pid {broker.pid})")
 
-    with stage("Starting MLflow (SQLite, proxied artifacts)") as done:
-        mlflow = MlflowServer.start(run_dir / "mlflow")
+    with stage("Starting MLflow (SQLite, proxied artifacts, basic-auth accounts)") as done:
+        passwords = _registry_passwords(run_dir)
+        mlflow = MlflowServer.start(run_dir / "mlflow", admin_password=passwords[ADMIN_ACCOUNT])
         services.callback(_stop, "MLflow", mlflow.stop)
         summary.mlflow_url, summary.pids["mlflow"] = mlflow.url, mlflow.pid or 0
-        done.append(f"MLflow on {mlflow.url} (pid {mlflow.pid})")
+        _provision(mlflow.url, passwords)
+        done.append(f"MLflow on {mlflow.url} (pid {mlflow.pid}), accounts trainer and scorer")
 
     with stage("Creating the worker's topics") as done:
         TOPICS.create(broker.bootstrap_servers, partitions=3)
@@ -143,7 +156,7 @@ def tell_story(
 
     with stage("Training in quick mode, signing every version") as done:
         keys = keygen(run_dir / "model-signing")
-        champion = _train(mlflow.url, data, keys.private)
+        champion = _train(mlflow.url, data, keys.private, passwords[TRAINER_ACCOUNT])
         done.append(f"champion: version {champion.version} ({champion.family})")
 
     with stage("Starting the worker (python -m consumer)") as done:
@@ -153,6 +166,8 @@ def tell_story(
             worker_id="demo",
             model_cache_dir=run_dir / "model-cache",
             model_signing_public_key=keys.public,
+            mlflow_tracking_username=SCORER_ACCOUNT,
+            mlflow_tracking_password=passwords[SCORER_ACCOUNT],
         )
         worker = WorkerProcess(env, run_dir / "worker.log")
         services.callback(_stop, "the worker", worker.terminate)
@@ -190,15 +205,47 @@ def _load_applications(path: Path, count: int) -> list[LoanApplication]:
     return applications
 
 
-def _train(tracking_uri: str, data: Path, signing_key: Path) -> CandidateResult:
-    """Train every family in quick mode, signing with ``signing_key``; the champion it promoted.
+def _registry_passwords(run_dir: Path) -> dict[str, str]:
+    """A throw-away password per registry account; the admin's also in a file only its owner
+    reads, to log in to the MLflow UI of a ``--keep-running`` demo."""
+    passwords = {
+        name: secrets.token_urlsafe(18) for name in (ADMIN_ACCOUNT, TRAINER_ACCOUNT, SCORER_ACCOUNT)
+    }
+    admin_file = run_dir / "mlflow-admin-password"
+    admin_file.touch(mode=0o600)
+    admin_file.write_text(passwords[ADMIN_ACCOUNT] + "\n", encoding="utf-8")
+    return passwords
+
+
+def _provision(tracking_uri: str, passwords: dict[str, str]) -> None:
+    """The trainer's and the scorer's accounts and grants, set up as the admin, as compose's
+    registry-accounts one-shot does (``python -m training accounts``). This process asks as
+    the admin until training switches it to the trainer."""
+    use_credentials(ADMIN_ACCOUNT, SecretStr(passwords[ADMIN_ACCOUNT]))
+    provision_accounts(
+        tracking_uri,
+        [Account(name, SecretStr(passwords[name])) for name in (TRAINER_ACCOUNT, SCORER_ACCOUNT)],
+        model_name=MODEL_NAME,
+        experiment=EXPERIMENT_NAME,
+        admin=ADMIN_ACCOUNT,
+    )
+
+
+def _train(tracking_uri: str, data: Path, signing_key: Path, password: str) -> CandidateResult:
+    """Train every family in quick mode as the trainer, signing with ``signing_key``; the
+    champion it promoted.
 
     MLflow's event messages ("Created version 3 ...") are muted: training prints one line
     per candidate. MLflow's counting context is used because its own nested uses re-enable a
     plain ``disable_logging()`` when they exit.
     """
     settings = TrainingSettings(
-        quick=True, data=data, tracking_uri=tracking_uri, signing_key=SecretStr(str(signing_key))
+        quick=True,
+        data=data,
+        tracking_uri=tracking_uri,
+        tracking_username=TRAINER_ACCOUNT,
+        tracking_password=SecretStr(password),
+        signing_key=SecretStr(str(signing_key)),
     )
     with MlflowEventsAndWarningsBehaviorGlobally(
         disable_event_logs=True, disable_warnings=False, reroute_warnings=False
@@ -306,7 +353,11 @@ def _print_summary(summary: Summary, total_s: float) -> None:
         "its metrics": f"ROC-AUC {champion['roc_auc']:.3f}, "
         f"expected cost {champion['expected_cost']:.3f} per application",
         "MLflow UI": f"{summary.mlflow_url}"
-        + ("" if summary.kept_running else " (stopped with the demo: --keep-running keeps it)"),
+        + (
+            " (log in as admin: mlflow-admin-password in the run directory)"
+            if summary.kept_running
+            else " (stopped with the demo: --keep-running keeps it)"
+        ),
         "run directory": _relative(Path(summary.run_dir)),
         "total time": f"{total_s:.0f} s",
     }

@@ -173,6 +173,13 @@ def test_keep_running_leaves_everything_up_until_the_printed_command_stops_it(
         assert all(pid in live for pid in summary["pids"].values()), summary["pids"]
         assert _kafka_status(summary["kafka_dir"]) == 0  # 0: running
         assert requests.get(f"{summary['mlflow_url']}/health", timeout=10).status_code == 200
+        # The registry asks who is asking, as in compose; the admin's password is in the run.
+        models = f"{summary['mlflow_url']}/api/2.0/mlflow/registered-models/search"
+        assert requests.get(models, timeout=10).status_code == 401
+        admin = (Path(summary["run_dir"]) / "mlflow-admin-password").read_text().strip()
+        signed_in = requests.get(models, auth=("admin", admin), timeout=10)
+        assert signed_in.status_code == 200, signed_in.text
+        assert "credit-default" in signed_in.text
         assert stop_command is not None, result.stdout
     finally:
         if stop_command is not None:
