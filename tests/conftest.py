@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -51,24 +52,41 @@ def pytest_runtest_makereport(
     return report
 
 
-@pytest.fixture(autouse=True)
-def _restore_mlflow_uris() -> Iterator[None]:
-    """Undo any test's change to MLflow's process-wide tracking and registry URIs.
+@contextmanager
+def _mlflow_uris_kept() -> Iterator[None]:
+    """Undo any change to MLflow's process-wide tracking and registry URIs made inside.
 
     ``mlflow.set_tracking_uri``/``set_registry_uri`` write module globals and export
-    environment variables; a test that leaves them set sends later tests' registrations
-    to its store. The globals are private, hence this one fixture rather than each test.
+    environment variables; code that leaves them set sends later registrations and
+    ``models:/`` loads to its store. The globals are private, hence this one place.
     """
     tracking, registry = _tracking_service.utils, _model_registry.utils
     saved_globals = (tracking._tracking_uri, registry._registry_uri)
     saved_env = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
-    yield
-    tracking._tracking_uri, registry._registry_uri = saved_globals
-    for name, value in saved_env.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    try:
+        yield
+    finally:
+        tracking._tracking_uri, registry._registry_uri = saved_globals
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_uris_kept_per_module() -> Iterator[None]:
+    """For module-scoped fixtures (a training run a module shares): they are set up before
+    any test's own guard below, so without this one their changes outlive the module (seen
+    as "Registered Model not found" in a later module of the same pytest process)."""
+    with _mlflow_uris_kept():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_kept_per_test() -> Iterator[None]:
+    with _mlflow_uris_kept():
+        yield
 
 
 def _dataset_path() -> Path:

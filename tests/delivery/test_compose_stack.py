@@ -1,12 +1,12 @@
 """docker-compose.yml on a real engine, end to end: one stack for the whole module.
 
 ``scripts/containers`` provides the engine and images (seconds when cached); a fixture brings
-up kafka, topic-init, postgres, monitor-db, mlflow, registry-accounts, trainer (quick training),
-scorer and monitor in a compose project of its own, on free host ports, with an env file written from
-.env.example, and removes it (containers, networks, volumes) however the tests end; leftovers
-of a crashed earlier run are removed first. The tests run in file order on that one stack:
-each leaves it as the next expects. No engine is a failure with the engine's reason, never a
-skip.
+up kafka, topic-init, postgres, monitor-db, mlflow, registry-accounts, trainer (quick
+training), scorer and monitor in a compose project of its own, on free host ports, with an env
+file written from .env.example, and removes it (containers, networks, volumes) however the
+tests end; leftovers of a crashed earlier run are removed first. The tests run in file order
+on that one stack: each leaves it as the next expects. No engine is a failure with the
+engine's reason, never a skip.
 CI's image job runs this same module (.github/workflows/ci.yml).
 """
 

@@ -68,6 +68,7 @@ def test_the_champion_loads_with_its_threshold_run_and_probabilities(
     assert model.params["rows"] == "400"
     assert model.metrics["threshold"] == 0.3
     rows = as_model_input(as_frame(applications_from_frame(feature_frame, 100)))
+    mlflow.set_registry_uri(registry)  # models:/ resolves through it; the guard restores it
     offline = mlflow.pyfunc.load_model(champion.uri).predict(rows)
     np.testing.assert_array_equal(model.pipeline.predict_proba(rows), np.asarray(offline))
     assert model.describe()["version"] == "1"
