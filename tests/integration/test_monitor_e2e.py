@@ -260,8 +260,10 @@ def _spawn(settings: Settings, tracking_uri: str, log: Path) -> subprocess.Popen
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "MLFLOW_TRACKING_URI": tracking_uri,
+        # The registry account, if any, is inherited as MLFLOW_TRACKING_USERNAME/_PASSWORD.
         **{f"MONITOR_{name.upper()}": str(value) for name, value in settings.model_dump(
-            exclude={"kafka_bootstrap_servers", "tracking_uri", "kafka_extra"}).items()},
+            exclude={"kafka_bootstrap_servers", "tracking_uri", "kafka_extra",
+                     "tracking_username", "tracking_password"}).items()},
     }  # fmt: skip
     with log.open("ab") as sink:
         return subprocess.Popen(
