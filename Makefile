@@ -29,11 +29,11 @@ lint-delivery: bootstrap
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 
 ## test: the whole suite, integration tests included: they start Kafka and MLflow themselves,
-## and the container tests a Docker engine and the images (scripts/containers). Two pytest
-## processes, one test file at a time each, with a local broker apiece: most of the suite's
-## time is waiting on brokers and workers, not the CPU.
+## and the container tests a Docker engine and the images (scripts/containers). Three pytest
+## processes on two cores, one test file at a time each, with a local broker apiece: most of
+## the suite's time is waiting on brokers, workers and containers (two used 0.85 of a core).
 test: lint
-	RUMOS_TEST_BROKER=$${RUMOS_TEST_BROKER:-local} $(PY) -m pytest -n 2 --dist loadfile --durations=15
+	RUMOS_TEST_BROKER=$${RUMOS_TEST_BROKER:-local} $(PY) -m pytest -n 3 --dist loadfile --durations=15
 
 test-unit: bootstrap
 	$(PY) -m pytest -m "not integration"

@@ -44,7 +44,10 @@ class RegistrySettings(BaseSettings):
     MLflow's basic-auth app: the trainer's, see :mod:`contracts.registry_access`).
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_by_name=True)
+    # Empty variables are unset: compose passes ``${TRAINING_FAMILIES:-}`` as "".
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_by_name=True, env_ignore_empty=True
+    )
 
     tracking_uri: str = Field(
         default=DEFAULT_TRACKING_URI,

@@ -2,11 +2,11 @@
 
 ``scripts/containers`` provides the engine and images (seconds when cached); a fixture brings
 up kafka, topic-init, postgres, monitor-db, mlflow, registry-accounts, trainer (quick
-training), scorer and monitor in a compose project of its own, on free host ports, with an env
-file written from .env.example, and removes it (containers, networks, volumes) however the
-tests end; leftovers of a crashed earlier run are removed first. The tests run in file order
-on that one stack: each leaves it as the next expects. No engine is a failure with the
-engine's reason, never a skip.
+training of two families), scorer and monitor in a compose project of its own, on free host
+ports, with an env file written from .env.example, and removes it (containers, networks,
+volumes) however the tests end; leftovers of a crashed earlier run are removed first. The
+tests run in file order on that one stack: each leaves it as the next expects. No engine is
+a failure with the engine's reason, never a skip.
 CI's image job runs this same module (.github/workflows/ci.yml).
 """
 
@@ -65,6 +65,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
                 "RUMOS_DATA_DIR": str(dataset_dir()),
                 **throwaway_signing_keys(tmp_path_factory.mktemp("model-signing")),
                 "TRAINING_QUICK": "true",
+                # Two families: the stack, not the comparison, is under test here.
+                "TRAINING_FAMILIES": "logistic_regression,decision_tree",
                 "APPLICATION_PARTITIONS": str(PARTITIONS),
                 "DEMO_COUNT": str(COUNT),
                 # 1,000 in about 25 s: long enough to kill a scorer mid-stream.

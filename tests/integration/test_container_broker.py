@@ -1,7 +1,7 @@
 """The worker on a Kafka container, as testcontainers runs it: the suite's other broker path.
 
 ``make test`` runs the session on ``scripts/kafka-local`` (``RUMOS_TEST_BROKER=local``): it
-starts in seconds and needs no image, and two pytest processes each start their own. This
+starts in seconds and needs no image, and each pytest process starts its own. This
 module proves the container path on every run: it overrides the broker with a
 ``devstack`` ``ContainerBroker`` from the configured image (``KAFKA_IMAGE``, else the stand-in
 ``scripts/containers`` builds where no registry answers) and runs a worker through a

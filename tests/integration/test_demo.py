@@ -159,15 +159,21 @@ def test_demo_scores_every_application_then_stops_everything(
 def test_keep_running_leaves_everything_up_until_the_printed_command_stops_it(
     tmp_path: Path, credit_csv: Path
 ) -> None:
-    """The dataset comes from RUMOS_DATA here, and only 200 applications are published."""
-    result, summary = _run_demo(
-        tmp_path, "--count", "200", "--keep-running", env=_env(RUMOS_DATA=str(credit_csv))
+    """The dataset comes from RUMOS_DATA here, and only 200 applications are published.
+    Training's own variables reach it too: two families, as the full set is trained above."""
+    env = _env(
+        RUMOS_DATA=str(credit_csv), RUMOS_TRAINING_FAMILIES="logistic_regression,decision_tree"
     )
+    result, summary = _run_demo(tmp_path, "--count", "200", "--keep-running", env=env)
     stop_command = re.search(r"Stop them with:\n  (.+)\n", result.stdout)
     try:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert (summary["published"], summary["scores"]) == (200, 200)
         assert summary["kept_running"] is True
+        assert re.findall(r"^(\w+): ROC-AUC", result.stdout, re.M) == [
+            "logistic_regression",
+            "decision_tree",
+        ]
         assert "✓ stopped" not in result.stdout
         live = _live_processes()
         assert all(pid in live for pid in summary["pids"].values()), summary["pids"]

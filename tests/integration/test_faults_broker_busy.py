@@ -1,7 +1,7 @@
 """Broker restarts while a worker is busy: exactly one committed score per application.
 
 The story of what an outage does to a worker is in ``test_faults_broker.py``; the idle
-and busy cases are separate files so that ``pytest -n 2 --dist loadfile`` runs them in
+and busy cases are separate files so that ``pytest -n 3 --dist loadfile`` runs them in
 parallel (together they are the suite's longest tenth).
 """
 

@@ -154,6 +154,14 @@ def test_families_accept_comma_separated_and_repeated_values() -> None:
     assert TrainingSettings(families="decision_tree").families == (Family.DECISION_TREE,)
 
 
+def test_an_empty_variable_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose passes ``TRAINING_FAMILIES`` unset in ``.env`` as an empty variable."""
+    monkeypatch.setenv("RUMOS_TRAINING_FAMILIES", "")
+    assert TrainingSettings().families == tuple(Family)
+    monkeypatch.setenv("RUMOS_TRAINING_FAMILIES", "svm")
+    assert TrainingSettings().families == (Family.SVM,)
+
+
 def test_environment_supplies_data_and_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUMOS_DATA", "/somewhere/data.csv")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
