@@ -89,6 +89,8 @@ TrackingUri = Annotated[
 ModelName = Annotated[
     str | None, typer.Option(help="registered model (env RUMOS_TRAINING_MODEL_NAME)")
 ]
+CostFn = Annotated[float | None, typer.Option(help="cost of a missed defaulter (default 5)")]
+CostFp = Annotated[float | None, typer.Option(help="cost of a good client flagged (default 1)")]
 
 
 @app.callback(invoke_without_command=True)
@@ -105,14 +107,11 @@ def train_command(
         bool | None, typer.Option("--quick/--full", help="subsample, tiny grids, 3 folds")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed of splits, folds and models")] = None,
-    cost_fn: Annotated[
-        float | None, typer.Option(help="cost of a missed defaulter (default 5)")
-    ] = None,
-    cost_fp: Annotated[
-        float | None, typer.Option(help="cost of a good client flagged (default 1)")
-    ] = None,
+    cost_fn: CostFn = None,
+    cost_fp: CostFp = None,
     latency_budget_us: Annotated[
-        float | None, typer.Option(help="max batch inference µs/row of a champion (default 20)")
+        float | None,
+        typer.Option(help="max batch µs/row of a champion, reasons included (default 20)"),
     ] = None,
     families: Annotated[
         list[str] | None,
@@ -189,12 +188,8 @@ def promote_command(
             help="the monitor's database (env MONITOR_DATABASE_URL; sqlite:///monitor.db)"
         ),
     ] = None,
-    cost_fn: Annotated[
-        float | None, typer.Option(help="cost of a missed defaulter (default 5)")
-    ] = None,
-    cost_fp: Annotated[
-        float | None, typer.Option(help="cost of a good client flagged (default 1)")
-    ] = None,
+    cost_fn: CostFn = None,
+    cost_fp: CostFp = None,
 ) -> None:
     """Move the champion alias to VERSION once it verifies; the former champion becomes previous.
 
@@ -365,6 +360,7 @@ def _render_report(console: Console, report: TrainingReport) -> None:
         pad_edge=False,
     )
     table.add_column("family", no_wrap=True)
+    # µs/row: batch scoring with reason codes, as the worker does it and the budget gates.
     for column in ("version", "ROC-AUC", "cost", "threshold", "µs/row", "★"):
         table.add_column(column, justify="right", no_wrap=True)
     for c in report.candidates:
@@ -374,7 +370,7 @@ def _render_report(console: Console, report: TrainingReport) -> None:
             f"{c.roc_auc:.4f}",
             f"{c.expected_cost:.4f}",
             f"{c.threshold:.4f}",
-            f"{c.inference_us_per_row:.1f}",
+            f"{c.scoring_us_per_row:.1f}",
             "★" if c is report.champion else "",
         )
     console.print(table)

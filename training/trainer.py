@@ -223,7 +223,7 @@ def _train_candidates(
             progress.console.print(
                 f"{family}: ROC-AUC {result.roc_auc:.3f}, expected cost "
                 f"{result.expected_cost:.3f} at threshold {result.threshold:.3f}, "
-                f"{result.inference_us_per_row:.1f} µs/row → version {result.version}"
+                f"{result.scoring_us_per_row:.1f} µs/row with reasons → version {result.version}"
             )
             results.append(result)
             progress.advance(task)
