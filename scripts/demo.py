@@ -38,7 +38,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from contracts import LoanApplication
+from contracts.cli import EXIT_FAILED
 from contracts.registry_access import ADMIN_ACCOUNT, SCORER_ACCOUNT, TRAINER_ACCOUNT
+from contracts.score import LoanScore
 from devstack import (
     ROOT,
     DevstackError,
@@ -52,11 +54,10 @@ from devstack import (
 from devstack.champion import SignedChampion, new_passwords, provision, train_signed_champion
 from producer import ProducerError, create_consumer, create_producer, publish
 from producer import Settings as ProducerSettings
-from producer.following import DeadLetter, ReceivedScore, follow_scores
+from producer.following import follow_scores
 from producer.kafka import LIBRDKAFKA_LOGGER
 from producer.sources import read_csv_applications
 
-EXIT_FAILED: Final = 1
 TOPICS: Final = ScorerTopics()  # the contract's names, which the worker reads by default
 # Every outcome must arrive this long after following starts: 1,000 take about a second on a
 # 2-core machine (the README's run), so the margin is for a loaded one.
@@ -227,21 +228,20 @@ def _follow(
 
     End to end is measured to the worker's ``scored_at``, not to when the follower read the
     score: the follower joins its group only after publishing, which would add its join."""
-    outcomes: list[ReceivedScore | DeadLetter] = []
+    scores: list[LoanScore] = []
     consumer = create_consumer(
         settings, group_id=unique_name("demo-follow"), from_beginning=True, commit=False
     )
     with closing(consumer):
         report = follow_scores(
             consumer,
-            sink=outcomes.append,
-            dead_letters=outcomes.append,
+            sink=lambda received: scores.append(received.score),
+            dead_letters=lambda _dead_letter: None,  # counted by the report
             count=count,
             timeout_s=OUTCOMES_TIMEOUT_S,
         )
     if report.stopped == "interrupted":
         raise KeyboardInterrupt  # follow_scores ends on it; the demo ends altogether
-    scores = [outcome.score for outcome in outcomes if isinstance(outcome, ReceivedScore)]
     summary.scores = len({score.application_id for score in scores})
     summary.dead_letters, summary.duplicates = report.dead_letters, len(scores) - summary.scores
     if scores:
@@ -251,9 +251,9 @@ def _follow(
     if summary.duplicates or report.invalid:
         raise DemoError(f"{summary.duplicates} duplicate scores, {report.invalid} not scores")
     if report.stopped == "timeout":
+        outcomes = len(scores) + report.dead_letters
         raise DemoError(
-            f"only {len(outcomes):,} of {count:,} outcomes arrived within "
-            f"{OUTCOMES_TIMEOUT_S:.0f} s"
+            f"only {outcomes:,} of {count:,} outcomes within {OUTCOMES_TIMEOUT_S:.0f} s"
         )
 
 
