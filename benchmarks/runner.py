@@ -62,17 +62,6 @@ _PROFILE_MESSAGES: Final = 100_000
 _COMMITTED: Final = 'scorer_transactions_total{outcome="committed"}'
 
 
-def point_mlflow_at(uri: str) -> None:
-    """Set this process's MLflow tracking and registry URIs to ``uri``.
-
-    ``models:/`` downloads resolve through the global registry URI whatever client
-    arguments say (MLflow 3.17), so in-process loads need it. ``worker_env`` keeps the
-    registry one out of the workers: a deployed worker is told only the tracking URI.
-    """
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-
-
 class Run:
     """The phases of one run: services in ``services`` (closing it stops them all), logs in
     ``logs``, and the ``SCORER_*`` settings every worker and the passthrough run with."""
@@ -115,7 +104,10 @@ class Run:
             trained = train_signed_champion(
                 self.mlflow.url, data, work / "model-signing", console=Console(file=log, width=120)
             )
-        point_mlflow_at(self.mlflow.url)
+        # ``models:/`` downloads in this process (ceiling B, the floor) resolve through the
+        # global registry URI whatever client arguments say (MLflow 3.17).
+        mlflow.set_tracking_uri(self.mlflow.url)
+        mlflow.set_registry_uri(self.mlflow.url)
         self.public_key, self.model_name = trained.public_key, trained.settings.model_name
         self.challenger = _challenger(trained.report, trained.settings.latency_budget_us)
         if self.challenger is not None:
