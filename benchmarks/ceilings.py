@@ -1,7 +1,7 @@
 """The limits a worker is measured against (benchmarks/README.md, "What one run measures"):
 ceiling A, the Kafka passthrough in the worker's loop shape; ceiling B, the champion alone;
 and the floor, a naive per-message scorer. In-process loads need the process's MLflow
-registry URI to be the champion's (``runner.point_mlflow_at``).
+registry URI to be the champion's (``runner.Run.start`` sets it).
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from contextlib import (
     ExitStack,
     contextmanager,
     nullcontext,
-    redirect_stdout,
 )
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -27,8 +26,6 @@ from typing import Any, Final
 import mlflow
 import orjson
 from confluent_kafka import Message
-from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobally
-from pydantic import SecretStr
 from rich.console import Console
 
 import devstack
@@ -47,16 +44,9 @@ from benchmarks.results import (
 from consumer.ops import STAGES
 from consumer.settings import Settings as WorkerSettings
 from contracts.model_names import CHAMPION_ALIAS, SHADOW_ALIAS
-from contracts.model_trust import keygen
 from devstack import ROOT, DevstackError, ScorerTopics, WorkerProcess, unique_name
-from training import (
-    CandidateResult,
-    TrainingError,
-    TrainingReport,
-    TrainingSettings,
-    registry_client,
-    train,
-)
+from devstack.champion import train_signed_champion
+from training import CandidateResult, TrainingReport, registry_client
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
@@ -70,17 +60,6 @@ _POLL_S: Final = 0.5
 _PROFILE_POLL_S: Final = 0.05
 _PROFILE_MESSAGES: Final = 100_000
 _COMMITTED: Final = 'scorer_transactions_total{outcome="committed"}'
-
-
-def point_mlflow_at(uri: str) -> None:
-    """Set this process's MLflow tracking and registry URIs to ``uri``.
-
-    ``models:/`` downloads resolve through the global registry URI whatever client
-    arguments say (MLflow 3.17), so in-process loads need it. ``worker_env`` keeps the
-    registry one out of the workers: a deployed worker is told only the tracking URI.
-    """
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
 
 
 class Run:
@@ -118,37 +97,25 @@ class Run:
             self._keep_log(self.mlflow.log_path, "mlflow-server.log")
             self.services.callback(self.mlflow.stop)
         # Signed like production: workers load only versions this key signed.
-        keys = keygen(work / "model-signing")
-        self.public_key = keys.public
-        settings = TrainingSettings(
-            quick=True,
-            data=data,
-            tracking_uri=self.mlflow.url,
-            signing_key=SecretStr(str(keys.private)),
-        )
         with (
             self.step("training the champion (python -m training --quick)"),
             (self.logs / "training.log").open("w", encoding="utf-8") as log,
-            # MLflow's event messages ("Created version 3 ...") and run links ("View run ...",
-            # printed) would interleave with the steps and the table printed on stdout.
-            MlflowEventsAndWarningsBehaviorGlobally(True, False, False),
-            redirect_stdout(log),
         ):
-            try:
-                report = train(settings, console=Console(file=log, width=120))
-            except TrainingError as exc:
-                raise BenchmarkError(f"training failed: {exc}") from exc
-        if (champion := report.champion) is None:
-            raise BenchmarkError(f"training promoted nothing: {report.selection_reason}")
-        point_mlflow_at(self.mlflow.url)
-        self.model_name = settings.model_name
-        self.challenger = _challenger(report, settings.latency_budget_us)
+            trained = train_signed_champion(
+                self.mlflow.url, data, work / "model-signing", console=Console(file=log, width=120)
+            )
+        # ``models:/`` downloads in this process (ceiling B, the floor) resolve through the
+        # global registry URI whatever client arguments say (MLflow 3.17).
+        mlflow.set_tracking_uri(self.mlflow.url)
+        mlflow.set_registry_uri(self.mlflow.url)
+        self.public_key, self.model_name = trained.public_key, trained.settings.model_name
+        self.challenger = _challenger(trained.report, trained.settings.latency_budget_us)
         if self.challenger is not None:
-            client = registry_client(settings)
+            client = registry_client(trained.settings)
             client.set_registered_model_alias(
                 self.model_name, SHADOW_ALIAS, self.challenger.version
             )
-        return champion
+        return trained.champion
 
     def _keep_log(self, path: Path, name: str) -> None:
         self.services.callback(lambda: path.is_file() and shutil.copyfile(path, self.logs / name))

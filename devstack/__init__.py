@@ -5,6 +5,8 @@
 - ``compose``: docker-compose.yml as one project on free host ports, and ``make demo-compose``.
 - ``mlflow_server``: ``mlflow server`` with a SQLite store and proxied artifacts.
 - ``worker``: ``python -m consumer`` processes and the environment they are given.
+- ``champion``: a registry's accounts and a quick-trained, signed champion (import it on
+  its own: it loads training and MLflow).
 
 Every ``start`` returns only once the service answers its own readiness check and raises
 ``DevstackError`` otherwise; every ``stop`` is safe on a service that already exited.

@@ -23,7 +23,6 @@ import itertools
 import json
 import logging
 import os
-import secrets
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -35,20 +34,13 @@ from types import FrameType
 from typing import Annotated, Any, Final
 
 import typer
-from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobally
-from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 
 from contracts import LoanApplication
-from contracts.model_names import EXPERIMENT_NAME, MODEL_NAME
-from contracts.model_trust import keygen
-from contracts.registry_access import (
-    ADMIN_ACCOUNT,
-    SCORER_ACCOUNT,
-    TRAINER_ACCOUNT,
-    use_credentials,
-)
+from contracts.cli import EXIT_FAILED
+from contracts.registry_access import ADMIN_ACCOUNT, SCORER_ACCOUNT, TRAINER_ACCOUNT
+from contracts.score import LoanScore
 from devstack import (
     ROOT,
     DevstackError,
@@ -59,15 +51,13 @@ from devstack import (
     unique_name,
     worker_env,
 )
+from devstack.champion import SignedChampion, new_passwords, provision, train_signed_champion
 from producer import ProducerError, create_consumer, create_producer, publish
 from producer import Settings as ProducerSettings
-from producer.following import DeadLetter, ReceivedScore, follow_scores
+from producer.following import follow_scores
 from producer.kafka import LIBRDKAFKA_LOGGER
 from producer.sources import read_csv_applications
-from training import CandidateResult, TrainingError, TrainingSettings, train
-from training.accounts import Account, provision_accounts
 
-EXIT_FAILED: Final = 1
 TOPICS: Final = ScorerTopics()  # the contract's names, which the worker reads by default
 # Every outcome must arrive this long after following starts: 1,000 take about a second on a
 # 2-core machine (the README's run), so the margin is for a loaded one.
@@ -85,7 +75,7 @@ class DemoError(Exception):
 
 
 # What a stage reports in one line; anything else is a bug and keeps its traceback.
-_STAGE_FAILURES: Final = (DemoError, DevstackError, ProducerError, TrainingError)
+_STAGE_FAILURES: Final = (DemoError, DevstackError, ProducerError)
 
 
 @dataclass
@@ -143,11 +133,14 @@ def tell_story(
         done.append(f"Kafka on {broker.bootstrap_servers} (pid {broker.pid})")
 
     with stage("Starting MLflow (SQLite, proxied artifacts, basic-auth accounts)") as done:
-        passwords = _registry_passwords(run_dir)
+        passwords = new_passwords()
+        admin_file = run_dir / "mlflow-admin-password"  # for the UI of a --keep-running demo
+        admin_file.touch(mode=0o600)
+        admin_file.write_text(passwords[ADMIN_ACCOUNT] + "\n", encoding="utf-8")
         mlflow = MlflowServer.start(run_dir / "mlflow", admin_password=passwords[ADMIN_ACCOUNT])
         services.callback(_stop, "MLflow", mlflow.stop)
         summary.mlflow_url, summary.pids["mlflow"] = mlflow.url, mlflow.pid or 0
-        _provision(mlflow.url, passwords)
+        provision(mlflow.url, passwords)
         done.append(f"MLflow on {mlflow.url} (pid {mlflow.pid}), accounts trainer and scorer")
 
     with stage("Creating the worker's topics") as done:
@@ -155,9 +148,14 @@ def tell_story(
         done.append(f"topics {', '.join(TOPICS.names)}")
 
     with stage("Training in quick mode, signing every version") as done:
-        keys = keygen(run_dir / "model-signing")
-        champion = _train(mlflow.url, data, keys.private, passwords[TRAINER_ACCOUNT])
-        done.append(f"champion: version {champion.version} ({champion.family})")
+        trained = train_signed_champion(
+            mlflow.url,
+            data,
+            run_dir / "model-signing",
+            console=console,
+            account=(TRAINER_ACCOUNT, passwords[TRAINER_ACCOUNT]),
+        )
+        done.append(f"champion: version {trained.champion.version} ({trained.champion.family})")
 
     with stage("Starting the worker (python -m consumer)") as done:
         env = worker_env(
@@ -165,7 +163,7 @@ def tell_story(
             mlflow_tracking_uri=mlflow.url,
             worker_id="demo",
             model_cache_dir=run_dir / "model-cache",
-            model_signing_public_key=keys.public,
+            model_signing_public_key=trained.public_key,
             mlflow_tracking_username=SCORER_ACCOUNT,
             mlflow_tracking_password=passwords[SCORER_ACCOUNT],
         )
@@ -173,7 +171,7 @@ def tell_story(
         services.callback(_stop, "the worker", worker.terminate)
         summary.pids["worker"] = worker.pid
         worker.wait_ready()
-        summary.champion = _serving(worker, champion)
+        summary.champion = _serving(worker, trained)
         done.append(f"worker ready on {worker.url} (pid {worker.pid}), serving the champion")
 
     kafka = ProducerSettings(kafka_bootstrap_servers=broker.bootstrap_servers)
@@ -205,59 +203,9 @@ def _load_applications(path: Path, count: int) -> list[LoanApplication]:
     return applications
 
 
-def _registry_passwords(run_dir: Path) -> dict[str, str]:
-    """A throw-away password per registry account; the admin's also in a file only its owner
-    reads, to log in to the MLflow UI of a ``--keep-running`` demo."""
-    passwords = {
-        name: secrets.token_urlsafe(18) for name in (ADMIN_ACCOUNT, TRAINER_ACCOUNT, SCORER_ACCOUNT)
-    }
-    admin_file = run_dir / "mlflow-admin-password"
-    admin_file.touch(mode=0o600)
-    admin_file.write_text(passwords[ADMIN_ACCOUNT] + "\n", encoding="utf-8")
-    return passwords
-
-
-def _provision(tracking_uri: str, passwords: dict[str, str]) -> None:
-    """The trainer's and the scorer's accounts and grants, set up as the admin, as compose's
-    registry-accounts one-shot does (``python -m training accounts``). This process asks as
-    the admin until training switches it to the trainer."""
-    use_credentials(ADMIN_ACCOUNT, SecretStr(passwords[ADMIN_ACCOUNT]))
-    provision_accounts(
-        tracking_uri,
-        [Account(name, SecretStr(passwords[name])) for name in (TRAINER_ACCOUNT, SCORER_ACCOUNT)],
-        model_name=MODEL_NAME,
-        experiment=EXPERIMENT_NAME,
-        admin=ADMIN_ACCOUNT,
-    )
-
-
-def _train(tracking_uri: str, data: Path, signing_key: Path, password: str) -> CandidateResult:
-    """Train every family in quick mode as the trainer, signing with ``signing_key``; the
-    champion it promoted.
-
-    MLflow's event messages ("Created version 3 ...") are muted: training prints one line
-    per candidate. MLflow's counting context is used because its own nested uses re-enable a
-    plain ``disable_logging()`` when they exit.
-    """
-    settings = TrainingSettings(
-        quick=True,
-        data=data,
-        tracking_uri=tracking_uri,
-        tracking_username=TRAINER_ACCOUNT,
-        tracking_password=SecretStr(password),
-        signing_key=SecretStr(str(signing_key)),
-    )
-    with MlflowEventsAndWarningsBehaviorGlobally(
-        disable_event_logs=True, disable_warnings=False, reroute_warnings=False
-    ):
-        report = train(settings, console=console)
-    if report.champion is None:
-        raise DemoError(f"training promoted nothing: {report.selection_reason}")
-    return report.champion
-
-
-def _serving(worker: WorkerProcess, champion: CandidateResult) -> dict[str, Any]:
+def _serving(worker: WorkerProcess, trained: SignedChampion) -> dict[str, Any]:
     """The model the worker serves, checked to be the champion training promoted."""
+    champion = trained.champion
     status, body = worker.get("/model")
     if status != 200 or not isinstance(body, dict) or str(body["version"]) != champion.version:
         raise DemoError(f"the worker serves {body}, not version {champion.version} ({status})")
@@ -280,21 +228,20 @@ def _follow(
 
     End to end is measured to the worker's ``scored_at``, not to when the follower read the
     score: the follower joins its group only after publishing, which would add its join."""
-    outcomes: list[ReceivedScore | DeadLetter] = []
+    scores: list[LoanScore] = []
     consumer = create_consumer(
         settings, group_id=unique_name("demo-follow"), from_beginning=True, commit=False
     )
     with closing(consumer):
         report = follow_scores(
             consumer,
-            sink=outcomes.append,
-            dead_letters=outcomes.append,
+            sink=lambda received: scores.append(received.score),
+            dead_letters=lambda _dead_letter: None,  # counted by the report
             count=count,
             timeout_s=OUTCOMES_TIMEOUT_S,
         )
     if report.stopped == "interrupted":
         raise KeyboardInterrupt  # follow_scores ends on it; the demo ends altogether
-    scores = [outcome.score for outcome in outcomes if isinstance(outcome, ReceivedScore)]
     summary.scores = len({score.application_id for score in scores})
     summary.dead_letters, summary.duplicates = report.dead_letters, len(scores) - summary.scores
     if scores:
@@ -304,9 +251,9 @@ def _follow(
     if summary.duplicates or report.invalid:
         raise DemoError(f"{summary.duplicates} duplicate scores, {report.invalid} not scores")
     if report.stopped == "timeout":
+        outcomes = len(scores) + report.dead_letters
         raise DemoError(
-            f"only {len(outcomes):,} of {count:,} outcomes arrived within "
-            f"{OUTCOMES_TIMEOUT_S:.0f} s"
+            f"only {outcomes:,} of {count:,} outcomes within {OUTCOMES_TIMEOUT_S:.0f} s"
         )
 
 
