@@ -32,8 +32,12 @@ lint-delivery: bootstrap
 ## and the container tests a Docker engine and the images (scripts/containers). Three pytest
 ## processes on two cores, one test file at a time each, with a local broker apiece: most of
 ## the suite's time is waiting on brokers, workers and containers (two used 0.85 of a core).
+## Files go out in collection order (delivery, integration, then the many short unit files
+## that fill the end): xdist's default order, most tests first, left the one-test broker
+## restart files, the longest, to start last.
 test: lint
-	RUMOS_TEST_BROKER=$${RUMOS_TEST_BROKER:-local} $(PY) -m pytest -n 3 --dist loadfile --durations=15
+	RUMOS_TEST_BROKER=$${RUMOS_TEST_BROKER:-local} $(PY) -m pytest -n 3 --dist loadfile \
+		--no-loadscope-reorder --durations=15
 
 test-unit: bootstrap
 	$(PY) -m pytest -m "not integration"
