@@ -29,12 +29,19 @@ prediction is not in yet waits as a row of its own, until ``pending_outcome_days
 past ``max_pending_outcomes`` (oldest first), counted in ``monitor_pending_outcomes``
 and ``monitor_outcomes_expired_total``.
 
+Every batch measures the live state, so every measure is bounded: PSI over the last
+``window_rows`` applications and scores, live performance and the shadow comparison over
+the ``performance_window_rows`` most recent joined outcomes, read by the outcomes' arrival
+index (``ORDER BY ... LIMIT``). A batch costs the same with ten million joined outcomes
+stored as with ten thousand. No measure is skipped on a timer: the alert decisions are a
+function of the database alone, so a replayed batch re-derives them without a clock.
+
 Champion and challenger are compared on the same applications by construction: the
 worker writes an application's shadow score in the transaction of its official score,
-and the comparison (``monitor_shadow_*{role}``, ``python -m training promote
---from-shadow``) only counts applications that have both, scored by one (champion,
-challenger) pair of versions, and an outcome. One monitor instance per database: the group
-gives failover, not sharding.
+and the comparison (``monitor_shadow_*{role}`` over the live window, ``python -m training
+promote --from-shadow`` over every one) only counts applications that have both, scored by
+one (champion, challenger) pair of versions, and an outcome. One monitor instance per
+database: the group gives failover, not sharding.
 """
 
 from __future__ import annotations
@@ -51,7 +58,6 @@ from consumer.records import OutboundRecord
 from monitor.alerts import psi_crossings
 from monitor.measures import (
     ProfileSource,
-    costs_of,
     drift_now,
     performance_now,
     shadow_comparison,
@@ -136,7 +142,7 @@ class Monitor:
         self._metrics.expired.inc(tx.expire_pending(expiry, keep=s.max_pending_outcomes))
         self._metrics.pending.set(tx.pending_outcomes())
         self._metrics.show_performance(performance_now(tx, s))
-        self._metrics.show_comparison(shadow_comparison(tx, costs_of(s)))
+        self._metrics.show_comparison(shadow_comparison(tx, s))
         drift = drift_now(tx, self._profiles, s)
         if drift is None:
             return []

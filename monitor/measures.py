@@ -37,9 +37,9 @@ def drift_now(tx: StoreTransaction, profiles: ProfileSource, settings: Settings)
 
 
 def performance_now(tx: StoreTransaction, settings: Settings) -> LivePerformance:
-    """Live performance over every prediction joined with its outcome."""
-    defaulted, scores, thresholds = tx.joined()
-    return live_performance(defaulted, scores, thresholds, costs_of(settings))
+    """Live performance over the ``performance_window_rows`` most recent joined outcomes."""
+    window = tx.joined(settings.performance_window_rows)
+    return live_performance(window.defaulted, window.scores, window.thresholds, costs_of(settings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +57,16 @@ class ShadowComparison:
 
 
 def compare(
-    tx: StoreTransaction, costs: CostMatrix, champion_version: str, challenger_version: str
+    tx: StoreTransaction,
+    costs: CostMatrix,
+    champion_version: str,
+    challenger_version: str,
+    limit: int | None = None,
 ) -> ShadowComparison:
     """Both versions' live performance on the applications ``champion_version`` scored
-    officially and ``challenger_version`` in the shadow, whose outcome is known."""
-    rows = tx.paired(champion_version, challenger_version)
+    officially and ``challenger_version`` in the shadow, whose outcome is known: the
+    ``limit`` most recent outcomes, or (promote's evidence) all of them."""
+    rows = tx.paired(champion_version, challenger_version, limit)
     return ShadowComparison(
         champion_version=champion_version,
         challenger_version=challenger_version,
@@ -70,10 +75,13 @@ def compare(
     )
 
 
-def shadow_comparison(tx: StoreTransaction, costs: CostMatrix) -> ShadowComparison | None:
-    """``compare`` for the versions of the newest shadow score; None before the first."""
+def shadow_comparison(tx: StoreTransaction, settings: Settings) -> ShadowComparison | None:
+    """``compare`` for the versions of the newest shadow score, over the live window
+    (``performance_window_rows``); None before the first shadow score."""
     pair = tx.newest_shadow_pair()
-    return None if pair is None else compare(tx, costs, *pair)
+    if pair is None:
+        return None
+    return compare(tx, costs_of(settings), *pair, limit=settings.performance_window_rows)
 
 
 def costs_of(settings: Settings) -> CostMatrix:
@@ -88,5 +96,5 @@ def measure(
         return (
             drift_now(tx, profiles, settings),
             performance_now(tx, settings),
-            shadow_comparison(tx, costs_of(settings)),
+            shadow_comparison(tx, settings),
         )

@@ -17,10 +17,15 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.psi = Gauge("monitor_psi", "PSI of the live window", ["subject"], registry=r)
-        self.roc_auc = Gauge("monitor_live_roc_auc", "ROC-AUC on joined outcomes", registry=r)
-        self.brier = Gauge("monitor_live_brier", "Brier score on joined outcomes", registry=r)
-        self.cost = Gauge("monitor_live_expected_cost", "Expected cost per application", registry=r)
-        self.joined = Gauge("monitor_joined_rows", "Predictions with an outcome", registry=r)
+        window = "on the most recent joined outcomes (performance_window_rows)"
+        self.roc_auc = Gauge("monitor_live_roc_auc", f"ROC-AUC {window}", registry=r)
+        self.brier = Gauge("monitor_live_brier", f"Brier score {window}", registry=r)
+        self.cost = Gauge(
+            "monitor_live_expected_cost", f"Expected cost per application {window}", registry=r
+        )
+        self.joined = Gauge(
+            "monitor_joined_rows", "Predictions with an outcome in the live window", registry=r
+        )
         self.pending = Gauge(
             "monitor_pending_outcomes", "Outcomes waiting for their prediction", registry=r
         )
@@ -37,7 +42,8 @@ class Metrics:
         self.batches = Counter("monitor_batches", "Batches committed", registry=r)
         self.paired = Gauge(
             "monitor_shadow_paired_rows",
-            "Applications with an outcome scored by both the champion and the shadow challenger",
+            "Applications with an outcome scored by both the champion and the shadow challenger, "
+            "in the live window",
             registry=r,
         )
         self.paired_auc, self.paired_brier, self.paired_cost = (

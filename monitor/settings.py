@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     min_window_rows: int = Field(
         default=500, ge=1, description="No PSI alert before the window holds this many rows."
     )
+    performance_window_rows: int = Field(
+        default=10_000,
+        ge=100,
+        description="The most recent joined outcomes live performance and the shadow "
+        "comparison are measured on (promote --from-shadow reads all of them).",
+    )
     psi_limit: float = Field(default=0.2, gt=0)
     psi_rearm: float = Field(
         default=0.1, gt=0, description="A subject alerts again only after PSI fell to this."

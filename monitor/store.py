@@ -50,6 +50,15 @@ class PairedRows:
     challenger: ScoredRows
 
 
+@dataclass(frozen=True, slots=True)
+class JoinedRows:
+    """Predictions with an outcome, one entry per application, oldest outcome first."""
+
+    defaulted: npt.NDArray[np.bool_]
+    scores: npt.NDArray[np.float64]
+    thresholds: npt.NDArray[np.float64]
+
+
 class Store:
     """The database at ``url`` (any SQLAlchemy URL), its tables created if missing."""
 
@@ -57,6 +66,12 @@ class Store:
         try:
             self._engine = sa.create_engine(url)
             metadata.create_all(self._engine)
+            with self._engine.begin() as connection:
+                # create_all skips tables that exist: an index added since (the live
+                # window's) is created on a database an older monitor made.
+                for table in metadata.sorted_tables:
+                    for index in table.indexes:
+                        index.create(connection, checkfirst=True)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot open the monitor's database: {exc}") from exc
 
@@ -109,18 +124,22 @@ class StoreTransaction:
         rows = self._db.execute(query.order_by(predictions.c.seq.desc()).limit(size)).all()
         return np.array([r.score for r in rows], dtype=float), (rows[0][1] if rows else None)
 
-    def joined(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], list[float]]:
-        """Every prediction with an outcome: (defaulted, score, threshold), in arrival order."""
+    def joined(self, limit: int) -> JoinedRows:
+        """The ``limit`` most recently arrived outcomes whose prediction is in, oldest first.
+
+        Read by the outcomes' arrival index and stopped at ``limit``: the cost is the
+        window's, not the history's.
+        """
         query = sa.select(outcomes.c.defaulted, predictions.c.score, predictions.c.threshold)
         query = query.join(
             predictions,
             predictions.c.application_id == outcomes.c.application_id,
         )
-        rows = self._db.execute(query.order_by(predictions.c.seq)).all()
-        return (
-            np.array([r.defaulted for r in rows], dtype=bool),
-            np.array([r.score for r in rows], dtype=float),
-            [r.threshold for r in rows],
+        rows = self._db.execute(_newest_first(query).limit(limit)).all()[::-1]
+        return JoinedRows(
+            defaulted=np.array([r.defaulted for r in rows], dtype=bool),
+            scores=np.array([r.score for r in rows], dtype=float),
+            thresholds=np.array([r.threshold for r in rows], dtype=float),
         )
 
     def newest_shadow_pair(self) -> tuple[str, str] | None:
@@ -129,9 +148,12 @@ class StoreTransaction:
         row = self._db.execute(query.order_by(shadow_scores.c.seq.desc()).limit(1)).first()
         return (str(row[0]), str(row[1])) if row else None
 
-    def paired(self, champion_version: str, challenger_version: str) -> PairedRows:
-        """Every application that ``champion_version`` scored officially, ``challenger_version``
-        in the shadow, and whose outcome is known, in arrival order."""
+    def paired(
+        self, champion_version: str, challenger_version: str, limit: int | None = None
+    ) -> PairedRows:
+        """The applications that ``champion_version`` scored officially, ``challenger_version``
+        in the shadow, and whose outcome is known, oldest outcome first: the ``limit`` most
+        recent (by the arrival index, as ``joined``), or all of them."""
         shadow = shadow_scores
         query = (
             sa.select(
@@ -146,9 +168,8 @@ class StoreTransaction:
             .where(predictions.c.model_version == champion_version)
             .where(shadow.c.champion_version == champion_version)
             .where(shadow.c.model_version == challenger_version)
-            .order_by(predictions.c.seq)
         )
-        rows = self._db.execute(query).all()
+        rows = self._db.execute(_newest_first(query).limit(limit)).all()[::-1]
         return PairedRows(
             defaulted=np.array([r.defaulted for r in rows], dtype=bool),
             champion=(
@@ -227,3 +248,9 @@ class StoreTransaction:
         statement = dialect.insert(table).on_conflict_do_nothing()
         # One executemany; both drivers sum rowcount over it, and a skipped conflict is no row.
         return int(self._db.execute(statement, list(rows)).rowcount)
+
+
+def _newest_first(query: sa.Select[Any]) -> sa.Select[Any]:
+    """``query`` (joined to outcomes) in the order of ``ix_outcomes_arrival``, newest first;
+    the application id breaks ties, so a replayed batch reads the same window."""
+    return query.order_by(outcomes.c.received_at.desc(), outcomes.c.application_id.desc())

@@ -1,6 +1,8 @@
 """The monitor's tables (SQLAlchemy Core), portable between SQLite and PostgreSQL.
 
 ``predictions.seq`` and ``feature_window.seq`` give arrival order (the sliding windows);
+``ix_outcomes_arrival`` orders outcomes by arrival, so the live measures read the most
+recent joined outcomes by index (``ORDER BY ... LIMIT``), however many are stored;
 ``feature_window.source`` is the application's ``topic/partition/offset``. A
 ``shadow_scores`` row is the challenger's score of an application, with the version whose
 score was the official one (``champion_version``), so champion and challenger are compared
@@ -35,8 +37,9 @@ outcomes = sa.Table(
     "outcomes", metadata,
     sa.Column("application_id", sa.String(128), primary_key=True),
     sa.Column("defaulted", sa.Boolean, nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )  # fmt: skip
+sa.Index("ix_outcomes_arrival", outcomes.c.received_at, outcomes.c.application_id)
 feature_window = sa.Table(
     "feature_window", metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),

@@ -24,7 +24,7 @@ from contracts.profile import ReferenceProfile
 from contracts.topics import ERROR_TYPE_HEADER
 from monitor.cli import app
 from monitor.loop import Monitor
-from monitor.measures import measure
+from monitor.measures import compare, measure
 from monitor.metrics import Metrics
 from monitor.settings import Settings
 from monitor.store import Store
@@ -353,3 +353,40 @@ def test_champion_and_challenger_are_measured_on_the_same_applications(
     )
     assert result.exit_code == 0, result.output
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_live_measures_count_only_the_most_recent_joined_outcomes(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    settings = settings.model_copy(update={"performance_window_rows": 100})
+    scores = np.linspace(0.01, 0.99, 100)
+    topics, kafka = Topics(), FakeKafka()
+
+    def labelled(prefix: str, defaulted: np.ndarray) -> list[FakeMessage]:
+        return [
+            *(topics.message("loan-predictions", _prediction(f"{prefix}{n}", float(scores[n])))
+              for n in range(100)),
+            *(topics.message("loan-scores.shadow", _shadow(f"{prefix}{n}", float(scores[n])))
+              for n in range(100)),
+            *(topics.message("loan-outcomes", _outcome(f"{prefix}{n}", bool(defaulted[n])))
+              for n in range(100)),
+        ]  # fmt: skip
+
+    # The old outcomes rank perfectly wrong, the new ones perfectly right. The old ids sort
+    # after the new ones: the window follows arrival, not the id.
+    kafka.batches = [labelled("z-old-", scores < 0.5)]
+    _drain(_monitor(settings, kafka, profile))
+    kafka.batches = [labelled("a-new-", scores >= 0.5)]
+    monitor = _monitor(settings, kafka, profile, at=_NOW + timedelta(minutes=1))
+    _drain(monitor)
+
+    _, performance, comparison = measure(Store(settings.database_url), lambda _: profile, settings)
+    assert (performance.rows, performance.roc_auc) == (100, 1.0)
+    assert monitor._metrics.joined._value.get() == 100
+    assert monitor._metrics.roc_auc._value.get() == 1.0
+    assert comparison is not None
+    assert (comparison.rows, comparison.challenger.roc_auc) == (100, 1.0)
+    with Store(settings.database_url).transaction() as tx:  # promote's evidence: all of it
+        everything = compare(tx, CostMatrix(5, 1), "1", "2")
+    assert everything.rows == 200
+    assert everything.champion.roc_auc == pytest.approx(0.5)
