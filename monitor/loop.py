@@ -5,8 +5,8 @@ Per batch::
 
     messages = consume(up to N, at most W ms)
     DB transaction:                              # all or nothing
-        insert predictions, shadow scores, outcomes, window rows (keyed: a replay inserts
-            nothing new)
+        insert predictions (with personal fields if sent), shadow scores, outcomes, window
+            rows (keyed: a replay inserts nothing new)
         PSI of the window; "above the limit" state per subject -> the alerts of new crossings
         outbox := dead letters + alerts, and the next offsets of this batch
     Kafka transaction: produce the outbox; send those offsets; commit
@@ -31,7 +31,8 @@ and ``monitor_outcomes_expired_total``.
 
 Every batch measures the live state, so every measure is bounded: PSI over the last
 ``window_rows`` applications and scores, live performance and the shadow comparison over
-the ``performance_window_rows`` most recent joined outcomes, read by the outcomes' arrival
+the ``performance_window_rows`` most recent joined outcomes (live fairness too: its rows
+with personal fields), read by the outcomes' arrival
 index (``ORDER BY ... LIMIT``). A batch costs the same with ten million joined outcomes
 stored as with ten thousand. No measure is skipped on a timer: the alert decisions are a
 function of the database alone, so a replayed batch re-derives them without a clock.
@@ -59,7 +60,7 @@ from monitor.alerts import psi_crossings
 from monitor.measures import (
     ProfileSource,
     drift_now,
-    performance_now,
+    live_now,
     shadow_comparison,
 )
 from monitor.metrics import Metrics
@@ -135,13 +136,16 @@ class Monitor:
     def _record(self, tx: StoreTransaction, batch: Batch, now: datetime) -> list[OutboundRecord]:
         s = self._settings
         tx.add_predictions(batch.predictions)
+        tx.add_personal_fields(batch.personal)
         tx.add_shadow_scores(batch.shadow_scores)
         self._metrics.duplicates.inc(len(batch.outcomes) - tx.add_outcomes(batch.outcomes))
         tx.add_feature_rows(batch.features, keep=s.window_rows)
         expiry = now - timedelta(days=s.pending_outcome_days)
         self._metrics.expired.inc(tx.expire_pending(expiry, keep=s.max_pending_outcomes))
         self._metrics.pending.set(tx.pending_outcomes())
-        self._metrics.show_performance(performance_now(tx, s))
+        live = live_now(tx, s)
+        self._metrics.show_performance(live.performance)
+        self._metrics.show_fairness(live.fairness)
         self._metrics.show_comparison(shadow_comparison(tx, s))
         drift = drift_now(tx, self._profiles, s)
         if drift is None:

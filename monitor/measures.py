@@ -1,4 +1,5 @@
-"""Drift and live performance as of the database's current state (the loop and the report)."""
+"""Drift, live performance and fairness as of the database's current state (the loop and the
+report)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from dataclasses import dataclass
 
 from contracts.profile import ReferenceProfile
 from monitor.drift import window_psi
+from monitor.fairness import LiveFairness, live_fairness
 from monitor.performance import LivePerformance, live_performance
 from monitor.records import feature_columns
 from monitor.settings import Settings
-from monitor.store import Store, StoreTransaction
+from monitor.store import JoinedRows, Store, StoreTransaction
 from training.evaluation import CostMatrix
 
 ProfileSource = Callable[[str], ReferenceProfile]
@@ -36,10 +38,24 @@ def drift_now(tx: StoreTransaction, profiles: ProfileSource, settings: Settings)
     return Drift(window_psi(profiles(run_id), feature_columns(features), scores), rows, run_id)
 
 
-def performance_now(tx: StoreTransaction, settings: Settings) -> LivePerformance:
-    """Live performance over the ``performance_window_rows`` most recent joined outcomes."""
+@dataclass(frozen=True, slots=True)
+class Live:
+    """Live performance and fairness, both over ``window``."""
+
+    window: JoinedRows
+    performance: LivePerformance
+    fairness: LiveFairness
+
+
+def live_now(tx: StoreTransaction, settings: Settings) -> Live:
+    """Live measures over the ``performance_window_rows`` most recent joined outcomes."""
     window = tx.joined(settings.performance_window_rows)
-    return live_performance(window.defaulted, window.scores, window.thresholds, costs_of(settings))
+    decided = (window.defaulted, window.scores, window.thresholds)
+    return Live(
+        window=window,
+        performance=live_performance(*decided, costs_of(settings)),
+        fairness=live_fairness(*decided, window.personal),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +106,14 @@ def costs_of(settings: Settings) -> CostMatrix:
 
 def measure(
     store: Store, profiles: ProfileSource, settings: Settings
-) -> tuple[Drift | None, LivePerformance, ShadowComparison | None]:
-    """All three, read in one transaction."""
+) -> tuple[Drift | None, LivePerformance, LiveFairness, ShadowComparison | None]:
+    """Drift, live performance and fairness, and the shadow comparison, read in one
+    transaction."""
     with store.transaction() as tx:
+        live = live_now(tx, settings)
         return (
             drift_now(tx, profiles, settings),
-            performance_now(tx, settings),
+            live.performance,
+            live.fairness,
             shadow_comparison(tx, settings),
         )

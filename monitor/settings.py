@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     psi_rearm: float = Field(
         default=0.1, gt=0, description="A subject alerts again only after PSI fell to this."
     )
+    fairness_limit: float = Field(
+        default=0.20, gt=0, description="As training's fairness_limit: the gate on live gaps."
+    )
     pending_outcome_days: float = Field(
         default=90.0, gt=0, description="How long an outcome waits for its prediction."
     )

@@ -17,10 +17,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -32,6 +33,7 @@ from monitor.tables import (
     outbox,
     outbox_offsets,
     outcomes,
+    personal_fields,
     predictions,
     shadow_scores,
 )
@@ -50,6 +52,9 @@ class PairedRows:
     challenger: ScoredRows
 
 
+PERSONAL_COLUMNS: Final = ("sex", "age", "marriage", "education")
+
+
 @dataclass(frozen=True, slots=True)
 class JoinedRows:
     """Predictions with an outcome, one entry per application, oldest outcome first."""
@@ -57,6 +62,9 @@ class JoinedRows:
     defaulted: npt.NDArray[np.bool_]
     scores: npt.NDArray[np.float64]
     thresholds: npt.NDArray[np.float64]
+    run_ids: list[str]
+    personal: pd.DataFrame
+    """``PERSONAL_COLUMNS`` by row, all NaN where the worker sent no personal fields."""
 
 
 class Store:
@@ -98,6 +106,10 @@ class StoreTransaction:
         """Insert predictions not seen before; how many were new."""
         return self._insert_new(predictions, rows)
 
+    def add_personal_fields(self, rows: Sequence[Row]) -> int:
+        """Insert predictions' personal fields not seen before; how many were new."""
+        return self._insert_new(personal_fields, rows)
+
     def add_shadow_scores(self, rows: Sequence[Row]) -> int:
         """Insert the challenger's scores not seen before; how many were new."""
         return self._insert_new(shadow_scores, rows)
@@ -130,16 +142,29 @@ class StoreTransaction:
         Read by the outcomes' arrival index and stopped at ``limit``: the cost is the
         window's, not the history's.
         """
-        query = sa.select(outcomes.c.defaulted, predictions.c.score, predictions.c.threshold)
-        query = query.join(
-            predictions,
-            predictions.c.application_id == outcomes.c.application_id,
+        personal = [personal_fields.c[name] for name in PERSONAL_COLUMNS]
+        query = (
+            sa.select(
+                outcomes.c.defaulted,
+                predictions.c.score,
+                predictions.c.threshold,
+                predictions.c.model_run_id,
+                *personal,
+            )
+            .join(predictions, predictions.c.application_id == outcomes.c.application_id)
+            .outerjoin(
+                personal_fields, personal_fields.c.application_id == outcomes.c.application_id
+            )
         )
         rows = self._db.execute(_newest_first(query).limit(limit)).all()[::-1]
         return JoinedRows(
             defaulted=np.array([r.defaulted for r in rows], dtype=bool),
             scores=np.array([r.score for r in rows], dtype=float),
             thresholds=np.array([r.threshold for r in rows], dtype=float),
+            run_ids=[str(r.model_run_id) for r in rows],
+            personal=pd.DataFrame(
+                [r[4:] for r in rows], columns=list(PERSONAL_COLUMNS), dtype=float
+            ),
         )
 
     def newest_shadow_pair(self) -> tuple[str, str] | None:

@@ -6,7 +6,9 @@ recent joined outcomes by index (``ORDER BY ... LIMIT``), however many are store
 ``feature_window.source`` is the application's ``topic/partition/offset``. A
 ``shadow_scores`` row is the challenger's score of an application, with the version whose
 score was the official one (``champion_version``), so champion and challenger are compared
-on the same applications.
+on the same applications. A ``personal_fields`` row is personal data: it exists only for a
+prediction whose worker sent the applicant's fields (``SCORER_MONITOR_PERSONAL_FIELDS``),
+for live fairness, and nothing else reads it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ predictions = sa.Table(
     sa.Column("model_run_id", sa.String(64), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("threshold", sa.Float, nullable=False),
+)  # fmt: skip
+personal_fields = sa.Table(
+    "personal_fields", metadata,
+    sa.Column("application_id", sa.String(128), primary_key=True),
+    sa.Column("sex", sa.Integer, nullable=False),
+    sa.Column("age", sa.Integer, nullable=False),
+    sa.Column("marriage", sa.Integer, nullable=False),
+    sa.Column("education", sa.Integer, nullable=False),
 )  # fmt: skip
 shadow_scores = sa.Table(
     "shadow_scores", metadata,

@@ -179,7 +179,9 @@ def test_drift_alerts_once_live_auc_is_sklearn_s_and_a_restart_keeps_the_joins(
     _run_until(monitor, 2 * len(rows) + shadowed + labelled + 2)
     transport.close()
 
-    _, performance, paired = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _, paired = measure(
+        Store(settings.database_url), lambda _run: profile, settings
+    )
     assert performance.rows == labelled
     assert performance.roc_auc == pytest.approx(
         roc_auc_score(labels[:labelled], scores[:labelled]), abs=1e-12
@@ -210,7 +212,7 @@ def test_drift_alerts_once_live_auc_is_sklearn_s_and_a_restart_keeps_the_joins(
     assert _run_until(monitor, len(more)) == len(more)  # resumed after the committed batches
     transport.close()
 
-    _, performance, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 500
     assert performance.roc_auc == pytest.approx(
         roc_auc_score(labels[:500], scores[:500]), abs=1e-12
@@ -324,7 +326,7 @@ def test_kill_9_mid_stream_loses_no_join_and_double_counts_nothing(
         second.terminate()
         assert second.wait(60) == 0, log.read_text(encoding="utf-8")[-3000:]
 
-    _, performance, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 1_000
     assert performance.roc_auc == pytest.approx(
         roc_auc_score(labels[:1_000], scores[:1_000]), abs=1e-12

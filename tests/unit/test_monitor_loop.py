@@ -129,13 +129,13 @@ def _monitor(
     return Monitor(settings, kafka, store, lambda _run: profile, Metrics(), now=lambda: at)  # type: ignore[arg-type]
 
 
-def _prediction(application_id: str, score: float) -> bytes:
+def _prediction(application_id: str, score: float, personal: dict[str, int] | None = None) -> bytes:
     return json.dumps({
         "application_id": application_id, "model_name": "m", "model_version": "1",
         "model_run_id": _RUN, "default_probability": score, "predicted_default": score >= 0.5,
         "threshold": 0.5, "batch_size": 1, "batch_latency_ms": 1.0, "input_topic": "a",
         "input_partition": 0, "input_offset": 0, "worker_id": "w",
-        "scored_at": "2026-11-27T12:00:00Z",
+        "scored_at": "2026-11-27T12:00:00Z", "personal_fields": personal,
     }).encode()  # fmt: skip
 
 
@@ -178,12 +178,14 @@ def test_outcomes_join_whenever_their_prediction_arrives_and_duplicates_count_on
 
     _drain(monitor)
 
-    _, performance, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 2
     assert performance.roc_auc == 1.0
     metrics = monitor._metrics
     assert metrics.duplicates._value.get() == 1
     assert metrics.pending._value.get() == 1
+    assert metrics.fairness_available._value.get() == 0  # no personal fields: no gap at all
+    assert list(metrics.fairness.collect()[0].samples) == []
     assert kafka.offsets == {("loan-outcomes", 0): 4, ("loan-predictions", 0): 2}
 
 
@@ -294,6 +296,7 @@ def test_report_renders_the_joined_outcomes_as_a_png(
 
     assert result.exit_code == 0, result.output
     assert "40 joined outcomes" in result.output
+    assert "live fairness unavailable" in result.output
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -325,7 +328,9 @@ def test_champion_and_challenger_are_measured_on_the_same_applications(
     monitor = _monitor(settings, kafka, profile)
     _drain(monitor)
 
-    _, performance, comparison = measure(Store(settings.database_url), lambda _: profile, settings)
+    _, performance, _, comparison = measure(
+        Store(settings.database_url), lambda _: profile, settings
+    )
     assert performance.rows == 29
     assert comparison is not None
     assert (comparison.champion_version, comparison.challenger_version) == ("1", "2")
@@ -380,7 +385,9 @@ def test_live_measures_count_only_the_most_recent_joined_outcomes(
     monitor = _monitor(settings, kafka, profile, at=_NOW + timedelta(minutes=1))
     _drain(monitor)
 
-    _, performance, comparison = measure(Store(settings.database_url), lambda _: profile, settings)
+    _, performance, _, comparison = measure(
+        Store(settings.database_url), lambda _: profile, settings
+    )
     assert (performance.rows, performance.roc_auc) == (100, 1.0)
     assert monitor._metrics.joined._value.get() == 100
     assert monitor._metrics.roc_auc._value.get() == 1.0
@@ -390,3 +397,41 @@ def test_live_measures_count_only_the_most_recent_joined_outcomes(
         everything = compare(tx, CostMatrix(5, 1), "1", "2")
     assert everything.rows == 200
     assert everything.champion.roc_auc == pytest.approx(0.5)
+
+
+def test_live_fairness_is_measured_where_the_worker_sent_personal_fields(
+    settings: Settings, profile: ReferenceProfile, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(11)
+    topics, kafka = Topics(), FakeKafka()
+    predictions, outcomes = [], []
+    for n in range(400):
+        sex = 1 + n % 2
+        personal = {"sex": sex, "age": 20 + n % 50, "marriage": 1, "education": 2}
+        score = 0.9 if sex == 1 else 0.1  # men are flagged, women never
+        predictions.append(
+            topics.message(
+                "loan-predictions", _prediction(f"a{n}", score, personal if n < 300 else None)
+            )
+        )
+        outcomes.append(topics.message("loan-outcomes", _outcome(f"a{n}", rng.uniform() < 0.3)))
+    kafka.batches = [predictions, outcomes]  # fmt: skip
+    monitor = _monitor(settings, kafka, profile)
+
+    _drain(monitor)
+
+    metrics = monitor._metrics
+    assert metrics.fairness_available._value.get() == 1
+    assert metrics.fairness_rows._value.get() == 300
+    parity = metrics.fairness.labels(metric="demographic_parity_difference_sex")._value.get()
+    assert parity == 1.0
+    with Store(settings.database_url).transaction() as tx:  # stored only where sent
+        assert tx.joined(1_000).personal["sex"].notna().sum() == 300
+    output = tmp_path / "report.png"
+    result = CliRunner().invoke(
+        app, ["report", "--output", str(output)],
+        env={"MONITOR_DATABASE_URL": settings.database_url},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "demographic_parity_difference_sex 1.000" in result.output
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

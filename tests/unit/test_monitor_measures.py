@@ -1,4 +1,5 @@
-"""The monitor's pure parts: PSI, crossings, live performance, outcome decoding, the outbox."""
+"""The monitor's pure parts: PSI, crossings, live performance and fairness, outcome decoding,
+the outbox."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
@@ -16,9 +18,13 @@ from contracts.profile import Histogram
 from contracts.topics import DeadLetterReason
 from monitor.alerts import psi_crossings
 from monitor.drift import histogram_psi, psi
+from monitor.fairness import live_fairness
 from monitor.outbox import from_outbox, to_outbox
 from monitor.performance import live_performance
+from monitor.report import fairness_line
+from monitor.store import PERSONAL_COLUMNS
 from training.evaluation import CostMatrix, expected_cost
+from training.selection import FAIRNESS_GATE_METRICS
 
 _NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -115,3 +121,42 @@ def test_outbound_records_survive_the_outbox_byte_for_byte() -> None:
     record = OutboundRecord("dlq", b"\xff\x00key", b"\x80 not utf-8", [("error-type", b"x")])
     assert from_outbox(to_outbox(record)) == record
     assert from_outbox(to_outbox(OutboundRecord("t", None, None, []))).value is None
+
+
+def _personal(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    return pd.DataFrame({
+        "sex": rng.integers(1, 3, n), "age": rng.integers(20, 70, n),
+        "marriage": rng.integers(1, 4, n), "education": rng.integers(1, 5, n),
+    }).astype(float)  # fmt: skip
+
+
+def test_live_fairness_is_the_training_gap_on_the_rows_with_personal_fields() -> None:
+    rng = np.random.default_rng(6)
+    n = 2_000
+    personal = _personal(n, rng)
+    personal.iloc[::2] = np.nan  # half the predictions came without personal fields
+    scores = rng.uniform(size=n) * np.where(personal["sex"] == 2, 0.6, 1.0)  # women flagged less
+    defaulted = rng.uniform(size=n) < 0.25
+    thresholds = np.where(np.arange(n) < n // 2, 0.3, 0.5)  # a model change mid-window
+
+    measured = live_fairness(defaulted, scores, thresholds, personal)
+
+    known = personal["sex"].notna().to_numpy()
+    flagged = (scores >= thresholds)[known]
+    sex = personal["sex"].to_numpy()[known]
+    by_hand = abs(flagged[sex == 1].mean() - flagged[sex == 2].mean())
+    assert measured.available
+    assert measured.rows == n // 2
+    assert set(measured.gaps) == set(FAIRNESS_GATE_METRICS)
+    assert measured.gaps["demographic_parity_difference_sex"] == pytest.approx(by_hand)
+    assert measured.gaps["demographic_parity_difference_sex"] > 0.05
+
+
+def test_live_fairness_is_unavailable_without_personal_fields_not_zero() -> None:
+    personal = pd.DataFrame(np.nan, index=range(50), columns=list(PERSONAL_COLUMNS))
+
+    measured = live_fairness(np.zeros(50, bool), np.full(50, 0.2), np.full(50, 0.5), personal)
+
+    assert not measured.available
+    assert measured.gaps == {}
+    assert "unavailable" in fairness_line(measured)
