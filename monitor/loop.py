@@ -7,7 +7,8 @@ Per batch::
     DB transaction:                              # all or nothing
         insert predictions (with personal fields if sent), shadow scores, outcomes, window
             rows (keyed: a replay inserts nothing new)
-        PSI of the window; "above the limit" state per subject -> the alerts of new crossings
+        PSI of the window, live ROC-AUC and fairness gaps; "beyond the limit" state per
+            subject -> the alerts of new crossings (monitor/alerts.py)
         outbox := dead letters + alerts, and the next offsets of this batch
     Kafka transaction: produce the outbox; send those offsets; commit
     DB: clear the outbox
@@ -56,12 +57,16 @@ from confluent_kafka import Message
 
 from consumer.errors import AbortableTransactionError, RetriableTransportError
 from consumer.records import OutboundRecord
-from monitor.alerts import psi_crossings
+from contracts.alert import ModelAlert
+from monitor.alerts import auc_crossing, fairness_crossings, psi_crossings
 from monitor.measures import (
+    Drift,
+    Live,
     ProfileSource,
     drift_now,
     live_now,
     shadow_comparison,
+    version_auc,
 )
 from monitor.metrics import Metrics
 from monitor.outbox import alert_record, from_outbox, to_outbox
@@ -148,17 +153,30 @@ class Monitor:
         self._metrics.show_fairness(live.fairness)
         self._metrics.show_comparison(shadow_comparison(tx, s))
         drift = drift_now(tx, self._profiles, s)
-        if drift is None:
-            return []
-        self._metrics.show_drift(drift.psi)
-        alerts, states = psi_crossings(
-            drift.psi, tx.alert_states(), limit=s.psi_limit, rearm=s.psi_rearm,
-            window_rows=drift.rows, model_run_id=drift.model_run_id, now=now,
-        )  # fmt: skip
+        if drift is not None:
+            self._metrics.show_drift(drift.psi)
+        alerts, states = self._crossings(tx.alert_states(), drift, live, now)
         tx.set_alert_states(states)
         for alert in alerts:
             self._metrics.alerts.labels(subject=alert.subject).inc()
         return [alert_record(alert, self._topics.alerts) for alert in alerts]
+
+    def _crossings(
+        self, beyond: dict[str, bool], drift: Drift | None, live: Live, now: datetime
+    ) -> tuple[list[ModelAlert], dict[str, bool]]:
+        s = self._settings
+        auc = version_auc(live, self._profiles, s)
+        newest_run = live.window.run_ids[-1] if live.window.run_ids else ""
+        alerts: list[ModelAlert] = []
+        states: dict[str, bool] = {}
+        for found, state in (
+            psi_crossings(drift, beyond, s, now),
+            auc_crossing(auc, beyond, s, now),
+            fairness_crossings(live.fairness, beyond, s, model_run_id=newest_run, now=now),
+        ):
+            alerts += found
+            states |= state
+        return alerts, states
 
     def _write(self, records: list[OutboundRecord], offsets: dict[PartitionKey, int]) -> None:
         for attempt in range(1, _WRITE_ATTEMPTS + 1):

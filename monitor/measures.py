@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
 from contracts.profile import ReferenceProfile
 from monitor.drift import window_psi
 from monitor.fairness import LiveFairness, live_fairness
@@ -56,6 +59,37 @@ def live_now(tx: StoreTransaction, settings: Settings) -> Live:
         performance=live_performance(*decided, costs_of(settings)),
         fairness=live_fairness(*decided, window.personal),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionAuc:
+    """Live ROC-AUC of one version (``model_run_id``) over its ``rows`` joined outcomes in
+    the live window, and the ROC-AUC its training measured on the validation split."""
+
+    model_run_id: str
+    rows: int
+    live: float
+    validation: float
+
+
+def version_auc(live: Live, profiles: ProfileSource, settings: Settings) -> VersionAuc | None:
+    """The live ROC-AUC of the version that scored the newest joined outcome, over that
+    version's rows in the window, beside its validation ROC-AUC. None below
+    ``min_joined_rows`` rows or with one class only, and for a version whose profile
+    predates the validation ROC-AUC (it has nothing to be held to)."""
+    window = live.window
+    if not window.run_ids:
+        return None
+    run_id = window.run_ids[-1]
+    mine = np.array([r == run_id for r in window.run_ids])
+    defaulted = window.defaulted[mine]
+    if defaulted.size < settings.min_joined_rows or defaulted.all() or not defaulted.any():
+        return None
+    validation = profiles(run_id).validation_roc_auc
+    if validation is None:
+        return None
+    live_auc = float(roc_auc_score(defaulted, window.scores[mine]))
+    return VersionAuc(run_id, int(defaulted.size), live_auc, validation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,7 +268,7 @@ def _train_candidate(context: _Context, experiment_id: str, family: Family) -> C
             )
             _cv_table(search.cv_results_).to_csv(directory / "cv_results.csv", index=False)
         metrics.update(disparity_metrics(disparities))
-        profile = reference_profile(split.train_features, proba)
+        profile = reference_profile(split.train_features, proba, metrics["roc_auc"])
         mlflow.log_text(profile.model_dump_json(indent=1), REFERENCE_PROFILE_ARTIFACT)
         mlflow.log_params(
             {

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from consumer.records import OutboundRecord
 from contracts import FEATURE_COLUMNS
-from contracts.alert import ModelAlert
+from contracts.alert import AlertKind, ModelAlert
 from contracts.outcome import LoanOutcome
 from contracts.profile import ReferenceProfile
 from contracts.topics import ERROR_TYPE_HEADER
@@ -119,7 +119,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def profile(feature_frame: pd.DataFrame) -> ReferenceProfile:
     scores = np.random.default_rng(1).beta(2, 6, size=3_000)
-    return reference_profile(feature_frame.head(10_000), scores)
+    return reference_profile(feature_frame.head(10_000), scores, validation_roc_auc=0.78)
 
 
 def _monitor(
@@ -435,3 +435,27 @@ def test_live_fairness_is_measured_where_the_worker_sent_personal_fields(
     assert result.exit_code == 0, result.output
     assert "demographic_parity_difference_sex 1.000" in result.output
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inverted_outcomes_raise_exactly_one_auc_alert(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    scores = np.random.default_rng(12).uniform(size=900)
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = [
+        [topics.message("loan-predictions", _prediction(f"a{n}", float(scores[n])))
+         for n in range(900)],
+        # Outcomes in batches of 100: the worse the model, the more batches see it.
+        *([topics.message("loan-outcomes", _outcome(f"a{n}", bool(scores[n] < 0.3)))
+           for n in range(start, start + 100)] for start in range(0, 900, 100)),
+    ]  # fmt: skip
+
+    _drain(_monitor(settings, kafka, profile))
+
+    alerts = [ModelAlert.model_validate_json(r.value or b"") for r in kafka.written]
+    (alert,) = alerts
+    assert (alert.kind, alert.subject) == (AlertKind.ROC_AUC, "roc_auc")
+    assert alert.value < 0.1
+    assert alert.limit == pytest.approx(0.78 - settings.auc_margin)
+    assert alert.window_rows == settings.min_joined_rows
+    assert alert.model_run_id == _RUN

@@ -13,20 +13,24 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from consumer.decoding import decode
 from consumer.records import OutboundRecord
+from contracts.alert import AlertKind
 from contracts.outcome import LoanOutcome
 from contracts.profile import Histogram
 from contracts.topics import DeadLetterReason
-from monitor.alerts import psi_crossings
+from monitor.alerts import AUC_SUBJECT, auc_crossing, fairness_crossings, psi_crossings
 from monitor.drift import histogram_psi, psi
-from monitor.fairness import live_fairness
+from monitor.fairness import LiveFairness, live_fairness
+from monitor.measures import Drift, VersionAuc
 from monitor.outbox import from_outbox, to_outbox
 from monitor.performance import live_performance
 from monitor.report import fairness_line
+from monitor.settings import Settings
 from monitor.store import PERSONAL_COLUMNS
 from training.evaluation import CostMatrix, expected_cost
 from training.selection import FAIRNESS_GATE_METRICS
 
 _NOW = datetime(2026, 11, 27, tzinfo=UTC)
+_SETTINGS = Settings(metrics_port=0, min_joined_rows=500)
 
 
 def test_psi_is_zero_for_the_same_shares_and_grows_with_the_shift() -> None:
@@ -58,12 +62,13 @@ def test_live_values_are_counted_in_the_training_bins() -> None:
 
 
 def test_a_crossing_alerts_once_and_rearms_only_once_stable_again() -> None:
-    options = {"limit": 0.2, "rearm": 0.1, "window_rows": 500, "model_run_id": "r", "now": _NOW}
     series = [0.3, 0.5, 0.15, 0.25, 0.1, 0.21]  # straddles the limit, then is stable again
 
     raised, state = [], {}
     for age in series:
-        alerts, state = psi_crossings({"age": age, "score": 0.05}, state, **options)
+        drift = Drift({"age": age, "score": 0.05}, rows=500, model_run_id="r")
+        alerts, state = psi_crossings(drift, state, _SETTINGS, _NOW)
+        assert all(a.kind is AlertKind.PSI for a in alerts)
         raised.append([(a.subject, a.value) for a in alerts])
 
     assert raised == [[("age", 0.3)], [], [], [], [], [("age", 0.21)]]
@@ -160,3 +165,44 @@ def test_live_fairness_is_unavailable_without_personal_fields_not_zero() -> None
     assert not measured.available
     assert measured.gaps == {}
     assert "unavailable" in fairness_line(measured)
+
+
+def test_live_auc_alerts_once_below_the_margin_and_rearms_only_back_within_its_rearm_margin() -> (
+    None
+):
+    # validation 0.78, margin 0.05 (alert below 0.73), re-arm margin 0.02 (back at 0.76)
+    series = [0.77, 0.72, 0.70, 0.74, 0.75, 0.71, 0.765, 0.729]
+
+    raised, state = [], {}
+    for live in series:
+        auc = VersionAuc(model_run_id="r", rows=800, live=live, validation=0.78)
+        alerts, state = auc_crossing(auc, state, _SETTINGS, _NOW)
+        raised.append([(a.kind, a.subject, a.value, a.limit) for a in alerts])
+
+    crossing = (AlertKind.ROC_AUC, AUC_SUBJECT)
+    assert raised == [[], [(*crossing, 0.72, pytest.approx(0.73))], [], [], [], [], [],
+                      [(*crossing, 0.729, pytest.approx(0.73))]]  # fmt: skip
+    assert auc_crossing(None, state, _SETTINGS, _NOW) == ([], {})  # unmeasurable: state kept
+
+
+def test_a_fairness_gap_alerts_once_above_the_gate_and_only_when_enough_rows_measure_it() -> None:
+    gaps = dict.fromkeys(FAIRNESS_GATE_METRICS, 0.05)
+    series = [0.25, 0.3, 0.18, 0.22, 0.12, 0.21]  # the gate 0.20, re-armed at 0.15
+
+    raised, state = [], {}
+    for parity in series:
+        fairness = LiveFairness(800, gaps | {"demographic_parity_difference_sex": parity})
+        alerts, state = fairness_crossings(fairness, state, _SETTINGS, model_run_id="r", now=_NOW)
+        raised.append([(a.kind, a.subject, a.value) for a in alerts])
+
+    crossing = (AlertKind.FAIRNESS, "demographic_parity_difference_sex")
+    assert raised == [[(*crossing, 0.25)], [], [], [], [], [(*crossing, 0.21)]]
+    too_few = LiveFairness(499, dict.fromkeys(FAIRNESS_GATE_METRICS, 0.9))
+    assert fairness_crossings(too_few, {}, _SETTINGS, model_run_id="r", now=_NOW) == ([], {})
+    unmeasured = LiveFairness(800, dict.fromkeys(FAIRNESS_GATE_METRICS, math.nan))
+    assert fairness_crossings(unmeasured, {}, _SETTINGS, model_run_id="r", now=_NOW) == ([], {})
+
+
+def test_a_rearm_level_past_its_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="auc_rearm_margin must be below auc_margin"):
+        Settings(auc_margin=0.02, auc_rearm_margin=0.05)
