@@ -3,8 +3,10 @@
 Everything is keyed so that writing the same record twice changes nothing: a prediction,
 a shadow score and an outcome by ``application_id`` (a duplicate outcome is ignored, so it
 never counts twice, and a batch replayed after a crash rewrites nothing), a window row by its
-source ``topic/partition/offset``. An outcome whose prediction has not arrived is simply an
-outcome row without a matching prediction row: it joins whenever the prediction comes.
+source ``topic/partition/offset``. An outcome whose prediction has not arrived is an outcome
+row without a matching prediction row, also listed in ``unjoined_outcomes`` (so counting and
+expiring the waiting ones never scans every joined outcome): it joins whenever the
+prediction comes, which takes it off that list.
 
 The outbox holds what a batch must still write to Kafka, with the offsets that close the
 batch; ``monitor.loop`` explains why that makes the Kafka side exactly-once.
@@ -36,6 +38,7 @@ from monitor.tables import (
     personal_fields,
     predictions,
     shadow_scores,
+    unjoined_outcomes,
 )
 
 Row = Mapping[str, Any]
@@ -73,6 +76,7 @@ class Store:
     def __init__(self, url: str) -> None:
         try:
             self._engine = sa.create_engine(url)
+            waiting_listed = sa.inspect(self._engine).has_table(unjoined_outcomes.name)
             metadata.create_all(self._engine)
             with self._engine.begin() as connection:
                 # create_all skips tables that exist: an index added since (the live
@@ -80,6 +84,8 @@ class Store:
                 for table in metadata.sorted_tables:
                     for index in table.indexes:
                         index.create(connection, checkfirst=True)
+                if not waiting_listed:  # an older monitor's database: list its waiting ones once
+                    StoreTransaction(connection).list_unjoined()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot open the monitor's database: {exc}") from exc
 
@@ -103,7 +109,12 @@ class StoreTransaction:
         self._db = connection
 
     def add_predictions(self, rows: Sequence[Row]) -> int:
-        """Insert predictions not seen before; how many were new."""
+        """Insert predictions not seen before; how many were new. Their outcomes, if they
+        were waiting, are joined now."""
+        ids = [row["application_id"] for row in rows]
+        if ids:
+            waiting = unjoined_outcomes.c.application_id.in_(ids)
+            self._db.execute(sa.delete(unjoined_outcomes).where(waiting))
         return self._insert_new(predictions, rows)
 
     def add_personal_fields(self, rows: Sequence[Row]) -> int:
@@ -115,8 +126,20 @@ class StoreTransaction:
         return self._insert_new(shadow_scores, rows)
 
     def add_outcomes(self, rows: Sequence[Row]) -> int:
-        """Insert outcomes not seen before; how many were new (duplicates are ignored)."""
-        return self._insert_new(outcomes, rows)
+        """Insert outcomes not seen before; how many were new (duplicates are ignored).
+        Those whose prediction is not in yet are listed as waiting."""
+        added = self._insert_new(outcomes, rows)
+        if rows:
+            self.list_unjoined([row["application_id"] for row in rows])
+        return added
+
+    def list_unjoined(self, among: Sequence[str] | None = None) -> None:
+        """List the outcomes without a prediction (of ``among``, or all) as waiting."""
+        match = sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
+        query = sa.select(outcomes.c.application_id, outcomes.c.received_at).where(~match)
+        if among is not None:
+            query = query.where(outcomes.c.application_id.in_(among))
+        self._insert_new(unjoined_outcomes, [row._asdict() for row in self._db.execute(query)])
 
     def add_feature_rows(self, rows: Mapping[str, Sequence[float]], keep: int) -> None:
         """Add application feature vectors by source position; keep only the last ``keep``."""
@@ -210,23 +233,22 @@ class StoreTransaction:
     def expire_pending(self, received_before: datetime, keep: int) -> int:
         """Drop outcomes still without a prediction that arrived before ``received_before``,
         then the oldest beyond ``keep``; how many were dropped."""
-        pending = sa.select(outcomes.c.application_id).where(
-            ~sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
+        waiting = unjoined_outcomes.c
+        stale = sa.select(waiting.application_id).where(waiting.received_at < received_before)
+        excess = (
+            sa.select(waiting.application_id)
+            .order_by(waiting.received_at.desc(), waiting.application_id.desc())
+            .offset(keep)
         )
-        stale = pending.where(outcomes.c.received_at < received_before)
-        dropped = self._db.execute(
-            sa.delete(outcomes).where(outcomes.c.application_id.in_(stale))
-        ).rowcount
-        excess = pending.order_by(outcomes.c.received_at.desc()).offset(keep)
-        ids = [i for (i,) in self._db.execute(excess)]
+        ids = {i for (i,) in self._db.execute(stale)} | {i for (i,) in self._db.execute(excess)}
         if ids:
             self._db.execute(sa.delete(outcomes).where(outcomes.c.application_id.in_(ids)))
-        return dropped + len(ids)
+            self._db.execute(sa.delete(unjoined_outcomes).where(waiting.application_id.in_(ids)))
+        return len(ids)
 
     def pending_outcomes(self) -> int:
         """Outcomes kept while their prediction has not arrived."""
-        match = sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
-        query = sa.select(sa.func.count()).select_from(outcomes).where(~match)
+        query = sa.select(sa.func.count()).select_from(unjoined_outcomes)
         return int(self._db.execute(query).scalar() or 0)
 
     def alert_states(self) -> dict[str, bool]:

@@ -3,6 +3,8 @@
 ``predictions.seq`` and ``feature_window.seq`` give arrival order (the sliding windows);
 ``ix_outcomes_arrival`` orders outcomes by arrival, so the live measures read the most
 recent joined outcomes by index (``ORDER BY ... LIMIT``), however many are stored;
+``unjoined_outcomes`` lists the outcomes still waiting for their prediction, so counting and
+expiring them costs the waiting ones, not every outcome ever joined;
 ``feature_window.source`` is the application's ``topic/partition/offset``. A
 ``shadow_scores`` row is the challenger's score of an application, with the version whose
 score was the official one (``champion_version``), so champion and challenger are compared
@@ -50,6 +52,12 @@ outcomes = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
 )  # fmt: skip
 sa.Index("ix_outcomes_arrival", outcomes.c.received_at, outcomes.c.application_id)
+unjoined_outcomes = sa.Table(
+    "unjoined_outcomes", metadata,
+    sa.Column("application_id", sa.String(128), primary_key=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_unjoined_arrival", "received_at", "application_id"),
+)  # fmt: skip
 feature_window = sa.Table(
     "feature_window", metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -459,3 +460,45 @@ def test_inverted_outcomes_raise_exactly_one_auc_alert(
     assert alert.limit == pytest.approx(0.78 - settings.auc_margin)
     assert alert.window_rows == settings.min_joined_rows
     assert alert.model_run_id == _RUN
+
+
+def test_a_database_from_before_the_waiting_list_keeps_its_waiting_outcomes(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = [[topics.message("loan-outcomes", _outcome("early", True)),
+                      topics.message("loan-outcomes", _outcome("joined", False)),
+                      topics.message("loan-predictions", _prediction("joined", 0.2))]]  # fmt: skip
+    _drain(_monitor(settings, kafka, profile))
+    with Store(settings.database_url).transaction() as tx:  # as an older monitor left it
+        tx._db.execute(sa.text("DROP TABLE unjoined_outcomes"))
+
+    kafka.batches = [[topics.message("loan-predictions", _prediction("other", 0.3))]]
+    reopened = _monitor(settings, kafka, profile)
+    _drain(reopened)
+    assert reopened._metrics.pending._value.get() == 1  # "early" waits; "joined" does not
+
+    kafka.batches = [[topics.message("loan-predictions", _prediction("early", 0.8))]]
+    _drain(reopened)
+    assert reopened._metrics.pending._value.get() == 0
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _: profile, settings)
+    assert performance.rows == 2
+
+
+def test_waiting_outcomes_beyond_the_bound_are_dropped_oldest_first(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    settings = settings.model_copy(update={"max_pending_outcomes": 2})
+    topics, kafka = Topics(), FakeKafka()
+    for minute, application_id in enumerate(("oldest", "middle", "newest")):
+        kafka.batches = [[topics.message("loan-outcomes", _outcome(application_id, True))]]
+        monitor = _monitor(settings, kafka, profile, at=_NOW + timedelta(minutes=minute))
+        _drain(monitor)
+
+    assert monitor._metrics.expired._value.get() == 1
+    assert monitor._metrics.pending._value.get() == 2
+    kafka.batches = [[topics.message("loan-predictions", _prediction(i, 0.5))
+                      for i in ("oldest", "middle", "newest")]]  # fmt: skip
+    _drain(monitor)
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _: profile, settings)
+    assert performance.rows == 2  # "oldest" was dropped: it never joins
