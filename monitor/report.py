@@ -7,6 +7,7 @@ one PNG."""
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -90,8 +91,8 @@ def fairness_line(fairness: LiveFairness) -> str:
 def _draw_fairness(axis: Axes, fairness: LiveFairness, limit: float) -> None:
     axis.set(title="Live fairness gaps (the training gate's)")
     if not fairness.available:
-        axis.text(0.5, 0.5, FAIRNESS_UNAVAILABLE.replace(": ", ":\n", 1), ha="center",
-                  va="center", wrap=True, transform=axis.transAxes)  # fmt: skip
+        axis.text(0.5, 0.5, textwrap.fill(FAIRNESS_UNAVAILABLE, 42), ha="center",
+                  va="center", transform=axis.transAxes)  # fmt: skip
         axis.set_axis_off()
         return
     names = list(fairness.gaps)
