@@ -55,3 +55,10 @@ class ReferenceProfile(BaseModel):
     score: Histogram = Field(description="P(default) on the validation split")
     training_rows: int = Field(ge=1)
     validation_rows: int = Field(ge=1)
+    validation_roc_auc: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="the version's ROC-AUC on the validation split (what live ROC-AUC is "
+        "held to); None in profiles written before it was recorded",
+    )

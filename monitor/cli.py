@@ -25,7 +25,7 @@ from monitor.loop import Monitor
 from monitor.measures import measure
 from monitor.metrics import Metrics
 from monitor.profiles import mlflow_profiles
-from monitor.report import render_report
+from monitor.report import fairness_line, render_report
 from monitor.settings import ENV_PREFIX, Settings
 from monitor.store import Store
 from monitor.transport import KafkaTransport
@@ -77,16 +77,20 @@ def run_command(context: typer.Context) -> None:
 def report_command(
     output: Annotated[Path, typer.Option(help="Where to write the PNG.")] = Path("monitor.png"),
 ) -> None:
-    """Render PSI per feature and the live calibration curve from the monitor's database."""
+    """Render PSI per feature, the live calibration curve and the live fairness gaps from the
+    monitor's database."""
     settings = settings_or_exit(Settings, ENV_PREFIX)
     use_credentials(settings.tracking_username, settings.tracking_password)
     try:
         store = Store(settings.database_url)
         profiles = mlflow_profiles(settings.tracking_uri)
-        drift, performance, comparison = measure(store, profiles, settings)
+        drift, performance, fairness, comparison = measure(store, profiles, settings)
     except MonitorError as exc:
         _err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from exc
     psi = drift.psi if drift else {}
-    render_report(psi, performance, settings.psi_limit, output, comparison)
+    render_report(
+        psi, performance, settings.psi_limit, output, comparison, fairness, settings.fairness_limit
+    )
+    _err.print(fairness_line(fairness), highlight=False)
     _err.print(f"{performance.rows:,} joined outcomes; report written to {output}", highlight=False)

@@ -5,9 +5,10 @@ Per batch::
 
     messages = consume(up to N, at most W ms)
     DB transaction:                              # all or nothing
-        insert predictions, shadow scores, outcomes, window rows (keyed: a replay inserts
-            nothing new)
-        PSI of the window; "above the limit" state per subject -> the alerts of new crossings
+        insert predictions (with personal fields if sent), shadow scores, outcomes, window
+            rows (keyed: a replay inserts nothing new)
+        PSI of the window, live ROC-AUC and fairness gaps; "beyond the limit" state per
+            subject -> the alerts of new crossings (monitor/alerts.py)
         outbox := dead letters + alerts, and the next offsets of this batch
     Kafka transaction: produce the outbox; send those offsets; commit
     DB: clear the outbox
@@ -29,12 +30,21 @@ prediction is not in yet waits as a row of its own, until ``pending_outcome_days
 past ``max_pending_outcomes`` (oldest first), counted in ``monitor_pending_outcomes``
 and ``monitor_outcomes_expired_total``.
 
+Every batch measures the live state, so every measure is bounded: PSI over the last
+``window_rows`` applications and scores, live performance and the shadow comparison over
+the ``performance_window_rows`` most recent joined outcomes (live fairness too: its rows
+with personal fields), read by the outcomes' arrival
+index (``ORDER BY ... LIMIT``), and the outcomes still waiting for their prediction are
+counted and expired from their own list. A batch costs the same with ten million joined
+outcomes stored as with ten thousand. No measure is skipped on a timer: the alert decisions are a
+function of the database alone, so a replayed batch re-derives them without a clock.
+
 Champion and challenger are compared on the same applications by construction: the
 worker writes an application's shadow score in the transaction of its official score,
-and the comparison (``monitor_shadow_*{role}``, ``python -m training promote
---from-shadow``) only counts applications that have both, scored by one (champion,
-challenger) pair of versions, and an outcome. One monitor instance per database: the group
-gives failover, not sharding.
+and the comparison (``monitor_shadow_*{role}`` over the live window, ``python -m training
+promote --from-shadow`` over every one) only counts applications that have both, scored by
+one (champion, challenger) pair of versions, and an outcome. One monitor instance per
+database: the group gives failover, not sharding.
 """
 
 from __future__ import annotations
@@ -48,13 +58,16 @@ from confluent_kafka import Message
 
 from consumer.errors import AbortableTransactionError, RetriableTransportError
 from consumer.records import OutboundRecord
-from monitor.alerts import psi_crossings
+from contracts.alert import ModelAlert
+from monitor.alerts import auc_crossing, fairness_crossings, psi_crossings
 from monitor.measures import (
+    Drift,
+    Live,
     ProfileSource,
-    costs_of,
     drift_now,
-    performance_now,
+    live_now,
     shadow_comparison,
+    version_auc,
 )
 from monitor.metrics import Metrics
 from monitor.outbox import alert_record, from_outbox, to_outbox
@@ -129,26 +142,42 @@ class Monitor:
     def _record(self, tx: StoreTransaction, batch: Batch, now: datetime) -> list[OutboundRecord]:
         s = self._settings
         tx.add_predictions(batch.predictions)
+        tx.add_personal_fields(batch.personal)
         tx.add_shadow_scores(batch.shadow_scores)
         self._metrics.duplicates.inc(len(batch.outcomes) - tx.add_outcomes(batch.outcomes))
         tx.add_feature_rows(batch.features, keep=s.window_rows)
         expiry = now - timedelta(days=s.pending_outcome_days)
         self._metrics.expired.inc(tx.expire_pending(expiry, keep=s.max_pending_outcomes))
         self._metrics.pending.set(tx.pending_outcomes())
-        self._metrics.show_performance(performance_now(tx, s))
-        self._metrics.show_comparison(shadow_comparison(tx, costs_of(s)))
+        live = live_now(tx, s)
+        self._metrics.show_performance(live.performance)
+        self._metrics.show_fairness(live.fairness)
+        self._metrics.show_comparison(shadow_comparison(tx, s))
         drift = drift_now(tx, self._profiles, s)
-        if drift is None:
-            return []
-        self._metrics.show_drift(drift.psi)
-        alerts, states = psi_crossings(
-            drift.psi, tx.alert_states(), limit=s.psi_limit, rearm=s.psi_rearm,
-            window_rows=drift.rows, model_run_id=drift.model_run_id, now=now,
-        )  # fmt: skip
+        if drift is not None:
+            self._metrics.show_drift(drift.psi)
+        alerts, states = self._crossings(tx.alert_states(), drift, live, now)
         tx.set_alert_states(states)
         for alert in alerts:
             self._metrics.alerts.labels(subject=alert.subject).inc()
         return [alert_record(alert, self._topics.alerts) for alert in alerts]
+
+    def _crossings(
+        self, beyond: dict[str, bool], drift: Drift | None, live: Live, now: datetime
+    ) -> tuple[list[ModelAlert], dict[str, bool]]:
+        s = self._settings
+        auc = version_auc(live, self._profiles, s)
+        newest_run = live.window.run_ids[-1] if live.window.run_ids else ""
+        alerts: list[ModelAlert] = []
+        states: dict[str, bool] = {}
+        for found, state in (
+            psi_crossings(drift, beyond, s, now),
+            auc_crossing(auc, beyond, s, now),
+            fairness_crossings(live.fairness, beyond, s, model_run_id=newest_run, now=now),
+        ):
+            alerts += found
+            states |= state
+        return alerts, states
 
     def _write(self, records: list[OutboundRecord], offsets: dict[PartitionKey, int]) -> None:
         for attempt in range(1, _WRITE_ATTEMPTS + 1):

@@ -1,16 +1,21 @@
-"""Drift and live performance as of the database's current state (the loop and the report)."""
+"""Drift, live performance and fairness as of the database's current state (the loop and the
+report)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
 from contracts.profile import ReferenceProfile
 from monitor.drift import window_psi
+from monitor.fairness import LiveFairness, live_fairness
 from monitor.performance import LivePerformance, live_performance
 from monitor.records import feature_columns
 from monitor.settings import Settings
-from monitor.store import Store, StoreTransaction
+from monitor.store import JoinedRows, Store, StoreTransaction
 from training.evaluation import CostMatrix
 
 ProfileSource = Callable[[str], ReferenceProfile]
@@ -36,10 +41,55 @@ def drift_now(tx: StoreTransaction, profiles: ProfileSource, settings: Settings)
     return Drift(window_psi(profiles(run_id), feature_columns(features), scores), rows, run_id)
 
 
-def performance_now(tx: StoreTransaction, settings: Settings) -> LivePerformance:
-    """Live performance over every prediction joined with its outcome."""
-    defaulted, scores, thresholds = tx.joined()
-    return live_performance(defaulted, scores, thresholds, costs_of(settings))
+@dataclass(frozen=True, slots=True)
+class Live:
+    """Live performance and fairness, both over ``window``."""
+
+    window: JoinedRows
+    performance: LivePerformance
+    fairness: LiveFairness
+
+
+def live_now(tx: StoreTransaction, settings: Settings) -> Live:
+    """Live measures over the ``performance_window_rows`` most recent joined outcomes."""
+    window = tx.joined(settings.performance_window_rows)
+    decided = (window.defaulted, window.scores, window.thresholds)
+    return Live(
+        window=window,
+        performance=live_performance(*decided, costs_of(settings)),
+        fairness=live_fairness(*decided, window.personal),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionAuc:
+    """Live ROC-AUC of one version (``model_run_id``) over its ``rows`` joined outcomes in
+    the live window, and the ROC-AUC its training measured on the validation split."""
+
+    model_run_id: str
+    rows: int
+    live: float
+    validation: float
+
+
+def version_auc(live: Live, profiles: ProfileSource, settings: Settings) -> VersionAuc | None:
+    """The live ROC-AUC of the version that scored the newest joined outcome, over that
+    version's rows in the window, beside its validation ROC-AUC. None below
+    ``min_joined_rows`` rows or with one class only, and for a version whose profile
+    predates the validation ROC-AUC (it has nothing to be held to)."""
+    window = live.window
+    if not window.run_ids:
+        return None
+    run_id = window.run_ids[-1]
+    mine = np.array([r == run_id for r in window.run_ids])
+    defaulted = window.defaulted[mine]
+    if defaulted.size < settings.min_joined_rows or defaulted.all() or not defaulted.any():
+        return None
+    validation = profiles(run_id).validation_roc_auc
+    if validation is None:
+        return None
+    live_auc = float(roc_auc_score(defaulted, window.scores[mine]))
+    return VersionAuc(run_id, int(defaulted.size), live_auc, validation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +107,16 @@ class ShadowComparison:
 
 
 def compare(
-    tx: StoreTransaction, costs: CostMatrix, champion_version: str, challenger_version: str
+    tx: StoreTransaction,
+    costs: CostMatrix,
+    champion_version: str,
+    challenger_version: str,
+    limit: int | None = None,
 ) -> ShadowComparison:
     """Both versions' live performance on the applications ``champion_version`` scored
-    officially and ``challenger_version`` in the shadow, whose outcome is known."""
-    rows = tx.paired(champion_version, challenger_version)
+    officially and ``challenger_version`` in the shadow, whose outcome is known: the
+    ``limit`` most recent outcomes, or (promote's evidence) all of them."""
+    rows = tx.paired(champion_version, challenger_version, limit)
     return ShadowComparison(
         champion_version=champion_version,
         challenger_version=challenger_version,
@@ -70,10 +125,13 @@ def compare(
     )
 
 
-def shadow_comparison(tx: StoreTransaction, costs: CostMatrix) -> ShadowComparison | None:
-    """``compare`` for the versions of the newest shadow score; None before the first."""
+def shadow_comparison(tx: StoreTransaction, settings: Settings) -> ShadowComparison | None:
+    """``compare`` for the versions of the newest shadow score, over the live window
+    (``performance_window_rows``); None before the first shadow score."""
     pair = tx.newest_shadow_pair()
-    return None if pair is None else compare(tx, costs, *pair)
+    if pair is None:
+        return None
+    return compare(tx, costs_of(settings), *pair, limit=settings.performance_window_rows)
 
 
 def costs_of(settings: Settings) -> CostMatrix:
@@ -82,11 +140,14 @@ def costs_of(settings: Settings) -> CostMatrix:
 
 def measure(
     store: Store, profiles: ProfileSource, settings: Settings
-) -> tuple[Drift | None, LivePerformance, ShadowComparison | None]:
-    """All three, read in one transaction."""
+) -> tuple[Drift | None, LivePerformance, LiveFairness, ShadowComparison | None]:
+    """Drift, live performance and fairness, and the shadow comparison, read in one
+    transaction."""
     with store.transaction() as tx:
+        live = live_now(tx, settings)
         return (
             drift_now(tx, profiles, settings),
-            performance_now(tx, settings),
-            shadow_comparison(tx, costs_of(settings)),
+            live.performance,
+            live.fairness,
+            shadow_comparison(tx, settings),
         )

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from monitor.fairness import LiveFairness
 from monitor.measures import ShadowComparison
 from monitor.performance import LivePerformance
 
@@ -17,10 +18,15 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.psi = Gauge("monitor_psi", "PSI of the live window", ["subject"], registry=r)
-        self.roc_auc = Gauge("monitor_live_roc_auc", "ROC-AUC on joined outcomes", registry=r)
-        self.brier = Gauge("monitor_live_brier", "Brier score on joined outcomes", registry=r)
-        self.cost = Gauge("monitor_live_expected_cost", "Expected cost per application", registry=r)
-        self.joined = Gauge("monitor_joined_rows", "Predictions with an outcome", registry=r)
+        window = "on the most recent joined outcomes (performance_window_rows)"
+        self.roc_auc = Gauge("monitor_live_roc_auc", f"ROC-AUC {window}", registry=r)
+        self.brier = Gauge("monitor_live_brier", f"Brier score {window}", registry=r)
+        self.cost = Gauge(
+            "monitor_live_expected_cost", f"Expected cost per application {window}", registry=r
+        )
+        self.joined = Gauge(
+            "monitor_joined_rows", "Predictions with an outcome in the live window", registry=r
+        )
         self.pending = Gauge(
             "monitor_pending_outcomes", "Outcomes waiting for their prediction", registry=r
         )
@@ -35,9 +41,27 @@ class Metrics:
         )
         self.alerts = Counter("monitor_alerts", "Alerts written", ["subject"], registry=r)
         self.batches = Counter("monitor_batches", "Batches committed", registry=r)
+        self.fairness = Gauge(
+            "monitor_live_fairness_gap",
+            f"Gap training's fairness gate checks (metric), {window} with personal fields",
+            ["metric"],
+            registry=r,
+        )
+        self.fairness_rows = Gauge(
+            "monitor_live_fairness_rows",
+            "Joined outcomes in the live window whose prediction carried personal fields",
+            registry=r,
+        )
+        self.fairness_available = Gauge(
+            "monitor_live_fairness_available",
+            "1 when live fairness is measured; 0: no prediction in the window carried personal "
+            "fields (SCORER_MONITOR_PERSONAL_FIELDS off), and no gap is exported",
+            registry=r,
+        )
         self.paired = Gauge(
             "monitor_shadow_paired_rows",
-            "Applications with an outcome scored by both the champion and the shadow challenger",
+            "Applications with an outcome scored by both the champion and the shadow challenger, "
+            "in the live window",
             registry=r,
         )
         self.paired_auc, self.paired_brier, self.paired_cost = (
@@ -61,6 +85,13 @@ class Metrics:
             (self.cost, performance.expected_cost),
         ):
             gauge.set(value)  # NaN until measurable (one class only): "no value yet"
+
+    def show_fairness(self, fairness: LiveFairness) -> None:
+        self.fairness_rows.set(fairness.rows)
+        self.fairness_available.set(1 if fairness.available else 0)
+        self.fairness.clear()  # unavailable: no series at all, rather than zeros
+        for metric, value in fairness.gaps.items():
+            self.fairness.labels(metric=metric).set(value)  # NaN: groups too small
 
     def show_comparison(self, comparison: ShadowComparison | None) -> None:
         """Champion and challenger on the same applications (role label), once any shadow

@@ -1,5 +1,8 @@
 """A consumed batch sorted into rows for the store, by input topic. Pure.
 
+A prediction's personal fields become a row of their own only when the worker sent them
+(all four; ``SCORER_MONITOR_PERSONAL_FIELDS``): the monitor never asks for them.
+
 A malformed outcome becomes a dead letter built by the worker's own ``dead_letter_record``
 (same headers, key and value byte for byte).
 """
@@ -17,7 +20,7 @@ from pydantic import ValidationError
 
 from consumer.decoding import DecodeFailure, decode
 from consumer.records import OutboundRecord, dead_letter_record
-from contracts import FEATURE_COLUMNS, LoanApplication
+from contracts import FEATURE_COLUMNS, PERSONAL_FIELDS, LoanApplication
 from contracts.outcome import LoanOutcome
 from contracts.score import PredictionRecord, ShadowScore
 
@@ -43,6 +46,7 @@ class Batch:
     features: dict[str, tuple[float, ...]]
     dead_letters: list[OutboundRecord]
     shadow_scores: list[dict[str, Any]] = field(default_factory=list)
+    personal: list[dict[str, Any]] = field(default_factory=list)
     unreadable_predictions: int = 0
 
 
@@ -78,6 +82,12 @@ def sort_batch(
                  "model_run_id": prediction.model_run_id,
                  "score": prediction.default_probability, "threshold": prediction.threshold}
             )  # fmt: skip
+            fields = prediction.personal_fields
+            if fields is not None and fields.keys() >= PERSONAL_FIELDS:
+                batch.personal.append(
+                    {"application_id": prediction.application_id,
+                     **{name: fields[name] for name in PERSONAL_FIELDS}}
+                )  # fmt: skip
         elif topic == topics.shadow_scores:
             try:
                 shadow = ShadowScore.model_validate_json(value or b"")

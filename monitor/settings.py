@@ -61,9 +61,37 @@ class Settings(BaseSettings):
     min_window_rows: int = Field(
         default=500, ge=1, description="No PSI alert before the window holds this many rows."
     )
+    performance_window_rows: int = Field(
+        default=10_000,
+        ge=100,
+        description="The most recent joined outcomes live performance and the shadow "
+        "comparison are measured on (promote --from-shadow reads all of them).",
+    )
     psi_limit: float = Field(default=0.2, gt=0)
     psi_rearm: float = Field(
         default=0.1, gt=0, description="A subject alerts again only after PSI fell to this."
+    )
+    min_joined_rows: int = Field(
+        default=500,
+        ge=1,
+        description="No live ROC-AUC or fairness alert before the live window holds this many "
+        "joined outcomes (of the newest version; with personal fields, for fairness).",
+    )
+    auc_margin: float = Field(
+        default=0.05,
+        gt=0,
+        description="Alert when live ROC-AUC is below the version's validation ROC-AUC by more.",
+    )
+    auc_rearm_margin: float = Field(
+        default=0.02,
+        ge=0,
+        description="The ROC-AUC alert re-arms once live ROC-AUC is back within this margin.",
+    )
+    fairness_limit: float = Field(
+        default=0.20, gt=0, description="As training's fairness_limit: the gate on live gaps."
+    )
+    fairness_rearm: float = Field(
+        default=0.15, gt=0, description="A gap alerts again only after it fell to this."
     )
     pending_outcome_days: float = Field(
         default=90.0, gt=0, description="How long an outcome waits for its prediction."
@@ -81,6 +109,18 @@ class Settings(BaseSettings):
     def _account_is_whole(self) -> Self:
         if (self.tracking_username is None) != (self.tracking_password is None):
             raise ValueError(f"set both {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}, or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _rearm_is_inside_the_limit(self) -> Self:
+        # A re-arm level past the limit would re-alert on every batch beyond it.
+        for rearm, limit in (
+            ("psi_rearm", "psi_limit"),
+            ("fairness_rearm", "fairness_limit"),
+            ("auc_rearm_margin", "auc_margin"),
+        ):
+            if getattr(self, rearm) >= getattr(self, limit):
+                raise ValueError(f"{rearm} must be below {limit}")
         return self
 
     def topics(self) -> MonitorTopics:

@@ -3,8 +3,10 @@
 Everything is keyed so that writing the same record twice changes nothing: a prediction,
 a shadow score and an outcome by ``application_id`` (a duplicate outcome is ignored, so it
 never counts twice, and a batch replayed after a crash rewrites nothing), a window row by its
-source ``topic/partition/offset``. An outcome whose prediction has not arrived is simply an
-outcome row without a matching prediction row: it joins whenever the prediction comes.
+source ``topic/partition/offset``. An outcome whose prediction has not arrived is an outcome
+row without a matching prediction row, also listed in ``unjoined_outcomes`` (so counting and
+expiring the waiting ones never scans every joined outcome): it joins whenever the
+prediction comes, which takes it off that list.
 
 The outbox holds what a batch must still write to Kafka, with the offsets that close the
 batch; ``monitor.loop`` explains why that makes the Kafka side exactly-once.
@@ -17,10 +19,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -32,8 +35,10 @@ from monitor.tables import (
     outbox,
     outbox_offsets,
     outcomes,
+    personal_fields,
     predictions,
     shadow_scores,
+    unjoined_outcomes,
 )
 
 Row = Mapping[str, Any]
@@ -50,13 +55,37 @@ class PairedRows:
     challenger: ScoredRows
 
 
+PERSONAL_COLUMNS: Final = ("sex", "age", "marriage", "education")
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedRows:
+    """Predictions with an outcome, one entry per application, oldest outcome first."""
+
+    defaulted: npt.NDArray[np.bool_]
+    scores: npt.NDArray[np.float64]
+    thresholds: npt.NDArray[np.float64]
+    run_ids: list[str]
+    personal: pd.DataFrame
+    """``PERSONAL_COLUMNS`` by row, all NaN where the worker sent no personal fields."""
+
+
 class Store:
     """The database at ``url`` (any SQLAlchemy URL), its tables created if missing."""
 
     def __init__(self, url: str) -> None:
         try:
             self._engine = sa.create_engine(url)
+            waiting_listed = sa.inspect(self._engine).has_table(unjoined_outcomes.name)
             metadata.create_all(self._engine)
+            with self._engine.begin() as connection:
+                # create_all skips tables that exist: an index added since (the live
+                # window's) is created on a database an older monitor made.
+                for table in metadata.sorted_tables:
+                    for index in table.indexes:
+                        index.create(connection, checkfirst=True)
+                if not waiting_listed:  # an older monitor's database: list its waiting ones once
+                    StoreTransaction(connection).list_unjoined()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot open the monitor's database: {exc}") from exc
 
@@ -80,16 +109,37 @@ class StoreTransaction:
         self._db = connection
 
     def add_predictions(self, rows: Sequence[Row]) -> int:
-        """Insert predictions not seen before; how many were new."""
+        """Insert predictions not seen before; how many were new. Their outcomes, if they
+        were waiting, are joined now."""
+        ids = [row["application_id"] for row in rows]
+        if ids:
+            waiting = unjoined_outcomes.c.application_id.in_(ids)
+            self._db.execute(sa.delete(unjoined_outcomes).where(waiting))
         return self._insert_new(predictions, rows)
+
+    def add_personal_fields(self, rows: Sequence[Row]) -> int:
+        """Insert predictions' personal fields not seen before; how many were new."""
+        return self._insert_new(personal_fields, rows)
 
     def add_shadow_scores(self, rows: Sequence[Row]) -> int:
         """Insert the challenger's scores not seen before; how many were new."""
         return self._insert_new(shadow_scores, rows)
 
     def add_outcomes(self, rows: Sequence[Row]) -> int:
-        """Insert outcomes not seen before; how many were new (duplicates are ignored)."""
-        return self._insert_new(outcomes, rows)
+        """Insert outcomes not seen before; how many were new (duplicates are ignored).
+        Those whose prediction is not in yet are listed as waiting."""
+        added = self._insert_new(outcomes, rows)
+        if rows:
+            self.list_unjoined([row["application_id"] for row in rows])
+        return added
+
+    def list_unjoined(self, among: Sequence[str] | None = None) -> None:
+        """List the outcomes without a prediction (of ``among``, or all) as waiting."""
+        match = sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
+        query = sa.select(outcomes.c.application_id, outcomes.c.received_at).where(~match)
+        if among is not None:
+            query = query.where(outcomes.c.application_id.in_(among))
+        self._insert_new(unjoined_outcomes, [row._asdict() for row in self._db.execute(query)])
 
     def add_feature_rows(self, rows: Mapping[str, Sequence[float]], keep: int) -> None:
         """Add application feature vectors by source position; keep only the last ``keep``."""
@@ -109,18 +159,35 @@ class StoreTransaction:
         rows = self._db.execute(query.order_by(predictions.c.seq.desc()).limit(size)).all()
         return np.array([r.score for r in rows], dtype=float), (rows[0][1] if rows else None)
 
-    def joined(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], list[float]]:
-        """Every prediction with an outcome: (defaulted, score, threshold), in arrival order."""
-        query = sa.select(outcomes.c.defaulted, predictions.c.score, predictions.c.threshold)
-        query = query.join(
-            predictions,
-            predictions.c.application_id == outcomes.c.application_id,
+    def joined(self, limit: int) -> JoinedRows:
+        """The ``limit`` most recently arrived outcomes whose prediction is in, oldest first.
+
+        Read by the outcomes' arrival index and stopped at ``limit``: the cost is the
+        window's, not the history's.
+        """
+        personal = [personal_fields.c[name] for name in PERSONAL_COLUMNS]
+        query = (
+            sa.select(
+                outcomes.c.defaulted,
+                predictions.c.score,
+                predictions.c.threshold,
+                predictions.c.model_run_id,
+                *personal,
+            )
+            .join(predictions, predictions.c.application_id == outcomes.c.application_id)
+            .outerjoin(
+                personal_fields, personal_fields.c.application_id == outcomes.c.application_id
+            )
         )
-        rows = self._db.execute(query.order_by(predictions.c.seq)).all()
-        return (
-            np.array([r.defaulted for r in rows], dtype=bool),
-            np.array([r.score for r in rows], dtype=float),
-            [r.threshold for r in rows],
+        rows = self._db.execute(_newest_first(query).limit(limit)).all()[::-1]
+        return JoinedRows(
+            defaulted=np.array([r.defaulted for r in rows], dtype=bool),
+            scores=np.array([r.score for r in rows], dtype=float),
+            thresholds=np.array([r.threshold for r in rows], dtype=float),
+            run_ids=[str(r.model_run_id) for r in rows],
+            personal=pd.DataFrame(
+                [r[4:] for r in rows], columns=list(PERSONAL_COLUMNS), dtype=float
+            ),
         )
 
     def newest_shadow_pair(self) -> tuple[str, str] | None:
@@ -129,9 +196,12 @@ class StoreTransaction:
         row = self._db.execute(query.order_by(shadow_scores.c.seq.desc()).limit(1)).first()
         return (str(row[0]), str(row[1])) if row else None
 
-    def paired(self, champion_version: str, challenger_version: str) -> PairedRows:
-        """Every application that ``champion_version`` scored officially, ``challenger_version``
-        in the shadow, and whose outcome is known, in arrival order."""
+    def paired(
+        self, champion_version: str, challenger_version: str, limit: int | None = None
+    ) -> PairedRows:
+        """The applications that ``champion_version`` scored officially, ``challenger_version``
+        in the shadow, and whose outcome is known, oldest outcome first: the ``limit`` most
+        recent (by the arrival index, as ``joined``), or all of them."""
         shadow = shadow_scores
         query = (
             sa.select(
@@ -146,9 +216,8 @@ class StoreTransaction:
             .where(predictions.c.model_version == champion_version)
             .where(shadow.c.champion_version == champion_version)
             .where(shadow.c.model_version == challenger_version)
-            .order_by(predictions.c.seq)
         )
-        rows = self._db.execute(query).all()
+        rows = self._db.execute(_newest_first(query).limit(limit)).all()[::-1]
         return PairedRows(
             defaulted=np.array([r.defaulted for r in rows], dtype=bool),
             champion=(
@@ -164,23 +233,22 @@ class StoreTransaction:
     def expire_pending(self, received_before: datetime, keep: int) -> int:
         """Drop outcomes still without a prediction that arrived before ``received_before``,
         then the oldest beyond ``keep``; how many were dropped."""
-        pending = sa.select(outcomes.c.application_id).where(
-            ~sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
+        waiting = unjoined_outcomes.c
+        stale = sa.select(waiting.application_id).where(waiting.received_at < received_before)
+        excess = (
+            sa.select(waiting.application_id)
+            .order_by(waiting.received_at.desc(), waiting.application_id.desc())
+            .offset(keep)
         )
-        stale = pending.where(outcomes.c.received_at < received_before)
-        dropped = self._db.execute(
-            sa.delete(outcomes).where(outcomes.c.application_id.in_(stale))
-        ).rowcount
-        excess = pending.order_by(outcomes.c.received_at.desc()).offset(keep)
-        ids = [i for (i,) in self._db.execute(excess)]
+        ids = {i for (i,) in self._db.execute(stale)} | {i for (i,) in self._db.execute(excess)}
         if ids:
             self._db.execute(sa.delete(outcomes).where(outcomes.c.application_id.in_(ids)))
-        return dropped + len(ids)
+            self._db.execute(sa.delete(unjoined_outcomes).where(waiting.application_id.in_(ids)))
+        return len(ids)
 
     def pending_outcomes(self) -> int:
         """Outcomes kept while their prediction has not arrived."""
-        match = sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
-        query = sa.select(sa.func.count()).select_from(outcomes).where(~match)
+        query = sa.select(sa.func.count()).select_from(unjoined_outcomes)
         return int(self._db.execute(query).scalar() or 0)
 
     def alert_states(self) -> dict[str, bool]:
@@ -227,3 +295,9 @@ class StoreTransaction:
         statement = dialect.insert(table).on_conflict_do_nothing()
         # One executemany; both drivers sum rowcount over it, and a skipped conflict is no row.
         return int(self._db.execute(statement, list(rows)).rowcount)
+
+
+def _newest_first(query: sa.Select[Any]) -> sa.Select[Any]:
+    """``query`` (joined to outcomes) in the order of ``ix_outcomes_arrival``, newest first;
+    the application id breaks ties, so a replayed batch reads the same window."""
+    return query.order_by(outcomes.c.received_at.desc(), outcomes.c.application_id.desc())

@@ -25,11 +25,13 @@ are noise (MARRIAGE 0 has a few dozen rows in the whole dataset)."""
 
 
 def group_table(
-    features: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray, threshold: float
+    features: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray, threshold: float | np.ndarray
 ) -> pd.DataFrame:
     """One row per (attribute, group): size, base rate, selection rate, TPR, FPR, AUC.
 
-    ``features`` uses the contract's names; ``y_true``/``proba`` align with its rows.
+    ``features`` uses the contract's names; ``y_true``/``proba`` (and ``threshold`` when it
+    is one per row: the monitor's live rows, each decided by its own version) align with
+    its rows.
     Rates a group cannot define (no positives, one class only) are NaN.
     """
     attributes = {
@@ -58,6 +60,18 @@ def disparities(table: pd.DataFrame) -> pd.DataFrame:
             "equalized_odds_difference": spread[["tpr", "fpr"]].max(axis=1),
         }
     )
+
+
+def disparity_metrics(disparities: pd.DataFrame) -> dict[str, float]:
+    """``disparities`` as flat ``<measure>_<attribute>`` metrics (the names
+    ``training.selection.FAIRNESS_GATE_METRICS`` gates); a difference no group pair could
+    measure is left out."""
+    return {
+        f"{column}_{attribute}": float(value)
+        for attribute, row in disparities.iterrows()
+        for column, value in row.items()
+        if np.isfinite(value)
+    }
 
 
 def _spread(values: pd.Series) -> float:

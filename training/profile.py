@@ -37,14 +37,16 @@ def fit_histogram(values: npt.ArrayLike, bins: int = PROFILE_BINS) -> Histogram:
 
 
 def reference_profile(
-    train_features: pd.DataFrame, validation_scores: npt.ArrayLike
+    train_features: pd.DataFrame, validation_scores: npt.ArrayLike, validation_roc_auc: float
 ) -> ReferenceProfile:
-    """Every contract feature's histogram on ``train_features``, and the score's on the
-    validation split's predicted probabilities of default."""
+    """Every contract feature's histogram on ``train_features``, the score's on the
+    validation split's predicted probabilities of default, and the version's ROC-AUC on
+    that split (the monitor alerts when live ROC-AUC falls well below it)."""
     scores = np.asarray(validation_scores, dtype=float)
     return ReferenceProfile(
         features={name: fit_histogram(train_features[name]) for name in FEATURE_COLUMNS},
         score=fit_histogram(scores),
         training_rows=len(train_features),
         validation_rows=len(scores),
+        validation_roc_auc=validation_roc_auc,
     )

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mlflow import MlflowClient
@@ -49,6 +48,7 @@ from training.evaluation import (
     validation_metrics,
 )
 from training.explanations import write_explanation_plots
+from training.fairness import disparity_metrics
 from training.packaging import log_credit_model, pinned_requirements, typical_applicant
 from training.policies import POLICIES, FeaturePolicy
 from training.profile import reference_profile
@@ -267,8 +267,8 @@ def _train_candidate(context: _Context, experiment_id: str, family: Family) -> C
                 directory, str(family), pipeline, explainer, x_val, typical_applicant(x_val)
             )
             _cv_table(search.cv_results_).to_csv(directory / "cv_results.csv", index=False)
-        metrics.update(_disparity_metrics(disparities))
-        profile = reference_profile(split.train_features, proba)
+        metrics.update(disparity_metrics(disparities))
+        profile = reference_profile(split.train_features, proba, metrics["roc_auc"])
         mlflow.log_text(profile.model_dump_json(indent=1), REFERENCE_PROFILE_ARTIFACT)
         mlflow.log_params(
             {
@@ -321,15 +321,6 @@ def _cv_table(cv_results: Mapping[str, Any]) -> pd.DataFrame:
     table = pd.DataFrame(cv_results)
     columns = ["params", "mean_test_score", "std_test_score", "rank_test_score", "mean_fit_time"]
     return table.loc[:, columns].sort_values("rank_test_score")
-
-
-def _disparity_metrics(disparities: pd.DataFrame) -> dict[str, float]:
-    return {
-        f"{column}_{attribute}": float(value)
-        for attribute, row in disparities.iterrows()
-        for column, value in row.items()
-        if np.isfinite(value)
-    }
 
 
 def _tag_versions(

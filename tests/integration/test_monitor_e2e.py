@@ -1,7 +1,8 @@
 """The monitor on a real broker and a real SQLite file: a shifted stream alerts once, live
 AUC is sklearn's on the same joined rows (the champion's, and the shadow challenger's on
-the same applications), duplicates count once, bad outcomes are dead-lettered, and a
-restarted monitor keeps its joins and does not alert again."""
+the same applications), duplicates count once, bad outcomes are dead-lettered, a
+restarted monitor keeps its joins and does not alert again, and a badly ranking, unfair
+stream raises one live ROC-AUC alert and one alert per fairness gap it opens."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
-from contracts import FEATURE_COLUMNS, TARGET_COLUMN
-from contracts.alert import ModelAlert
+from contracts import FEATURE_COLUMNS, PERSONAL_FIELDS, TARGET_COLUMN
+from contracts.alert import AlertKind, ModelAlert
 from contracts.outcome import LoanOutcome
 from contracts.profile import REFERENCE_PROFILE_ARTIFACT, ReferenceProfile
 from contracts.topics import ERROR_TYPE_HEADER
@@ -79,7 +80,8 @@ def shuffled(feature_frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture
 def profile(shuffled: pd.DataFrame) -> ReferenceProfile:
-    return reference_profile(shuffled.head(10_000), np.random.default_rng(1).beta(2, 6, 3_000))
+    scores = np.random.default_rng(1).beta(2, 6, 3_000)
+    return reference_profile(shuffled.head(10_000), scores, validation_roc_auc=0.78)
 
 
 def _application(application_id: str, row: pd.Series) -> bytes:
@@ -89,13 +91,15 @@ def _application(application_id: str, row: pd.Series) -> bytes:
     return json.dumps({"application_id": application_id, **fields}).encode()
 
 
-def _prediction(application_id: str, score: float, run_id: str = _RUN) -> bytes:
+def _prediction(
+    application_id: str, score: float, run_id: str = _RUN, personal: dict[str, int] | None = None
+) -> bytes:
     return json.dumps({
         "application_id": application_id, "model_name": "m", "model_version": "1",
         "model_run_id": run_id, "default_probability": score, "predicted_default": score >= 0.3,
         "threshold": 0.3, "batch_size": 1, "batch_latency_ms": 1.0, "input_topic": "a",
         "input_partition": 0, "input_offset": 0, "worker_id": "w",
-        "scored_at": "2026-11-27T12:00:00Z",
+        "scored_at": "2026-11-27T12:00:00Z", "personal_fields": personal,
     }).encode()  # fmt: skip
 
 
@@ -179,7 +183,9 @@ def test_drift_alerts_once_live_auc_is_sklearn_s_and_a_restart_keeps_the_joins(
     _run_until(monitor, 2 * len(rows) + shadowed + labelled + 2)
     transport.close()
 
-    _, performance, paired = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _, paired = measure(
+        Store(settings.database_url), lambda _run: profile, settings
+    )
     assert performance.rows == labelled
     assert performance.roc_auc == pytest.approx(
         roc_auc_score(labels[:labelled], scores[:labelled]), abs=1e-12
@@ -210,13 +216,17 @@ def test_drift_alerts_once_live_auc_is_sklearn_s_and_a_restart_keeps_the_joins(
     assert _run_until(monitor, len(more)) == len(more)  # resumed after the committed batches
     transport.close()
 
-    _, performance, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 500
     assert performance.roc_auc == pytest.approx(
         roc_auc_score(labels[:500], scores[:500]), abs=1e-12
     )
     again = read_to_end(bootstrap, [settings.alerts_topic], group_id=unique_name("read-monitor"))
-    assert len(again[settings.alerts_topic]) == len(alerts)  # no alert repeated by the restart
+    subjects = [ModelAlert.model_validate_json(m.value() or b"").subject
+                for m in again[settings.alerts_topic]]  # fmt: skip
+    assert len(set(subjects)) == len(subjects)  # no alert repeated by the restart
+    # Random scores rank at chance: once 500 outcomes joined, live ROC-AUC alerts, once.
+    assert subjects == [*(a.subject for a in alerts), "roc_auc"]
 
 
 def _count(database: Path, table: str) -> int:
@@ -324,7 +334,7 @@ def test_kill_9_mid_stream_loses_no_join_and_double_counts_nothing(
         second.terminate()
         assert second.wait(60) == 0, log.read_text(encoding="utf-8")[-3000:]
 
-    _, performance, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 1_000
     assert performance.roc_auc == pytest.approx(
         roc_auc_score(labels[:1_000], scores[:1_000]), abs=1e-12
@@ -336,3 +346,40 @@ def test_kill_9_mid_stream_loses_no_join_and_double_counts_nothing(
                 for m in written[settings.alerts_topic]]  # fmt: skip
     assert subjects.count("limit_bal") == 1
     assert len(set(subjects)) == len(subjects)
+
+
+def test_a_badly_ranking_unfair_stream_raises_one_auc_alert_and_one_per_fairness_gap(
+    settings: Settings, profile: ReferenceProfile, shuffled: pd.DataFrame
+) -> None:
+    settings = settings.model_copy(update={"min_joined_rows": 200, "batch_max_messages": 100})
+    rows = shuffled.iloc[25_000:25_400]
+    men = rows["sex"].to_numpy() == 1
+    rng = np.random.default_rng(13)
+    # Men are flagged (threshold 0.3), women never; the lowest scores default: AUC near 0.
+    scores = np.where(men, rng.uniform(0.6, 0.9, len(rows)), rng.uniform(0.05, 0.25, len(rows)))
+    labels = scores < np.quantile(scores, 0.3)
+    ids = [f"app-{n}" for n in range(len(rows))]
+    personal = rows[sorted(PERSONAL_FIELDS)].astype(int).to_dict("records")
+    bootstrap = settings.kafka_bootstrap_servers
+    publish(bootstrap, settings.predictions_topic,
+            [(i.encode(), _prediction(i, float(s), personal=p), None)
+             for i, s, p in zip(ids, scores, personal, strict=True)])  # fmt: skip
+    publish(bootstrap, settings.outcomes_topic, _outcomes(ids, labels, 0, len(ids)))
+
+    monitor, transport = _start(settings, profile)
+    _run_until(monitor, 2 * len(ids))
+    transport.close()
+
+    written = read_to_end(bootstrap, [settings.alerts_topic], group_id=unique_name("read-mon"))
+    alerts = [
+        ModelAlert.model_validate_json(m.value() or b"") for m in written[settings.alerts_topic]
+    ]
+    by_kind = {kind: [a.subject for a in alerts if a.kind is kind] for kind in AlertKind}
+    assert by_kind[AlertKind.ROC_AUC] == ["roc_auc"]
+    assert by_kind[AlertKind.PSI] == []  # no applications: nothing to drift
+    assert "demographic_parity_difference_sex" in by_kind[AlertKind.FAIRNESS]
+    assert len({a.subject for a in alerts}) == len(alerts)  # one per crossing, not per batch
+    (auc,) = (a for a in alerts if a.kind is AlertKind.ROC_AUC)
+    assert auc.limit == pytest.approx(0.78 - settings.auc_margin)  # the profile's validation
+    assert auc.value < auc.limit
+    assert all(a.value > settings.fairness_limit for a in alerts if a.kind is AlertKind.FAIRNESS)

@@ -13,18 +13,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from consumer.records import OutboundRecord
 from contracts import FEATURE_COLUMNS
-from contracts.alert import ModelAlert
+from contracts.alert import AlertKind, ModelAlert
 from contracts.outcome import LoanOutcome
 from contracts.profile import ReferenceProfile
 from contracts.topics import ERROR_TYPE_HEADER
 from monitor.cli import app
 from monitor.loop import Monitor
-from monitor.measures import measure
+from monitor.measures import compare, measure
 from monitor.metrics import Metrics
 from monitor.settings import Settings
 from monitor.store import Store
@@ -119,7 +120,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def profile(feature_frame: pd.DataFrame) -> ReferenceProfile:
     scores = np.random.default_rng(1).beta(2, 6, size=3_000)
-    return reference_profile(feature_frame.head(10_000), scores)
+    return reference_profile(feature_frame.head(10_000), scores, validation_roc_auc=0.78)
 
 
 def _monitor(
@@ -129,13 +130,13 @@ def _monitor(
     return Monitor(settings, kafka, store, lambda _run: profile, Metrics(), now=lambda: at)  # type: ignore[arg-type]
 
 
-def _prediction(application_id: str, score: float) -> bytes:
+def _prediction(application_id: str, score: float, personal: dict[str, int] | None = None) -> bytes:
     return json.dumps({
         "application_id": application_id, "model_name": "m", "model_version": "1",
         "model_run_id": _RUN, "default_probability": score, "predicted_default": score >= 0.5,
         "threshold": 0.5, "batch_size": 1, "batch_latency_ms": 1.0, "input_topic": "a",
         "input_partition": 0, "input_offset": 0, "worker_id": "w",
-        "scored_at": "2026-11-27T12:00:00Z",
+        "scored_at": "2026-11-27T12:00:00Z", "personal_fields": personal,
     }).encode()  # fmt: skip
 
 
@@ -178,12 +179,14 @@ def test_outcomes_join_whenever_their_prediction_arrives_and_duplicates_count_on
 
     _drain(monitor)
 
-    _, performance, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 2
     assert performance.roc_auc == 1.0
     metrics = monitor._metrics
     assert metrics.duplicates._value.get() == 1
     assert metrics.pending._value.get() == 1
+    assert metrics.fairness_available._value.get() == 0  # no personal fields: no gap at all
+    assert list(metrics.fairness.collect()[0].samples) == []
     assert kafka.offsets == {("loan-outcomes", 0): 4, ("loan-predictions", 0): 2}
 
 
@@ -294,6 +297,7 @@ def test_report_renders_the_joined_outcomes_as_a_png(
 
     assert result.exit_code == 0, result.output
     assert "40 joined outcomes" in result.output
+    assert "live fairness unavailable" in result.output
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -325,7 +329,9 @@ def test_champion_and_challenger_are_measured_on_the_same_applications(
     monitor = _monitor(settings, kafka, profile)
     _drain(monitor)
 
-    _, performance, comparison = measure(Store(settings.database_url), lambda _: profile, settings)
+    _, performance, _, comparison = measure(
+        Store(settings.database_url), lambda _: profile, settings
+    )
     assert performance.rows == 29
     assert comparison is not None
     assert (comparison.champion_version, comparison.challenger_version) == ("1", "2")
@@ -353,3 +359,146 @@ def test_champion_and_challenger_are_measured_on_the_same_applications(
     )
     assert result.exit_code == 0, result.output
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_live_measures_count_only_the_most_recent_joined_outcomes(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    settings = settings.model_copy(update={"performance_window_rows": 100})
+    scores = np.linspace(0.01, 0.99, 100)
+    topics, kafka = Topics(), FakeKafka()
+
+    def labelled(prefix: str, defaulted: np.ndarray) -> list[FakeMessage]:
+        return [
+            *(topics.message("loan-predictions", _prediction(f"{prefix}{n}", float(scores[n])))
+              for n in range(100)),
+            *(topics.message("loan-scores.shadow", _shadow(f"{prefix}{n}", float(scores[n])))
+              for n in range(100)),
+            *(topics.message("loan-outcomes", _outcome(f"{prefix}{n}", bool(defaulted[n])))
+              for n in range(100)),
+        ]  # fmt: skip
+
+    # The old outcomes rank perfectly wrong, the new ones perfectly right. The old ids sort
+    # after the new ones: the window follows arrival, not the id.
+    kafka.batches = [labelled("z-old-", scores < 0.5)]
+    _drain(_monitor(settings, kafka, profile))
+    kafka.batches = [labelled("a-new-", scores >= 0.5)]
+    monitor = _monitor(settings, kafka, profile, at=_NOW + timedelta(minutes=1))
+    _drain(monitor)
+
+    _, performance, _, comparison = measure(
+        Store(settings.database_url), lambda _: profile, settings
+    )
+    assert (performance.rows, performance.roc_auc) == (100, 1.0)
+    assert monitor._metrics.joined._value.get() == 100
+    assert monitor._metrics.roc_auc._value.get() == 1.0
+    assert comparison is not None
+    assert (comparison.rows, comparison.challenger.roc_auc) == (100, 1.0)
+    with Store(settings.database_url).transaction() as tx:  # promote's evidence: all of it
+        everything = compare(tx, CostMatrix(5, 1), "1", "2")
+    assert everything.rows == 200
+    assert everything.champion.roc_auc == pytest.approx(0.5)
+
+
+def test_live_fairness_is_measured_where_the_worker_sent_personal_fields(
+    settings: Settings, profile: ReferenceProfile, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(11)
+    topics, kafka = Topics(), FakeKafka()
+    predictions, outcomes = [], []
+    for n in range(400):
+        sex = 1 + n % 2
+        personal = {"sex": sex, "age": 20 + n % 50, "marriage": 1, "education": 2}
+        score = 0.9 if sex == 1 else 0.1  # men are flagged, women never
+        predictions.append(
+            topics.message(
+                "loan-predictions", _prediction(f"a{n}", score, personal if n < 300 else None)
+            )
+        )
+        outcomes.append(topics.message("loan-outcomes", _outcome(f"a{n}", rng.uniform() < 0.3)))
+    kafka.batches = [predictions, outcomes]  # fmt: skip
+    monitor = _monitor(settings, kafka, profile)
+
+    _drain(monitor)
+
+    metrics = monitor._metrics
+    assert metrics.fairness_available._value.get() == 1
+    assert metrics.fairness_rows._value.get() == 300
+    parity = metrics.fairness.labels(metric="demographic_parity_difference_sex")._value.get()
+    assert parity == 1.0
+    with Store(settings.database_url).transaction() as tx:  # stored only where sent
+        assert tx.joined(1_000).personal["sex"].notna().sum() == 300
+    output = tmp_path / "report.png"
+    result = CliRunner().invoke(
+        app, ["report", "--output", str(output)],
+        env={"MONITOR_DATABASE_URL": settings.database_url},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "demographic_parity_difference_sex 1.000" in result.output
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inverted_outcomes_raise_exactly_one_auc_alert(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    scores = np.random.default_rng(12).uniform(size=900)
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = [
+        [topics.message("loan-predictions", _prediction(f"a{n}", float(scores[n])))
+         for n in range(900)],
+        # Outcomes in batches of 100: the worse the model, the more batches see it.
+        *([topics.message("loan-outcomes", _outcome(f"a{n}", bool(scores[n] < 0.3)))
+           for n in range(start, start + 100)] for start in range(0, 900, 100)),
+    ]  # fmt: skip
+
+    _drain(_monitor(settings, kafka, profile))
+
+    alerts = [ModelAlert.model_validate_json(r.value or b"") for r in kafka.written]
+    (alert,) = alerts
+    assert (alert.kind, alert.subject) == (AlertKind.ROC_AUC, "roc_auc")
+    assert alert.value < 0.1
+    assert alert.limit == pytest.approx(0.78 - settings.auc_margin)
+    assert alert.window_rows == settings.min_joined_rows
+    assert alert.model_run_id == _RUN
+
+
+def test_a_database_from_before_the_waiting_list_keeps_its_waiting_outcomes(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = [[topics.message("loan-outcomes", _outcome("early", True)),
+                      topics.message("loan-outcomes", _outcome("joined", False)),
+                      topics.message("loan-predictions", _prediction("joined", 0.2))]]  # fmt: skip
+    _drain(_monitor(settings, kafka, profile))
+    with Store(settings.database_url).transaction() as tx:  # as an older monitor left it
+        tx._db.execute(sa.text("DROP TABLE unjoined_outcomes"))
+
+    kafka.batches = [[topics.message("loan-predictions", _prediction("other", 0.3))]]
+    reopened = _monitor(settings, kafka, profile)
+    _drain(reopened)
+    assert reopened._metrics.pending._value.get() == 1  # "early" waits; "joined" does not
+
+    kafka.batches = [[topics.message("loan-predictions", _prediction("early", 0.8))]]
+    _drain(reopened)
+    assert reopened._metrics.pending._value.get() == 0
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _: profile, settings)
+    assert performance.rows == 2
+
+
+def test_waiting_outcomes_beyond_the_bound_are_dropped_oldest_first(
+    settings: Settings, profile: ReferenceProfile
+) -> None:
+    settings = settings.model_copy(update={"max_pending_outcomes": 2})
+    topics, kafka = Topics(), FakeKafka()
+    for minute, application_id in enumerate(("oldest", "middle", "newest")):
+        kafka.batches = [[topics.message("loan-outcomes", _outcome(application_id, True))]]
+        monitor = _monitor(settings, kafka, profile, at=_NOW + timedelta(minutes=minute))
+        _drain(monitor)
+
+    assert monitor._metrics.expired._value.get() == 1
+    assert monitor._metrics.pending._value.get() == 2
+    kafka.batches = [[topics.message("loan-predictions", _prediction(i, 0.5))
+                      for i in ("oldest", "middle", "newest")]]  # fmt: skip
+    _drain(monitor)
+    _, performance, _, _ = measure(Store(settings.database_url), lambda _: profile, settings)
+    assert performance.rows == 2  # "oldest" was dropped: it never joins

@@ -222,6 +222,7 @@ def test_each_version_stores_its_reference_profile_binned_on_its_training_split(
         assert histogram.count(split.train_features[name]).tolist() == histogram.counts
     assert sum(profile.score.counts) == profile.validation_rows == len(split.validation_features)
     assert len(profile.score.counts) >= 5  # deciles of a continuous score, not one lump
+    assert profile.validation_roc_auc == pytest.approx(champion.roc_auc)  # live AUC's yardstick
 
 
 def test_every_candidate_is_registered_and_tagged(trainings: TwoTrainings, store: Store) -> None:

@@ -64,10 +64,20 @@ def test_profile_covers_every_feature_and_the_score_and_round_trips_as_json(
     train = feature_frame.head(2_000)
     scores = np.random.default_rng(5).beta(2, 6, size=700)
 
-    profile = reference_profile(train, scores)
+    profile = reference_profile(train, scores, 0.78)
 
+    assert profile.validation_roc_auc == 0.78
     assert list(profile.features) == list(FEATURE_COLUMNS)
     assert all(sum(h.counts) == len(train) for h in profile.features.values())
     assert sum(profile.score.counts) == profile.validation_rows == len(scores)
     assert profile.training_rows == len(train)
     assert ReferenceProfile.model_validate_json(profile.model_dump_json()) == profile
+
+
+def test_a_profile_written_before_the_validation_roc_auc_is_still_read(
+    feature_frame: pd.DataFrame,
+) -> None:
+    current = reference_profile(feature_frame.head(500), [0.1, 0.2, 0.3], 0.7)
+    older = current.model_dump(exclude={"validation_roc_auc"})
+
+    assert ReferenceProfile.model_validate(older).validation_roc_auc is None
