@@ -33,11 +33,11 @@ and ``monitor_outcomes_expired_total``.
 Every batch measures the live state, so every measure is bounded: PSI over the last
 ``window_rows`` applications and scores, live performance and the shadow comparison over
 the ``performance_window_rows`` most recent joined outcomes (live fairness too: its rows
-with personal fields), read by the outcomes' arrival
-index (``ORDER BY ... LIMIT``), and the outcomes still waiting for their prediction are
-counted and expired from their own list. A batch costs the same with ten million joined
-outcomes stored as with ten thousand. No measure is skipped on a timer: the alert decisions are a
-function of the database alone, so a replayed batch re-derives them without a clock.
+with personal fields), read by the outcomes' arrival index (``ORDER BY ... LIMIT``), and
+the outcomes still waiting for their prediction are counted and expired from their own
+list. So a batch costs no more with ten million joined outcomes stored than with ten
+thousand. No measure is skipped on a timer: the alert decisions are a function of the
+database alone, so a replayed batch re-derives them without a clock.
 
 Champion and challenger are compared on the same applications by construction: the
 worker writes an application's shadow score in the transaction of its official score,
