@@ -82,7 +82,7 @@ def main() -> int:
             warnings=lambda: _warnings(watcher, shadow, worker),
             liveness=worker.liveness,
             refusal=lambda: _refusal(watcher),
-            shadow=lambda: _shadow_status(settings.shadow_alias, shadow, worker),
+            shadow=lambda: _shadow_status(settings.shadow_alias, shadow, worker, watcher),
         )
     except (FatalTransportError, OSError) as exc:
         _log.critical("cannot start", extra={"reason": str(exc)})
@@ -158,20 +158,24 @@ def _warnings(champion: AliasWatcher, shadow: AliasWatcher | None, worker: Worke
     problem = champion.problem
     warnings = [problem] if problem else []
     if shadow is not None:
-        warnings += [f"shadow challenger: {p}" for p in _shadow_problems(shadow, worker)]
+        problems = _shadow_problems(shadow, worker, champion)
+        warnings += [f"shadow challenger: {p}" for p in problems]
     return warnings
 
 
-def _shadow_problems(shadow: AliasWatcher, worker: Worker) -> list[str]:
+def _shadow_problems(shadow: AliasWatcher, worker: Worker, champion: AliasWatcher) -> list[str]:
     """Why the shadow challenger is not scoring (empty when it is)."""
     problems = [p for p in (shadow.problem, worker.shadow_failure) if p]
-    if shadow.current is None and not problems:
+    current, serving = shadow.current, champion.current
+    if current is None and not problems:
         problems.append("not loaded yet")
+    elif current is not None and serving is not None and current.version == serving.version:
+        problems.append(f"version {current.version} is the champion: nothing to compare")
     return problems
 
 
 def _shadow_status(
-    alias: str | None, shadow: AliasWatcher | None, worker: Worker
+    alias: str | None, shadow: AliasWatcher | None, worker: Worker, champion: AliasWatcher
 ) -> dict[str, object] | None:
     """``/model``'s ``shadow``: the alias, the loaded challenger (or None) and its problems."""
     if alias is None or shadow is None:
@@ -182,7 +186,7 @@ def _shadow_status(
         "alias": alias,
         "model": current.describe() if current else None,
         "refused": refused.describe() if refused else None,
-        "problems": _shadow_problems(shadow, worker),
+        "problems": _shadow_problems(shadow, worker, champion),
     }
 
 

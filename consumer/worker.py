@@ -323,7 +323,7 @@ class Worker:
         scores = score_applications(applications, model)
         explained = self._reasons(scores, model) if self._settings.reason_codes else None
         scored = self._clock()
-        shadowed = self._score_shadow(applications, scores)
+        shadowed = self._score_shadow(applications, scores, model)
         shadow_done = self._clock()
         info = BatchInfo(
             scored_at=datetime.now(UTC),
@@ -360,12 +360,15 @@ class Worker:
         return outcome
 
     def _score_shadow(
-        self, applications: list[LoanApplication], scores: Scores
+        self, applications: list[LoanApplication], scores: Scores, champion: LoadedModel
     ) -> tuple[LoadedModel, Scores] | None:
         """The shadow challenger and its scores of the batch; None when there is no
-        challenger or it fails (then counted, and logged when the reason changes)."""
+        challenger, it is the champion's own version (as after ``promote --from-shadow``,
+        which leaves the shadow alias where it was: scoring it again would compare the
+        champion with itself), or it fails (then counted, and logged when the reason
+        changes)."""
         challenger = self._shadow.current if self._shadow is not None else None
-        if challenger is None or not applications:
+        if challenger is None or challenger.version == champion.version or not applications:
             return None
         result = score_challenger(applications, challenger, scores)
         if isinstance(result, ScoringFailure):

@@ -4,7 +4,8 @@ One worker, one scenario: the challenger alias first names a version that cannot
 (the champion scores regardless, and ``/readyz``, ``/model`` and ``/metrics`` say why),
 then a good one, which the worker swaps in by itself. Every application then has exactly
 one official score, equal to the champion's offline prediction, and every application
-scored after the swap exactly one shadow score, equal to the challenger's.
+scored after the swap exactly one shadow score, equal to the challenger's, until the alias
+is moved to the champion's own version: then none.
 
 ``promote --from-shadow`` runs (its CLI, in process) against the session's MLflow server and a
 monitor database: it refuses on one labelled application too few, then moves ``champion``
@@ -96,13 +97,28 @@ def test_shadow_scores_are_the_challenger_s_exactly_once_and_never_the_official_
     after = scenario.publish_scored("after", 300)
     status, described = worker.get("/model")
     shadow_scored = worker.metrics()["scorer_shadow_applications_scored_total"]
+
+    # The alias now names the champion (as promote --from-shadow leaves it): not scored twice.
+    client = registry_client(RegistrySettings(tracking_uri=scenario.tracking_uri))
+    client.set_registered_model_alias(names["model_name"], _CHALLENGER, champion.version)
+    wait_for(
+        lambda: _shadow_status(worker)["problems"],
+        lambda problems: (
+            problems == [f"version {champion.version} is the champion: nothing to compare"]
+        ),
+        timeout_s=60,
+        what="the challenger alias on the champion's version",
+    )
+    same = scenario.publish_scored("same", 50)
+    shadow_scored_same = worker.metrics()["scorer_shadow_applications_scored_total"]
     scenario.stop_workers()
 
     assert (status, described["version"]) == (200, champion.version)
     assert described["shadow"]["problems"] == []
     assert shadow_scored == len(after)
+    assert shadow_scored_same == shadow_scored
     audit = scenario.audit()
-    audit.assert_exactly_once(before + after)
+    audit.assert_exactly_once(before + after + same)
     read = read_to_end(scenario.bootstrap_servers, [shadow_topic], group_id=unique_name("shadow"))
     shadow = [ShadowScore.model_validate_json(m.value() or b"") for m in read[shadow_topic]]
     assert Counter(s.application_id for s in shadow) == Counter(after)  # once each, none before

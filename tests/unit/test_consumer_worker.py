@@ -832,6 +832,19 @@ def test_a_challenger_that_fails_to_score_costs_the_champion_nothing(
     assert any("shadow challenger failed" in r.getMessage() for r in caplog.records)
 
 
+def test_a_challenger_that_is_the_champion_s_version_is_not_scored_again(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    """After ``promote --from-shadow`` the shadow alias names the new champion."""
+    challenger = _model(pipeline, "1")
+    transport, _, metrics = _shadow_run(_model(pipeline, "1"), challenger, applications[:4])
+
+    assert len(_scores(transport)) == 4
+    assert _on(transport.committed, SHADOW_SCORES_TOPIC) == []
+    assert challenger.pipeline.calls == 0  # type: ignore[attr-defined]
+    assert metrics.shadow_scored._value.get() == 0
+
+
 def test_no_challenger_loaded_scores_as_usual(
     pipeline: object, applications: list[LoanApplication]
 ) -> None:
