@@ -33,6 +33,7 @@ resumes exactly after the last committed batch. A worker that misses a rebalance
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
 import os
@@ -97,6 +98,16 @@ _MAX_RETRY_S: Final = 5.0
 def _exit_stalled() -> None:
     logging.shutdown()  # flush the critical line before the hard exit
     os._exit(EXIT_STALLED)  # a stuck C call never returns: no clean shutdown is possible
+
+
+def _arm_backstop(after_s: float) -> None:
+    """Unless re-armed within ``after_s``, write every thread's stack to stderr and exit 1.
+
+    The watchdog re-arms it on every tick. It fires only when the watchdog itself cannot run
+    (a C call holding the GIL, or a lock its log line needs): the whole process is frozen,
+    which no Python thread can notice. faulthandler's timer is a C thread that needs neither.
+    """
+    faulthandler.dump_traceback_later(after_s, exit=True)
 
 
 class ModelSource(Protocol):
@@ -468,19 +479,26 @@ class Worker:
 
     @contextmanager
     def _watchdog(self) -> Iterator[None]:
-        """Run ``_watch`` in a thread for the duration of the block, and join it after."""
+        """Run ``_watch`` in a thread for the duration of the block, and join it after;
+        with the default ``on_stall``, under the backstop (``_arm_backstop``) too."""
+        # A test's on_stall replaces the exit: the backstop would end the test process.
+        backstop = self._on_stall is _exit_stalled
         done = threading.Event()
         thread = threading.Thread(
-            target=self._watch, args=(done,), name=WATCHDOG_THREAD, daemon=True
+            target=self._watch, args=(done, backstop), name=WATCHDOG_THREAD, daemon=True
         )
+        if backstop:  # armed here: the loop may hold the GIL before the thread first runs
+            _arm_backstop(2 * self._settings.stall_timeout_s)
         thread.start()
         try:
             yield
         finally:
             done.set()
             thread.join()
+            if backstop:
+                faulthandler.cancel_dump_traceback_later()
 
-    def _watch(self, done: threading.Event) -> None:
+    def _watch(self, done: threading.Event, backstop: bool) -> None:
         """Call ``on_stall`` (by default: exit the process) if one step outlasts
         ``stall_timeout_s``; return once ``done`` is set.
 
@@ -492,6 +510,8 @@ class Worker:
         """
         limit = self._settings.stall_timeout_s
         while not done.wait(min(1.0, limit / 4)):
+            if backstop:
+                _arm_backstop(2 * limit)  # re-armed: only a frozen process lets it fire
             step, since = self._step
             stalled = self._clock() - since
             if stalled > limit:

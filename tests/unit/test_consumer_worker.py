@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -561,6 +563,45 @@ def test_a_step_stuck_past_the_stall_timeout_triggers_the_watchdog(
 
     assert not runner.is_alive()
     assert stalls == ["stalled"]
+
+
+_FROZEN_WORKER = """
+import ctypes, sys
+from consumer.model import LoadedModel
+from consumer.ops import Metrics
+from consumer.settings import Settings
+from consumer.worker import Worker
+
+class FrozenTransport:  # consume() holds the GIL: not even the watchdog thread can run
+    def start(self): pass
+    def consume(self, max_messages, timeout_s):
+        ctypes.PyDLL(None).sleep(60)  # PyDLL keeps the GIL across the call
+    def close(self): pass
+
+class Models:
+    current = LoadedModel("m", "1", "run-1", 0.5, pipeline=None)
+    def wait_loaded(self, timeout): return True
+
+settings = Settings(kafka_bootstrap_servers="unused:9092", mlflow_tracking_uri="unused",
+                    transaction_timeout_ms=1000, stall_timeout_s=1.5)
+sys.exit(Worker(settings, transport=FrozenTransport(), models=Models(), metrics=Metrics()).run())
+"""
+
+
+def test_a_frozen_process_is_ended_by_the_backstop_with_every_thread_s_stack() -> None:
+    """Frozen with the GIL held, the watchdog thread cannot run; faulthandler's C timer,
+    re-armed by the watchdog on every tick, ends the process at twice the stall limit."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FROZEN_WORKER],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Timeout (0:00:03)!" in done.stderr
+    assert "in consume" in done.stderr  # the frozen call is named
+    assert "worker stalled" not in done.stderr
 
 
 def test_a_quiet_stream_is_not_a_stall(pipeline: object) -> None:
