@@ -7,10 +7,12 @@ invalid settings, registry credentials refused at start-up (or the model not rea
 with them), or an unusable HTTP port / Kafka configuration, 3 when the stall
 watchdog finds the loop stuck, 4 when the worker could not consume even after
 replacing its Kafka clients (see ``consumer.worker``); restart on 1, 3 and 4.
+SIGUSR1 writes every thread's stack to stderr and changes nothing else.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -29,6 +31,9 @@ from contracts.model_trust import SigningKeyError, load_public_keys
 from contracts.registry_access import use_credentials
 
 _log = logging.getLogger("consumer")
+
+DUMP_STACKS_SIGNAL: Final = signal.SIGUSR1
+"""Writes every thread's stack to stderr; the worker carries on."""
 
 # MLflow's HTTP client retries a refused connection for minutes by default; the
 # alias watcher has its own backoff, so each attempt should fail fast and say why.
@@ -89,6 +94,9 @@ def main() -> int:
         return EXIT_USAGE
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: _stop(worker, received))
+    # An operator's (or a failed test's) view of a worker that looks stuck: faulthandler
+    # writes from C, so it answers even when a C call holds the GIL.
+    faulthandler.register(DUMP_STACKS_SIGNAL, all_threads=True)
 
     ops.start()  # answering while the registry is asked, however long that takes
     try:

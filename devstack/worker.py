@@ -19,6 +19,7 @@ from typing import Any, Final
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumer.cli import DUMP_STACKS_SIGNAL
 from consumer.settings import ENV_PREFIX, Settings
 from devstack.processes import POLL_S, ROOT, DevstackError, free_port, log_tail
 
@@ -26,6 +27,7 @@ _HTTP_TIMEOUT_S: Final = 5.0
 _READY_TIMEOUT_S: Final = 180.0
 _STOP_TIMEOUT_S: Final = 60.0
 _KILL_TIMEOUT_S: Final = 30.0
+_STACKS_END: Final = "Current thread"
 # A deployed worker is told only the tracking URI; an inherited registry URI would win.
 _NEVER_INHERITED: Final = ("MLFLOW_REGISTRY_URI",)
 
@@ -161,6 +163,28 @@ class WorkerProcess:
             raise DevstackError(
                 f"the worker did not exit {timeout_s:.0f}s after SIGTERM", self.log_path
             ) from None
+
+    def dump_stacks(self, timeout_s: float = _HTTP_TIMEOUT_S) -> str:
+        """Every thread's stack (SIGUSR1, ``consumer.cli.DUMP_STACKS_SIGNAL``), as the worker
+        logged it; "" if it is not running or wrote none within ``timeout_s``.
+
+        The worker carries on: this is how a test that failed shows where a worker was.
+        """
+        if not self.running:
+            return ""
+        start = self.log_path.stat().st_size
+        self.process.send_signal(DUMP_STACKS_SIGNAL)
+        deadline = time.monotonic() + timeout_s
+        written = ""
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as log:
+                log.seek(start)
+                fresh = log.read().decode("utf-8", errors="replace")
+            if _STACKS_END in written and fresh == written:
+                return written  # the current thread is written and nothing more came
+            written = fresh
+            time.sleep(POLL_S)  # waiting for a file to stop growing: nothing to block on
+        return written
 
     def kill(self, timeout_s: float = _KILL_TIMEOUT_S) -> int:
         """SIGKILL (a crash at whatever point the worker is, or a teardown); the exit code."""

@@ -41,7 +41,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Quote the log of a service that failed (``DevstackError.log_path``) in the report.
+    """Quote the log of a service that failed (``DevstackError.log_path``) in the report,
+    and, when a test with a ``Scenario`` fails, where each of its workers is and what it logged.
 
     ``devstack`` keeps its messages to one line for the demo's sake; a test needs the log.
     """
@@ -49,6 +50,11 @@ def pytest_runtest_makereport(
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, DevstackError) and error.log_path is not None:
         report.sections.append((f"log {error.log_path}", log_tail(error.log_path)))
+    # Looked up by name: importing tests.helpers.scenario here would import the fixture
+    # plugins before pytest can rewrite their asserts.
+    world = getattr(item, "funcargs", {}).get("scenario")
+    if report.failed and call.when == "call" and hasattr(world, "failure_sections"):
+        report.sections.extend(world.failure_sections())
     return report
 
 

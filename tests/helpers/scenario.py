@@ -49,6 +49,7 @@ _SCORED = "scorer_applications_scored_total"
 _PUBLISH_RATE_PER_S = 500.0
 _KILL_POLL_S = 0.02
 _SUPERVISE_POLL_S = 0.2
+_FAILED_LOG_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,16 @@ class Scenario:
             ],
             dead_letters=read[topics.dead_letters],
         )
+
+    def failure_sections(self) -> list[tuple[str, str]]:
+        """For a failed test's report: each worker's log tail, ending with its thread stacks
+        if it is still running (a stuck worker shows where it is stuck)."""
+        for worker in self.workers:
+            worker.dump_stacks()  # into its log
+        return [
+            (f"log {worker.log_path}", worker.log_tail(_FAILED_LOG_CHARS))
+            for worker in self.workers
+        ]
 
     def close(self) -> None:
         """Stop supervision and publishers, and kill every worker still running."""

@@ -60,6 +60,8 @@ def test_every_application_gets_exactly_one_score_equal_to_the_offline_model(
     scenario.wait_for_outcomes(ids)
     status, described = scorer.get("/model")
     _, metrics_text = scorer.get("/metrics")
+    stacks = scorer.dump_stacks()  # SIGUSR1: the worker says where it is and carries on
+    assert "consumer/worker.py" in stacks, stacks
     scenario.stop_workers()
 
     # The worker is stopped, so the topics' ends are final: the audit reads everything there is.
