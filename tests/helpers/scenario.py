@@ -226,12 +226,21 @@ class Scenario:
     def wait_for_outcomes(self, ids: Sequence[str], timeout_s: float = 180.0) -> None:
         """Return once every id has a committed score or dead letter (read_committed)."""
         wanted = {i.encode() for i in ids}
+
+        def outcomes(read: dict[str, list[Message]]) -> set[bytes | None]:
+            return {m.key() for messages in read.values() for m in messages}
+
+        def missing(read: dict[str, list[Message]]) -> str:
+            absent = sorted(key for key in wanted - outcomes(read) if key is not None)
+            return f"{len(absent)} of {len(wanted)} ids without an outcome, e.g. {absent[:3]}"
+
         read_committed(
             self.bootstrap_servers,
             [self.topics.scores, self.topics.dead_letters],
-            lambda read: wanted <= {m.key() for messages in read.values() for m in messages},
+            lambda read: wanted <= outcomes(read),
             group_id=unique_name("progress"),
             timeout_s=timeout_s,
+            missing=missing,
         )
 
     def stop_workers(self) -> None:

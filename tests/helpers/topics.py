@@ -52,10 +52,12 @@ def read_committed(
     *,
     group_id: str,
     timeout_s: float = 120.0,
+    missing: Callable[[dict[str, list[Message]]], str] = lambda _read: "",
 ) -> dict[str, list[Message]]:
     """Read ``topics`` from the beginning (read_committed) until ``done(read so far)``.
 
-    Fails the test at the deadline, saying how many records each topic gave.
+    Fails the test at the deadline, saying how many records each topic gave and what
+    ``missing(read so far)`` says is still awaited.
     """
     consumer = _committed_reader(bootstrap_servers, group_id)
     consumer.subscribe(topics)
@@ -65,7 +67,7 @@ def read_committed(
         while not done(read):
             if time.monotonic() > deadline:
                 counts = {topic: len(messages) for topic, messages in read.items()}
-                pytest.fail(f"topics not complete in {timeout_s:.0f}s: {counts}")
+                pytest.fail(f"topics not complete in {timeout_s:.0f}s: {counts} {missing(read)}")
             for message in consumer.consume(500, _POLL_S):
                 if message.error():
                     raise KafkaException(message.error())
