@@ -52,7 +52,7 @@ from training import CandidateResult, TrainingReport, registry_client
 _BROKER_START_TIMEOUT_S: Final = 180
 _PHASE_TIMEOUT_S: Final = 900.0
 _VISIBLE_TIMEOUT_S: Final = 60.0
-_INFERENCE_SECONDS: Final = 3.0
+_TIMED_S: Final = 1.0  # per in-process call timed by ceiling B
 _SEED: Final = 7
 _POLL_S: Final = 0.5
 # Sampling stops at the first poll that sees the drain done: poll often, so idle time
@@ -177,15 +177,16 @@ class Run:
         )
 
     def ceiling_b(self) -> ceilings.StageCosts:
+        batch = list(traffic.applications(self.worker.batch_max_messages, _SEED + 999))
         with self.step("ceiling B: timing the champion alone"):
-            cache = self.workdir / "bench-cache"
-            model, load_s, check_s = ceilings.load_champion(
-                self.mlflow.url, self.model_name, cache, self.public_key, _INFERENCE_SECONDS
-            )
-            batch = list(traffic.applications(self.worker.batch_max_messages, _SEED + 999))
-            costs = ceilings.stage_costs(model, batch, _INFERENCE_SECONDS, self.worker)
-            return costs.model_copy(
-                update={"load_ms": load_s * 1e3, "verification_ms": check_s * 1e3}
+            return ceilings.champion_alone(
+                self.mlflow.url,
+                self.model_name,
+                self.workdir / "bench-cache",
+                self.public_key,
+                batch,
+                _TIMED_S,
+                self.worker,
             )
 
     def floor(self) -> Floor:
