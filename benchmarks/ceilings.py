@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import mlflow.pyfunc
 import pandas as pd
@@ -24,7 +24,7 @@ from benchmarks import BenchmarkError
 from consumer.decoding import decode_application
 from consumer.errors import ScorerError
 from consumer.explaining import top_reasons
-from consumer.model import LoadedModel, RegistryLoader
+from consumer.model import RegistryLoader
 from consumer.records import Headers, OutboundRecord
 from consumer.scoring import feature_frame
 from consumer.settings import Settings
@@ -120,16 +120,27 @@ class StageCosts(BaseModel):
     verification_ms: float = 0.0  # its signature and file digests alone
     reasons_us_per_row: float | None = None  # top reasons of a scored batch (no explainer: None)
 
-    @property
-    def model_rows_per_s(self) -> float:
-        return 1e6 / self.model_us_per_row
+
+class _Timing(NamedTuple):
+    """Median CPU and wall seconds of one call, and how many calls were timed."""
+
+    cpu_s: float
+    wall_s: float
+    calls: int
 
 
-def load_champion(
-    tracking_uri: str, model_name: str, cache_dir: Path, public_key: Path, seconds: float
-) -> tuple[LoadedModel, float, float]:
-    """The champion, loaded exactly as the worker loads it; then the median CPU seconds of
-    a load from the cache and of its signature check alone, each timed for ``seconds / 2``
+def champion_alone(
+    tracking_uri: str,
+    model_name: str,
+    cache_dir: Path,
+    public_key: Path,
+    applications: Sequence[LoanApplication],
+    seconds: float,
+    settings: Settings,
+) -> StageCosts:
+    """Load the champion exactly as the worker does, then time (median call, each for about
+    ``seconds``) the worker's decode, feature assembly, model call and reasons on
+    ``applications`` (one batch), a load from the cache, and its signature check alone
     (issue 11: the check must stay under 10% of a load)."""
     keys = tuple(load_public_keys(str(public_key)))
     loader = RegistryLoader(
@@ -144,47 +155,35 @@ def load_champion(
         model = loader.load(ref)
     except ScorerError as exc:
         raise BenchmarkError(f"cannot load the champion: {exc}") from exc
-    files = loader.artifacts(ref)
-    load_s, _, _ = _median_call(lambda: loader.load(ref), seconds / 2)
-    check_s, _, _ = _median_call(
-        lambda: check_files(verify_signed_manifest(ref.tags, keys), files), seconds / 2
-    )
-    return model, load_s, check_s
-
-
-def stage_costs(
-    model: LoadedModel,
-    applications: Sequence[LoanApplication],
-    seconds: float,
-    settings: Settings,
-) -> StageCosts:
-    """Time the worker's decode, feature assembly, model call and reasons on ``applications``
-    (one batch), each for about a quarter of ``seconds``; the median call is reported."""
-    size, budget, max_bytes = len(applications), seconds / 4, settings.max_message_bytes
+    files, size, max_bytes = loader.artifacts(ref), len(applications), settings.max_message_bytes
     values = [encode_application(app, datetime.now(UTC))[1] for app in applications]
     frame = feature_frame(applications, model.features)
-    decode_cpu, _, _ = _median_call(
-        lambda: [decode_application(value, max_bytes=max_bytes) for value in values], budget
-    )
-    features_cpu, _, _ = _median_call(lambda: feature_frame(applications, model.features), budget)
-    model_cpu, model_wall, calls = _median_call(lambda: model.pipeline.predict_proba(frame), budget)
-    proba, reasons_cpu = model.pipeline.predict_proba(frame)[:, 1], None
+    calls: dict[str, Callable[[], object]] = {
+        "decode": lambda: [decode_application(value, max_bytes=max_bytes) for value in values],
+        "features": lambda: feature_frame(applications, model.features),
+        "model": lambda: model.pipeline.predict_proba(frame),
+        "load": lambda: loader.load(ref),
+        "verification": lambda: check_files(verify_signed_manifest(ref.tags, keys), files),
+    }
     if (explainer := model.explainer) is not None:
-        count = settings.reason_count
-        reasons_cpu = _median_call(lambda: top_reasons(explainer, frame, proba, count), budget)[0]
+        proba = model.pipeline.predict_proba(frame)[:, 1]
+        calls["reasons"] = lambda: top_reasons(explainer, frame, proba, settings.reason_count)
+    timed = {name: _median_call(call, seconds) for name, call in calls.items()}
+    per_row_us = {name: timing.cpu_s / size * 1e6 for name, timing in timed.items()}
     return StageCosts(
         batch_size=size,
-        calls=calls,
-        decode_us_per_row=decode_cpu / size * 1e6,
-        features_us_per_row=features_cpu / size * 1e6,
-        model_us_per_row=model_cpu / size * 1e6,
-        model_wall_us_per_row=model_wall / size * 1e6,
-        reasons_us_per_row=None if reasons_cpu is None else reasons_cpu / size * 1e6,
+        calls=timed["model"].calls,
+        decode_us_per_row=per_row_us["decode"],
+        features_us_per_row=per_row_us["features"],
+        model_us_per_row=per_row_us["model"],
+        model_wall_us_per_row=timed["model"].wall_s / size * 1e6,
+        load_ms=timed["load"].cpu_s * 1e3,
+        verification_ms=timed["verification"].cpu_s * 1e3,
+        reasons_us_per_row=per_row_us.get("reasons"),
     )
 
 
-def _median_call(call: Callable[[], object], budget_s: float) -> tuple[float, float, int]:
-    """Median CPU seconds and median wall seconds of ``call``, and how many calls were timed."""
+def _median_call(call: Callable[[], object], budget_s: float) -> _Timing:
     for _ in range(_WARMUP_CALLS):
         call()
     cpu: list[float] = []
@@ -195,7 +194,7 @@ def _median_call(call: Callable[[], object], budget_s: float) -> tuple[float, fl
         call()
         cpu.append(time.process_time() - cpu_start)
         wall.append(time.perf_counter() - wall_start)
-    return statistics.median(cpu), statistics.median(wall), len(cpu)
+    return _Timing(statistics.median(cpu), statistics.median(wall), len(cpu))
 
 
 def naive_scorer(

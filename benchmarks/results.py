@@ -33,7 +33,6 @@ _TARGETS: Final = (
 )
 README_START: Final = "<!-- bench:start -->"
 README_END: Final = "<!-- bench:end -->"
-_STAGES: Final = ("consume", "decode", "score", "shadow", "produce", "commit", "other")
 SHADOW_SUFFIX: Final = " + shadow"
 """Ends the name of the drain whose worker also scores a shadow challenger."""
 
@@ -65,7 +64,7 @@ class Throughput(BaseModel):
     cores: dict[str, float]  # average cores per process, others, and the whole machine
     ready_rss_mb: dict[str, float] = {}  # per worker once ready, before any record
     peak_rss_mb: dict[str, float] = {}
-    stage_us: dict[str, float] = {}  # microseconds per application, per stage
+    stage_us: dict[str, float] = {}  # microseconds per application, per stage in loop order
     transactions: int = 0
     reason_codes: bool = True  # the workers' SCORER_REASON_CODES
 
@@ -176,7 +175,7 @@ def markdown(results: BenchResults) -> str:
         "| --- | ---: | --- |",
         _drain_row("Ceiling A: Kafka passthrough", results.ceiling_a, "msg/s"),
         f"| Ceiling B: champion alone | {b.model_us_per_row:.2f} µs/row | "
-        f"{b.model_rows_per_s:,.0f} rows/s per core at batch {b.batch_size} (CPU time; wall "
+        f"{1e6 / b.model_us_per_row:,.0f} rows/s per core at batch {b.batch_size} (CPU time; wall "
         f"{b.model_wall_us_per_row:.2f} µs/row); in isolation: decode "
         f"{b.decode_us_per_row:.1f} µs/row, feature assembly {b.features_us_per_row:.1f} µs/row"
         + (f", reasons {b.reasons_us_per_row:.1f} µs/row" if b.reasons_us_per_row else "")
@@ -231,7 +230,7 @@ def _drain_row(label: str, run: Throughput, unit: str) -> str:
         peaks = ", ".join(f"{mb:.0f}" for mb in run.peak_rss_mb.values())
         notes.append(f"RSS once ready {ready} MB, peak {peaks} MB")
     if run.stage_us:
-        stages = (f"{s} {run.stage_us[s]:.1f}" for s in _STAGES if s in run.stage_us)
+        stages = (f"{stage} {us:.1f}" for stage, us in run.stage_us.items())
         notes.append(f"µs/application: {', '.join(stages)}")
     notes.append(f"cores: {_cores(run.cores)}")
     return f"| {label} | {run.rate:,.0f} {unit} | {'; '.join(notes)} |"

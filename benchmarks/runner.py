@@ -1,8 +1,9 @@
 """One benchmark run, phase by phase, on services it starts and always stops: broker, MLflow
-server and champion; preload; ceiling A; ceiling B; the floor; one then two workers
-draining, then one with a shadow challenger (the cheapest other candidate within the
-latency budget); end-to-end latency; a py-spy profile. Ports are free ones, names unique, state
-in a temporary directory; every process's log is kept with the results.
+server and champion; ceiling A; ceiling B; the floor; one then two workers draining, then
+one with a shadow challenger (the cheapest other candidate within the latency budget);
+end-to-end latency; a py-spy profile. Each phase preloads topics of its own. Ports are free
+ones, names unique, state in a temporary directory; every process's log is kept with the
+results.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from contextlib import (
     contextmanager,
     nullcontext,
 )
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import mlflow
 import orjson
-from confluent_kafka import Message
+from confluent_kafka import Message, Producer
 from rich.console import Console
 
 import devstack
@@ -52,7 +52,7 @@ from training import CandidateResult, TrainingReport, registry_client
 _BROKER_START_TIMEOUT_S: Final = 180
 _PHASE_TIMEOUT_S: Final = 900.0
 _VISIBLE_TIMEOUT_S: Final = 60.0
-_INFERENCE_SECONDS: Final = 3.0
+_TIMED_S: Final = 1.0  # per in-process call timed by ceiling B
 _SEED: Final = 7
 _POLL_S: Final = 0.5
 # Sampling stops at the first poll that sees the drain done: poll often, so idle time
@@ -71,7 +71,6 @@ class Run:
     ) -> None:
         self.config, self.worker, self.logs, self.console = config, worker, logs, console
         self.services = ExitStack()
-        self.input_topic = unique_name("bench-applications")
 
     @contextmanager
     def step(self, description: str) -> Iterator[None]:
@@ -120,46 +119,22 @@ class Run:
     def _keep_log(self, path: Path, name: str) -> None:
         self.services.callback(lambda: path.is_file() and shutil.copyfile(path, self.logs / name))
 
-    def topics(self, prefix: str, *, shared_input: bool = False) -> ScorerTopics:
-        """Fresh topics; with ``shared_input``, the run's preloaded input instead of a new one."""
-        partitions = self.config.partitions
-        topics = ScorerTopics.unique(f"bench-{prefix}")
-        if not shared_input:
-            topics.create(self.servers, partitions, outputs=partitions)
-            return topics
-        devstack.create_topics(self.servers, dict.fromkeys(topics.names[1:], partitions))
-        return replace(topics, applications=self.input_topic)
-
-    def start_worker(
-        self, topics: ScorerTopics, group_id: str, worker_id: str, **settings: object
-    ) -> WorkerProcess:
-        """A worker with this process's ``SCORER_*`` settings (``settings`` win) and the run's
-        broker, registry and topics; stopped (SIGTERM) when the services close if not before."""
-        env = devstack.worker_env(
-            True,  # inherit this process's SCORER_* settings
-            kafka_bootstrap_servers=self.servers,
-            mlflow_tracking_uri=self.mlflow.url,
-            model_name=self.model_name,
-            model_cache_dir=self.workdir / "model-cache",
-            model_signing_public_key=self.public_key,
-            **topics.settings(),
-            group_id=group_id,
-            worker_id=worker_id,
-            **settings,
-        )
-        worker = WorkerProcess(env, self.logs / f"{worker_id}.log")
-        self.services.callback(worker.terminate)
-        return worker
-
-    def preload(self) -> None:
-        count = self.config.messages
-        devstack.create_topics(self.servers, {self.input_topic: self.config.partitions})
-        with self.step(f"preloading {count:,} applications"):
+    def load(self, name: str, count: int, *, hold: bool = False) -> tuple[ScorerTopics, Producer]:
+        """Fresh topics with ``count`` applications in the input, and the producer that wrote
+        them; with ``hold`` they stay invisible until ``traffic.release`` of that producer."""
+        topics = ScorerTopics.unique(f"bench-{name}")
+        topics.create(self.servers, self.config.partitions, outputs=self.config.partitions)
+        held = " (held back)" if hold else ""
+        with self.step(f"{name}: preloading {count:,} applications{held}"):
             records = traffic.applications(count, _SEED)
-            traffic.send(self.servers, self.input_topic, records, count=count)
+            producer = traffic.send(
+                self.servers, topics.applications, records, count=count, hold=hold
+            )
+        return topics, producer
 
     def ceiling_a(self) -> Throughput:
-        count, topics = self.config.messages, self.topics("passthrough", shared_input=True)
+        count = self.config.messages
+        topics, _ = self.load("passthrough", count)
         group, name = unique_name("bench-passthrough"), "bench-passthrough"
         settings = self.worker.model_copy(
             update={"kafka_bootstrap_servers": self.servers, **topics.settings()}
@@ -177,25 +152,26 @@ class Run:
         )
 
     def ceiling_b(self) -> ceilings.StageCosts:
+        batch = list(traffic.applications(self.worker.batch_max_messages, _SEED + 999))
         with self.step("ceiling B: timing the champion alone"):
-            cache = self.workdir / "bench-cache"
-            model, load_s, check_s = ceilings.load_champion(
-                self.mlflow.url, self.model_name, cache, self.public_key, _INFERENCE_SECONDS
-            )
-            batch = list(traffic.applications(self.worker.batch_max_messages, _SEED + 999))
-            costs = ceilings.stage_costs(model, batch, _INFERENCE_SECONDS, self.worker)
-            return costs.model_copy(
-                update={"load_ms": load_s * 1e3, "verification_ms": check_s * 1e3}
+            return ceilings.champion_alone(
+                self.mlflow.url,
+                self.model_name,
+                self.workdir / "bench-cache",
+                self.public_key,
+                batch,
+                _TIMED_S,
+                self.worker,
             )
 
     def floor(self) -> Floor:
-        count, output = self.config.naive_messages, self.topics("naive", shared_input=True)
-        topics, uri = (
-            (self.input_topic, output.scores),
-            f"models:/{self.model_name}@{CHAMPION_ALIAS}",
-        )
+        count = self.config.naive_messages
+        topics, _ = self.load("naive", count)
+        uri = f"models:/{self.model_name}@{CHAMPION_ALIAS}"
         with self.step(f"floor: naive per-message scorer on {count:,} messages"):
-            done, s = ceilings.naive_scorer(self.servers, uri, topics, count, _PHASE_TIMEOUT_S)
+            done, s = ceilings.naive_scorer(
+                self.servers, uri, (topics.applications, topics.scores), count, _PHASE_TIMEOUT_S
+            )
         return Floor(records=done, seconds=s, rate=done / s if s > 0 else 0.0)
 
     def drain(
@@ -213,15 +189,12 @@ class Run:
         one open transaction and released once every worker is ready, so none starts late;
         each application must come out exactly once. ``reason_codes`` off: the workers' scores
         carry none; ``shadow``: the workers also score the shadow challenger."""
-        topics = self.topics(name)
+        topics, held = self.load(name, count, hold=True)
         settings: dict[str, object] = {"reason_codes": reason_codes}
         if shadow:
             shadow_topic = f"{topics.scores}-s"
             settings |= {"shadow_alias": SHADOW_ALIAS, "shadow_scores_topic": shadow_topic}
             devstack.create_topics(self.servers, {shadow_topic: processes})
-        with self.step(f"{name}: preloading {count:,} applications (held back)"):
-            records = traffic.applications(count, _SEED)
-            held = traffic.send(self.servers, topics.applications, records, count=count, hold=True)
         workers = self._ready_workers(name, processes, topics, **settings)
         ready = {w.worker_id: measure.memory_mb(w.pid) for w in workers}
         pids = {"broker": self.broker_pid, **{w.worker_id: w.pid for w in workers}}
@@ -279,7 +252,8 @@ class Run:
 
     def latency(self) -> tuple[list[LatencyPoint], float]:
         """Latency points per rate, and the serving worker's peak resident memory."""
-        topics = self.topics("latency")
+        topics = ScorerTopics.unique("bench-latency")
+        topics.create(self.servers, self.config.partitions, outputs=self.config.partitions)
         (worker,) = self._ready_workers("latency", 1, topics, reason_codes=True)
         pids = {"broker": self.broker_pid, worker.worker_id: worker.pid, "harness": os.getpid()}
         points = []
@@ -303,11 +277,27 @@ class Run:
     def _ready_workers(
         self, name: str, processes: int, topics: ScorerTopics, **settings: object
     ) -> list[WorkerProcess]:
-        """``processes`` workers in one new group, returned once all are ready at the same
-        time: each with its partitions (a worker joining later revokes the others')."""
+        """``processes`` workers in one new group, with this process's ``SCORER_*`` settings,
+        ``settings`` and the run's broker, registry and topics; returned once all are ready
+        at the same time: each with its partitions (a worker joining later revokes the
+        others'). Each is stopped (SIGTERM) when the services close if not before."""
         group = unique_name(f"bench-{name}")
-        ids = [f"bench-{name}-{k + 1}" for k in range(processes)]
-        workers = [self.start_worker(topics, group, worker_id, **settings) for worker_id in ids]
+        workers = []
+        for worker_id in (f"bench-{name}-{k + 1}" for k in range(processes)):
+            env = devstack.worker_env(
+                True,  # inherit this process's SCORER_* settings (``settings`` win)
+                kafka_bootstrap_servers=self.servers,
+                mlflow_tracking_uri=self.mlflow.url,
+                model_name=self.model_name,
+                model_cache_dir=self.workdir / "model-cache",
+                model_signing_public_key=self.public_key,
+                **topics.settings(),
+                group_id=group,
+                worker_id=worker_id,
+                **settings,
+            )
+            workers.append(WorkerProcess(env, self.logs / f"{worker_id}.log"))
+            self.services.callback(workers[-1].terminate)
         deadline = time.monotonic() + _PHASE_TIMEOUT_S
         with self.step(f"{name}: starting {processes} worker(s)"):
             while not all(w.get("/readyz")[0] == 200 for w in workers):
@@ -399,7 +389,6 @@ def run_benchmark(
     run = Run(config, worker, run_dir / "logs", console)
     with run.services:
         champion = run.start(data)
-        run.preload()
         phases: dict[str, Any] = {"ceiling_a": run.ceiling_a(), "ceiling_b": run.ceiling_b()}
         phases |= {"floor": run.floor()}
         # One worker with reason codes on, then off (the switch's cost, side by side), then
