@@ -45,8 +45,8 @@ from consumer.ops import STAGES
 from consumer.settings import Settings as WorkerSettings
 from contracts.model_names import CHAMPION_ALIAS, SHADOW_ALIAS
 from devstack import ROOT, DevstackError, ScorerTopics, WorkerProcess, unique_name
-from devstack.champion import train_signed_champion
-from training import CandidateResult, TrainingReport, registry_client
+from devstack.champion import name_shadow_challenger, train_signed_champion
+from training import CandidateResult
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
@@ -109,12 +109,7 @@ class Run:
         mlflow.set_tracking_uri(self.mlflow.url)
         mlflow.set_registry_uri(self.mlflow.url)
         self.public_key, self.model_name = trained.public_key, trained.settings.model_name
-        self.challenger = _challenger(trained.report, trained.settings.latency_budget_us)
-        if self.challenger is not None:
-            client = registry_client(trained.settings)
-            client.set_registered_model_alias(
-                self.model_name, SHADOW_ALIAS, self.challenger.version
-            )
+        self.challenger = name_shadow_challenger(trained)
         return trained.champion
 
     def _keep_log(self, path: Path, name: str) -> None:
@@ -313,16 +308,6 @@ class Run:
             while not all(w.get("/readyz")[0] == 200 for w in workers):
                 _poll(workers, deadline, _POLL_S, f"{name}: workers not all ready")
         return workers
-
-
-def _challenger(report: TrainingReport, budget_us: float) -> CandidateResult | None:
-    """The shadow drain's challenger: the cheapest other candidate fast enough to be champion."""
-    others = [
-        c
-        for c in report.candidates
-        if c is not report.champion and c.inference_us_per_row <= budget_us
-    ]
-    return min(others, key=lambda c: c.expected_cost, default=None)
 
 
 def _check_alive(workers: Sequence[WorkerProcess]) -> None:
