@@ -1,13 +1,14 @@
 """One benchmark run, phase by phase, on services it starts and always stops: broker, MLflow
 server and champion; ceiling A; ceiling B; the floor; one then two workers draining, then
-one with a shadow challenger (the cheapest other candidate within the latency budget);
-end-to-end latency; a py-spy profile. Each phase preloads topics of its own. Ports are free
-ones, names unique, state in a temporary directory; every process's log is kept with the
-results.
+one with a shadow challenger (the cheapest other candidate within the latency budget), and
+the monitor over what that one wrote; end-to-end latency; a py-spy profile. Each phase
+preloads topics of its own. Ports are free ones, names unique, state in a temporary
+directory; every process's log is kept with the results.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -32,10 +33,12 @@ import devstack
 from benchmarks import BenchmarkError, ceilings, measure, profiling, traffic
 from benchmarks.measure import span, steady_window
 from benchmarks.results import (
+    MONITOR_CATCH_UP_S,
     SHADOW_SUFFIX,
     BenchResults,
     Floor,
     LatencyPoint,
+    MonitorRun,
     RunConfig,
     Throughput,
     with_verdicts,
@@ -44,9 +47,10 @@ from benchmarks.results import (
 from consumer.ops import STAGES
 from consumer.settings import Settings as WorkerSettings
 from contracts.model_names import CHAMPION_ALIAS, SHADOW_ALIAS
-from devstack import ROOT, DevstackError, ScorerTopics, WorkerProcess, unique_name
-from devstack.champion import train_signed_champion
-from training import CandidateResult, TrainingReport, registry_client
+from devstack import ROOT, DevstackError, MonitorProcess, ScorerTopics, WorkerProcess, unique_name
+from devstack.champion import name_shadow_challenger, train_signed_champion
+from monitor.settings import Settings as MonitorSettings
+from training import CandidateResult
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
@@ -108,22 +112,25 @@ class Run:
         mlflow.set_tracking_uri(self.mlflow.url)
         mlflow.set_registry_uri(self.mlflow.url)
         self.public_key, self.model_name = trained.public_key, trained.settings.model_name
-        self.challenger = _challenger(trained.report, trained.settings.latency_budget_us)
-        if self.challenger is not None:
-            client = registry_client(trained.settings)
-            client.set_registered_model_alias(
-                self.model_name, SHADOW_ALIAS, self.challenger.version
-            )
+        self.challenger = name_shadow_challenger(trained)
         return trained.champion
 
     def _keep_log(self, path: Path, name: str) -> None:
         self.services.callback(lambda: path.is_file() and shutil.copyfile(path, self.logs / name))
 
-    def load(self, name: str, count: int, *, hold: bool = False) -> tuple[ScorerTopics, Producer]:
-        """Fresh topics with ``count`` applications in the input, and the producer that wrote
-        them; with ``hold`` they stay invisible until ``traffic.release`` of that producer."""
+    def topics(self, name: str) -> ScorerTopics:
+        """Fresh topics for a phase called ``name``, every one with the run's partitions."""
         topics = ScorerTopics.unique(f"bench-{name}")
         topics.create(self.servers, self.config.partitions, outputs=self.config.partitions)
+        return topics
+
+    def load(
+        self, name: str, count: int, *, hold: bool = False, topics: ScorerTopics | None = None
+    ) -> tuple[ScorerTopics, Producer]:
+        """``count`` applications in the input of ``topics`` (default: fresh ones), and the
+        producer that wrote them; with ``hold`` they stay invisible until ``traffic.release``
+        of that producer."""
+        topics = topics or self.topics(name)
         held = " (held back)" if hold else ""
         with self.step(f"{name}: preloading {count:,} applications{held}"):
             records = traffic.applications(count, _SEED)
@@ -184,15 +191,17 @@ class Run:
         poll_s: float = _POLL_S,
         reason_codes: bool = True,
         shadow: bool = False,
+        topics: ScorerTopics | None = None,
     ) -> Throughput:
         """``processes`` workers in one group drain ``count`` applications written inside
         one open transaction and released once every worker is ready, so none starts late;
         each application must come out exactly once. ``reason_codes`` off: the workers' scores
-        carry none; ``shadow``: the workers also score the shadow challenger."""
-        topics, held = self.load(name, count, hold=True)
+        carry none; ``shadow``: the workers also score the shadow challenger, into
+        ``_shadow_topic(topics)``. ``topics``: created by the caller (default: new ones)."""
+        topics, held = self.load(name, count, hold=True, topics=topics)
         settings: dict[str, object] = {"reason_codes": reason_codes}
         if shadow:
-            shadow_topic = f"{topics.scores}-s"
+            shadow_topic = _shadow_topic(topics)
             settings |= {"shadow_alias": SHADOW_ALIAS, "shadow_scores_topic": shadow_topic}
             devstack.create_topics(self.servers, {shadow_topic: processes})
         workers = self._ready_workers(name, processes, topics, **settings)
@@ -227,6 +236,56 @@ class Run:
             stage_us=_stage_us(metrics, count, busy_s),
             transactions=int(sum(m.get(_COMMITTED, 0) for m in metrics)),
             reason_codes=reason_codes,
+        )
+
+    def monitor(self, topics: ScorerTopics, count: int) -> MonitorRun:
+        """The monitor over what a shadow drain of ``count`` applications left in ``topics``,
+        and an outcome for each written here first: timed from its first committed batch
+        until it committed every record (``MonitorProcess.caught_up``)."""
+        outcomes, dead_letters, alerts = (
+            unique_name(f"bench-{name}") for name in ("outcomes", "outcomes-dlq", "alerts")
+        )
+        partitions = self.config.partitions
+        devstack.create_topics(self.servers, {outcomes: partitions, dead_letters: 1, alerts: 1})
+        with self.step(f"monitor: writing {count:,} outcomes"):
+            traffic.send(self.servers, outcomes, traffic.outcomes(count, _SEED), count=count)
+        settings = MonitorSettings(
+            kafka_bootstrap_servers=self.servers,
+            tracking_uri=self.mlflow.url,
+            group_id=unique_name("bench-monitor"),
+            transactional_id=unique_name("bench-monitor"),
+            database_url=f"sqlite:///{self.workdir / 'monitor.db'}",
+            predictions_topic=topics.predictions,
+            shadow_scores_topic=_shadow_topic(topics),
+            outcomes_topic=outcomes,
+            applications_topic=topics.applications,
+            outcomes_dead_letter_topic=dead_letters,
+            alerts_topic=alerts,
+            metrics_port=devstack.free_port(),
+        )
+        monitor = MonitorProcess(settings, self.logs / "monitor.log")
+        self.services.callback(monitor.terminate)
+        pids = {"broker": self.broker_pid, "monitor": monitor.pid}
+        deadline = time.monotonic() + _PHASE_TIMEOUT_S
+        with self.step(f"monitor: {4 * count:,} records"):
+            while not monitor.metrics().get("monitor_batches_total"):
+                _poll([monitor], deadline, _POLL_S / 5, "the monitor committed no batch")
+            start = measure.cpu_snapshot(pids)
+            # Still lagging at the limit is a missed target, not a failed run.
+            while not (caught_up := monitor.caught_up()):
+                if time.monotonic() - start.at > MONITOR_CATCH_UP_S:
+                    break
+                _poll([monitor], math.inf, _POLL_S / 5, "")
+            cores = measure.cores_used(start, end := measure.cpu_snapshot(pids))
+        peak = measure.memory_mb(monitor.pid, "VmHWM")
+        if (code := monitor.terminate()) != 0:
+            raise BenchmarkError(f"the monitor exited with {code} when stopped")
+        return MonitorRun(
+            applications=count,
+            records=4 * count,  # its application, prediction, shadow score and outcome
+            caught_up_s=end.at - start.at if caught_up else None,
+            peak_rss_mb=peak,
+            cores=cores,
         )
 
     def profile(self) -> tuple[list[profiling.FunctionShare], str]:
@@ -305,25 +364,22 @@ class Run:
         return workers
 
 
-def _challenger(report: TrainingReport, budget_us: float) -> CandidateResult | None:
-    """The shadow drain's challenger: the cheapest other candidate fast enough to be champion."""
-    others = [
-        c
-        for c in report.candidates
-        if c is not report.champion and c.inference_us_per_row <= budget_us
-    ]
-    return min(others, key=lambda c: c.expected_cost, default=None)
+def _shadow_topic(topics: ScorerTopics) -> str:
+    return f"{topics.scores}-s"
 
 
-def _check_alive(workers: Sequence[WorkerProcess]) -> None:
-    """Raise ``DevstackError`` (naming the worker's log) when one of ``workers`` has exited."""
-    for worker in workers:
-        if not worker.running:
-            code = worker.process.returncode
-            raise DevstackError(f"worker {worker.worker_id} exited with {code}", worker.log_path)
+def _check_alive(processes: Sequence[WorkerProcess | MonitorProcess]) -> None:
+    """Raise ``DevstackError`` (naming its log) when one of ``processes`` has exited."""
+    for process in processes:
+        if not process.running:
+            code, log = process.process.returncode, process.log_path
+            name = process.worker_id if isinstance(process, WorkerProcess) else "the monitor"
+            raise DevstackError(f"{name} exited with {code}", log)
 
 
-def _poll(workers: Sequence[WorkerProcess], deadline: float, poll_s: float, late: str) -> None:
+def _poll(
+    workers: Sequence[WorkerProcess | MonitorProcess], deadline: float, poll_s: float, late: str
+) -> None:
     """One wait between polls: raise when a worker died or ``deadline`` passed."""
     _check_alive(workers)
     if time.monotonic() > deadline:
@@ -397,8 +453,11 @@ def run_benchmark(
             run.drain(name, n, config.messages, reason_codes=on)
             for name, n, on in (("w1", 1, True), ("w1-off", 1, False), ("w2", 2, True))
         ]
-        if run.challenger is not None:
-            phases["workers"].append(run.drain("w1-shadow", 1, config.messages, shadow=True))
+        if run.challenger is not None:  # the monitor then reads what that drain wrote
+            shadowed = run.topics("w1-shadow")
+            drained = run.drain("w1-shadow", 1, config.messages, shadow=True, topics=shadowed)
+            phases["workers"].append(drained)
+            phases["monitor"] = run.monitor(shadowed, config.messages)
         phases["latency"], phases["latency_peak_rss_mb"] = run.latency()
         phases["profile"], phases["profile_note"] = run.profile()
     results = BenchResults(

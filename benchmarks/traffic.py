@@ -6,11 +6,13 @@ application's ``CreateTime`` to the moment its score is received here (same cloc
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
+from datetime import UTC, datetime
 from typing import Final, Self
 
 from confluent_kafka import (
@@ -26,14 +28,16 @@ from confluent_kafka import (
 from benchmarks import BenchmarkError
 from benchmarks.measure import Percentiles, percentiles
 from contracts import LoanApplication
+from contracts.outcome import LoanOutcome
 from devstack import unique_name
-from producer import Settings, create_producer, publish, synthetic_applications
+from producer import Publishable, Settings, create_producer, publish, synthetic_applications
 
 _HELD_MS: Final = 600_000  # transaction.timeout.ms of a held-back preload
 _TRANSACTION_CALL_TIMEOUT_S: Final = 60.0
 _METADATA_TIMEOUT_S: Final = 30.0
 _READ_BATCH: Final = 10_000
 _POLL_S: Final = 0.2
+_DEFAULT_RATE: Final = 0.22
 
 
 def applications(count: int, seed: int) -> Iterator[LoanApplication]:
@@ -43,10 +47,24 @@ def applications(count: int, seed: int) -> Iterator[LoanApplication]:
     return (record for record in generated if isinstance(record, LoanApplication))
 
 
+def outcomes(count: int, seed: int) -> Iterator[LoanOutcome]:
+    """The observed outcome of each of ``applications(count, seed)``: defaulted about as
+    often as in the dataset (22%), drawn with ``seed``."""
+    draw, today = random.Random(seed), datetime.now(UTC).date()
+    return (
+        LoanOutcome(
+            application_id=a.application_id,
+            defaulted=draw.random() < _DEFAULT_RATE,
+            observed_on=today,
+        )
+        for a in applications(count, seed)
+    )
+
+
 def send(
     bootstrap_servers: str,
     topic: str,
-    records: Iterable[LoanApplication],
+    records: Iterable[Publishable],
     *,
     count: int,
     rate: float = 0.0,

@@ -5,6 +5,7 @@
 - ``compose``: docker-compose.yml as one project on free host ports, and ``make demo-compose``.
 - ``mlflow_server``: ``mlflow server`` with a SQLite store and proxied artifacts.
 - ``worker``: ``python -m consumer`` processes and the environment they are given.
+- ``monitor``: ``python -m monitor`` processes on given settings, and whether they caught up.
 - ``champion``: a registry's accounts and a quick-trained, signed champion (import it on
   its own: it loads training and MLflow).
 
@@ -23,6 +24,7 @@ from devstack.kafka import (
     topic_led,
 )
 from devstack.mlflow_server import MlflowServer
+from devstack.monitor import MonitorProcess, monitor_env
 from devstack.processes import (
     ROOT,
     DevstackError,
@@ -40,11 +42,13 @@ __all__ = [
     "ExternalBroker",
     "LocalBroker",
     "MlflowServer",
+    "MonitorProcess",
     "ScorerTopics",
     "WorkerProcess",
     "create_topics",
     "free_port",
     "log_tail",
+    "monitor_env",
     "stop_process_group",
     "topic_led",
     "unique_name",

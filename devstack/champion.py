@@ -4,8 +4,9 @@ The demo, the benchmarks and the authenticated-registry tests set a registry up 
 way: the trainer's and the scorer's accounts made by ``python -m training accounts``'s own
 code, and a champion trained as production trains it (``python -m training --quick``: every
 family, the registry's own selection promoting one), each version signed so that workers
-verify it. Import it on its own: it imports training, and with it MLflow, which
-``import devstack`` does not.
+verify it; the demo and the benchmarks then name a shadow challenger among the others.
+Import it on its own: it imports training, and with it MLflow, which ``import devstack``
+does not.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobal
 from pydantic import SecretStr
 from rich.console import Console
 
-from contracts.model_names import EXPERIMENT_NAME, MODEL_NAME
+from contracts.model_names import EXPERIMENT_NAME, MODEL_NAME, SHADOW_ALIAS
 from contracts.model_trust import keygen
 from contracts.registry_access import (
     ADMIN_ACCOUNT,
@@ -29,7 +30,14 @@ from contracts.registry_access import (
     use_credentials,
 )
 from devstack.processes import DevstackError
-from training import CandidateResult, TrainingError, TrainingReport, TrainingSettings, train
+from training import (
+    CandidateResult,
+    TrainingError,
+    TrainingReport,
+    TrainingSettings,
+    registry_client,
+    train,
+)
 from training.accounts import Account, provision_accounts
 
 ACCOUNTS: Final = (ADMIN_ACCOUNT, TRAINER_ACCOUNT, SCORER_ACCOUNT)
@@ -114,3 +122,21 @@ def train_signed_champion(
     if report.champion is None:
         raise DevstackError(f"training promoted nothing: {report.selection_reason}")
     return SignedChampion(report.champion, report, settings, keys.public)
+
+
+def name_shadow_challenger(trained: SignedChampion) -> CandidateResult | None:
+    """Give ``SHADOW_ALIAS`` to the cheapest other candidate fast enough to be champion
+    (within training's latency budget), asking as training asked, and return it; None, and
+    no alias, when training left no such candidate."""
+    settings = trained.settings
+    report, budget_us = trained.report, settings.latency_budget_us
+    others = [
+        candidate
+        for candidate in report.candidates
+        if candidate is not report.champion and candidate.inference_us_per_row <= budget_us
+    ]
+    challenger = min(others, key=lambda c: c.expected_cost, default=None)
+    if challenger is not None:
+        client = registry_client(settings)
+        client.set_registered_model_alias(settings.model_name, SHADOW_ALIAS, challenger.version)
+    return challenger

@@ -14,6 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Final
 
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
 ROOT: Final = Path(__file__).resolve().parents[1]
 """The repository: the working directory of workers, the home of ``scripts/kafka-local``."""
 
@@ -62,3 +65,20 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float) -> No
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout_s)
+
+
+def scrape(url: str, timeout_s: float = 5.0) -> dict[str, float]:
+    """Every sample of the Prometheus endpoint at ``url``, keyed ``name{label="value",...}``
+    (labels sorted); empty when it does not answer 200."""
+    try:
+        response = requests.get(url, timeout=timeout_s)
+    except requests.RequestException:
+        return {}
+    if response.status_code != 200:
+        return {}
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.cli import DUMP_STACKS_SIGNAL
 from consumer.settings import ENV_PREFIX, Settings
-from devstack.processes import POLL_S, ROOT, DevstackError, free_port, log_tail
+from devstack.processes import POLL_S, ROOT, DevstackError, free_port, log_tail, scrape
 
 _HTTP_TIMEOUT_S: Final = 5.0
 _READY_TIMEOUT_S: Final = 180.0
@@ -116,16 +115,8 @@ class WorkerProcess:
             return response.status_code, response.text
 
     def metrics(self) -> dict[str, float]:
-        """Every ``/metrics`` sample, keyed ``name{label="value",...}`` (empty if unreachable)."""
-        status, body = self.get("/metrics")
-        if status != 200 or not isinstance(body, str):
-            return {}
-        samples: dict[str, float] = {}
-        for family in text_string_to_metric_families(body):
-            for sample in family.samples:
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return samples
+        """Every ``/metrics`` sample (``scrape``; empty if unreachable)."""
+        return scrape(self.url + "/metrics", self._http_timeout_s)
 
     def wait_ready(self, timeout_s: float = _READY_TIMEOUT_S) -> None:
         """Return once ``/readyz`` answers 200 (model loaded, partitions assigned).

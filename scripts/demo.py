@@ -4,9 +4,14 @@ One stage after another, each shown as it runs: check the data; start a Kafka br
 (``scripts/kafka-local``) and an MLflow server (SQLite, every request authenticated, with
 the trainer's and the scorer's accounts as in compose) on free ports; create the topics;
 train in quick mode as the trainer and register the champion; start the worker
-(``python -m consumer``, the scorer's account) and check it serves that champion; publish
-COUNT applications from the dataset; follow their outcomes (scores and dead letters,
-``read_committed``) until each has one; print a summary.
+(``python -m consumer``, the scorer's account, with the cheapest other candidate as shadow
+challenger) and check it serves that champion; start the monitor (``python -m monitor``,
+SQLite in the run directory); publish COUNT applications from the dataset; follow their
+outcomes (scores and dead letters, ``read_committed``) until each has one. Then the
+monitor's scenario: a batch whose credit limits are four times the dataset's, the drift
+alert it raises, a batch as the dataset has it, every application's real outcome, the live
+ROC-AUC of champion and challenger on the same applications, and the monitor's report;
+print a summary.
 
 Every service joins one ``ExitStack`` as it is launched, so whatever ends the story (success,
 a failed stage, Ctrl-C, or SIGTERM, mapped to ``KeyboardInterrupt``) stops them in reverse
@@ -25,40 +30,84 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, Final
 
 import typer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 
 from contracts import LoanApplication
+from contracts.alert import AlertKind, ModelAlert
 from contracts.cli import EXIT_FAILED
+from contracts.model_names import SHADOW_ALIAS
+from contracts.outcome import LoanOutcome
 from contracts.registry_access import ADMIN_ACCOUNT, SCORER_ACCOUNT, TRAINER_ACCOUNT
 from contracts.score import LoanScore
+from contracts.topics import (
+    ALERTS_TOPIC,
+    APPLICATIONS_TOPIC,
+    OUTCOMES_DEAD_LETTER_TOPIC,
+    OUTCOMES_TOPIC,
+    SHADOW_SCORES_TOPIC,
+)
 from devstack import (
     ROOT,
     DevstackError,
     LocalBroker,
     MlflowServer,
+    MonitorProcess,
     ScorerTopics,
     WorkerProcess,
+    create_topics,
+    free_port,
     unique_name,
     worker_env,
 )
-from devstack.champion import SignedChampion, new_passwords, provision, train_signed_champion
-from producer import ProducerError, create_consumer, create_producer, publish
+from devstack.champion import (
+    SignedChampion,
+    name_shadow_challenger,
+    new_passwords,
+    provision,
+    train_signed_champion,
+)
+from monitor.settings import Settings as MonitorSettings
+from producer import (
+    FollowReport,
+    ProducerError,
+    Publishable,
+    PublishReport,
+    create_consumer,
+    create_producer,
+    publish,
+)
 from producer import Settings as ProducerSettings
 from producer.following import follow_scores
 from producer.kafka import LIBRDKAFKA_LOGGER
-from producer.sources import read_csv_applications
+from producer.sources import read_csv_applications, read_csv_outcomes
 
 TOPICS: Final = ScorerTopics()  # the contract's names, which the worker reads by default
+# The monitor's topics besides the worker's, by partitions: the contract's names too.
+MONITOR_TOPICS: Final = {
+    SHADOW_SCORES_TOPIC: 3,
+    OUTCOMES_TOPIC: 3,
+    OUTCOMES_DEAD_LETTER_TOPIC: 1,
+    ALERTS_TOPIC: 1,
+}
+SCENARIO_BATCH: Final = 500
+"""Applications in each batch of the monitor's scenario (drifted, then not), and its PSI
+window: once the drifted batch is in, the window holds it alone."""
+DRIFT_FACTOR: Final = 4  # the drifted batch's credit limits, times the dataset's
+# The monitor takes a few seconds a batch of 2,000 records on a 2-core machine; the margin
+# is for a loaded one, as for the outcomes.
+MONITOR_TIMEOUT_S: Final = 180.0
 # Every outcome must arrive this long after following starts: 1,000 take about a second on a
 # 2-core machine (the README's run), so the margin is for a loaded one.
 OUTCOMES_TIMEOUT_S: Final = 120.0
@@ -95,6 +144,13 @@ class Summary:
     duplicates: int = 0
     predicted_default_rate: float = 0.0
     end_to_end_s: float = 0.0
+    challenger: dict[str, Any] = field(default_factory=dict)
+    drift_alerts: dict[str, float] = field(default_factory=dict)
+    """PSI by subject, from each PSI alert the monitor wrote."""
+    live_roc_auc: dict[str, float] = field(default_factory=dict)
+    """By role (champion, challenger), on the same ``paired_outcomes`` applications."""
+    paired_outcomes: int = 0
+    report: str | None = None
     kept_running: bool = False
 
 
@@ -120,8 +176,11 @@ def tell_story(
 ) -> None:
     """Every stage, in order; each service is pushed on ``services`` as it is launched."""
     with stage("Checking the data") as done:
-        applications = _load_applications(data, count)
-        done.append(f"{len(applications):,} applications from {_relative(data)}")
+        loaded = _load_applications(data, count + 2 * SCENARIO_BATCH)
+        applications, scenario = loaded[:count], loaded[count:]
+        done.append(
+            f"{count:,} applications from {_relative(data)}, {len(scenario):,} more for the monitor"
+        )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     broker = LocalBroker(run_dir / "kafka")  # stop() needs only its directory
@@ -143,9 +202,10 @@ def tell_story(
         provision(mlflow.url, passwords)
         done.append(f"MLflow on {mlflow.url} (pid {mlflow.pid}), accounts trainer and scorer")
 
-    with stage("Creating the worker's topics") as done:
+    with stage("Creating the worker's and the monitor's topics") as done:
         TOPICS.create(broker.bootstrap_servers, partitions=3)
-        done.append(f"topics {', '.join(TOPICS.names)}")
+        create_topics(broker.bootstrap_servers, MONITOR_TOPICS)
+        done.append(f"topics {', '.join([*TOPICS.names, *MONITOR_TOPICS])}")
 
     with stage("Training in quick mode, signing every version") as done:
         trained = train_signed_champion(
@@ -155,9 +215,16 @@ def tell_story(
             console=console,
             account=(TRAINER_ACCOUNT, passwords[TRAINER_ACCOUNT]),
         )
-        done.append(f"champion: version {trained.champion.version} ({trained.champion.family})")
+        challenger = name_shadow_challenger(trained)
+        if challenger is None:
+            raise DemoError("training left no other candidate within the latency budget")
+        summary.challenger = {"version": challenger.version, "family": str(challenger.family)}
+        done.append(
+            f"champion: version {trained.champion.version} ({trained.champion.family}), "
+            f"challenger: version {challenger.version} ({challenger.family})"
+        )
 
-    with stage("Starting the worker (python -m consumer)") as done:
+    with stage("Starting the worker (python -m consumer), the challenger in its shadow") as done:
         env = worker_env(
             kafka_bootstrap_servers=broker.bootstrap_servers,
             mlflow_tracking_uri=mlflow.url,
@@ -166,6 +233,7 @@ def tell_story(
             model_signing_public_key=trained.public_key,
             mlflow_tracking_username=SCORER_ACCOUNT,
             mlflow_tracking_password=passwords[SCORER_ACCOUNT],
+            shadow_alias=SHADOW_ALIAS,
         )
         worker = WorkerProcess(env, run_dir / "worker.log")
         services.callback(_stop, "the worker", worker.terminate)
@@ -174,19 +242,128 @@ def tell_story(
         summary.champion = _serving(worker, trained)
         done.append(f"worker ready on {worker.url} (pid {worker.pid}), serving the champion")
 
+    with stage("Starting the monitor (python -m monitor, SQLite in the run directory)") as done:
+        watching = MonitorSettings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            tracking_uri=mlflow.url,
+            tracking_username=SCORER_ACCOUNT,
+            tracking_password=SecretStr(passwords[SCORER_ACCOUNT]),
+            database_url=f"sqlite:///{run_dir / 'monitor.db'}",
+            window_rows=SCENARIO_BATCH,
+            min_window_rows=SCENARIO_BATCH // 2,
+            metrics_port=free_port(),
+        )
+        monitor = MonitorProcess(watching, run_dir / "monitor.log")
+        services.callback(_stop, "the monitor", monitor.terminate)
+        summary.pids["monitor"] = monitor.pid
+        done.append(f"monitor started (pid {monitor.pid}), its database monitor.db")
+
     kafka = ProducerSettings(kafka_bootstrap_servers=broker.bootstrap_servers)
     published_at = datetime.now(UTC)
     with stage(f"Publishing {count:,} applications") as done:
-        report = publish(applications, producer=create_producer(kafka))
-        if report.delivered != count:
-            failures = "; ".join(f"{n} x {reason}" for reason, n in report.failures.items())
-            raise DemoError(f"published {report.delivered} of {count} applications: {failures}")
+        report = _publish(kafka, applications, APPLICATIONS_TOPIC)
         summary.published = report.delivered
         done.append(f"published {report.delivered:,} ({report.throughput:,.0f}/s)")
 
     with stage("Following the outcomes (read_committed)") as done:
         _follow(kafka, count, published_at, summary)
         done.append(f"{summary.scores:,} scores, {summary.dead_letters:,} dead letters")
+
+    watch(kafka, monitor, applications, scenario, data, summary)
+    with stage("Rendering the monitor's report (python -m monitor report)") as done:
+        summary.report = str(monitor.report(run_dir / "monitor-report.png"))
+        done.append(f"report written to {_relative(Path(summary.report))}")
+
+
+def watch(
+    kafka: ProducerSettings,
+    monitor: MonitorProcess,
+    published: Sequence[LoanApplication],
+    scenario: Sequence[LoanApplication],
+    data: Path,
+    summary: Summary,
+) -> None:
+    """The monitor's scenario after the ``published`` applications were scored: the first
+    half of ``scenario`` drifted and the alert it raises, the second half as the dataset has
+    it, then the real outcome (``data``'s label) of every application and the live ROC-AUC
+    of champion and challenger."""
+    drifted, plain = scenario[:SCENARIO_BATCH], scenario[SCENARIO_BATCH:]
+    every = [*published, *scenario]
+    with stage(f"Publishing {len(drifted):,} applications, credit limits x{DRIFT_FACTOR}") as done:
+        changed = [a.model_copy(update={"limit_bal": a.limit_bal * DRIFT_FACTOR}) for a in drifted]
+        _publish(kafka, changed, APPLICATIONS_TOPIC)
+        _await_scores(kafka, len(published) + len(drifted), monitor)
+        for alert in _alerts(kafka.kafka_bootstrap_servers):
+            if alert.kind is AlertKind.PSI:
+                summary.drift_alerts[alert.subject] = alert.value
+                console.print(
+                    f"  drift alert: PSI of {alert.subject} {alert.value:.2f} > {alert.limit:g} "
+                    f"over the last {alert.window_rows:,} applications"
+                )
+        if not summary.drift_alerts:
+            raise DemoError(f"the monitor raised no drift alert (log: {monitor.log_path})")
+        done.append(f"{len(summary.drift_alerts)} drift alert(s) on {ALERTS_TOPIC}")
+
+    with stage(f"Publishing {len(plain):,} applications, then every outcome") as done:
+        _publish(kafka, plain, APPLICATIONS_TOPIC)
+        _publish(kafka, _outcomes(data, every), OUTCOMES_TOPIC)
+        _await_scores(kafka, len(every), monitor)
+        metrics = monitor.metrics()
+        summary.paired_outcomes = int(metrics.get("monitor_shadow_paired_rows", 0))
+        for role in ("champion", "challenger"):
+            auc = metrics.get(f'monitor_shadow_roc_auc{{role="{role}"}}', float("nan"))
+            summary.live_roc_auc[role] = auc
+        done.append(
+            f"live ROC-AUC on the same {summary.paired_outcomes:,} applications: "
+            + ", ".join(f"{r} {auc:.3f}" for r, auc in summary.live_roc_auc.items())
+        )
+
+
+def _publish(
+    settings: ProducerSettings, records: Sequence[Publishable], topic: str
+) -> PublishReport:
+    """Publish every one of ``records`` to ``topic``, or raise ``DemoError``."""
+    report = publish(records, producer=create_producer(settings), topic=topic)
+    if report.delivered != len(records):
+        failures = "; ".join(f"{n} x {reason}" for reason, n in report.failures.items())
+        raise DemoError(f"published {report.delivered} of {len(records)} to {topic}: {failures}")
+    return report
+
+
+def _outcomes(data: Path, applications: Sequence[LoanApplication]) -> list[LoanOutcome]:
+    """The observed outcome of each of ``applications``: its row's label in ``data``."""
+    ids = {application.application_id for application in applications}
+    outcomes = read_csv_outcomes(data, observed_on=date.today())
+    return [o for o in outcomes if isinstance(o, LoanOutcome) and o.application_id in ids]
+
+
+def _await_scores(settings: ProducerSettings, count: int, monitor: MonitorProcess) -> None:
+    """Return once the first ``count`` applications have their committed outcome and the
+    monitor committed every record written so far."""
+    _, report = _read_scores(settings, count)
+    if report.stopped == "timeout":
+        raise DemoError(f"not {count:,} outcomes within {OUTCOMES_TIMEOUT_S:.0f} s")
+    monitor.wait_caught_up(MONITOR_TIMEOUT_S)
+
+
+def _alerts(bootstrap_servers: str) -> list[ModelAlert]:
+    """Every committed record of the alerts topic (one partition), as a reader from the
+    beginning sees it now."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": unique_name("demo-alerts"),
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    reader.assign([TopicPartition(ALERTS_TOPIC, 0, OFFSET_BEGINNING)])
+    alerts = []
+    with closing(reader):  # ends at the partition's end (an EOF "error"), or after a timeout
+        while (message := reader.poll(MONITOR_TIMEOUT_S)) and message.error() is None:
+            alerts.append(ModelAlert.model_validate_json(message.value() or b""))
+    return alerts
 
 
 def _load_applications(path: Path, count: int) -> list[LoanApplication]:
@@ -219,15 +396,9 @@ def _serving(worker: WorkerProcess, trained: SignedChampion) -> dict[str, Any]:
     }
 
 
-def _follow(
-    settings: ProducerSettings, count: int, published_at: datetime, summary: Summary
-) -> None:
-    """Follow a fresh group's committed scores and dead letters from the beginning until
-    ``count`` outcomes arrived; fail unless they did within ``OUTCOMES_TIMEOUT_S``, each
-    application scored once.
-
-    End to end is measured to the worker's ``scored_at``, not to when the follower read the
-    score: the follower joins its group only after publishing, which would add its join."""
+def _read_scores(settings: ProducerSettings, count: int) -> tuple[list[LoanScore], FollowReport]:
+    """A fresh group's committed scores (and dead letters, counted by the report) from the
+    beginning, until ``count`` outcomes or ``OUTCOMES_TIMEOUT_S``."""
     scores: list[LoanScore] = []
     consumer = create_consumer(
         settings, group_id=unique_name("demo-follow"), from_beginning=True, commit=False
@@ -242,6 +413,18 @@ def _follow(
         )
     if report.stopped == "interrupted":
         raise KeyboardInterrupt  # follow_scores ends on it; the demo ends altogether
+    return scores, report
+
+
+def _follow(
+    settings: ProducerSettings, count: int, published_at: datetime, summary: Summary
+) -> None:
+    """Follow the committed scores and dead letters until ``count`` outcomes arrived; fail
+    unless they did within ``OUTCOMES_TIMEOUT_S``, each application scored once.
+
+    End to end is measured to the worker's ``scored_at``, not to when the follower read the
+    score: the follower joins its group only after publishing, which would add its join."""
+    scores, report = _read_scores(settings, count)
     summary.scores = len({score.application_id for score in scores})
     summary.dead_letters, summary.duplicates = report.dead_letters, len(scores) - summary.scores
     if scores:
@@ -299,6 +482,12 @@ def _print_summary(summary: Summary, total_s: float) -> None:
         "champion": f"{champion['name']} version {champion['version']} ({champion['family']})",
         "its metrics": f"ROC-AUC {champion['roc_auc']:.3f}, "
         f"expected cost {champion['expected_cost']:.3f} per application",
+        "challenger": f"version {summary.challenger['version']} "
+        f"({summary.challenger['family']}), in the worker's shadow",
+        "drift alerts": ", ".join(f"{n} (PSI {v:.2f})" for n, v in summary.drift_alerts.items()),
+        "live ROC-AUC": ", ".join(f"{r} {v:.3f}" for r, v in summary.live_roc_auc.items())
+        + f" on the same {summary.paired_outcomes:,} applications with outcomes",
+        "monitor report": _relative(Path(summary.report or "")),
         "MLflow UI": f"{summary.mlflow_url}"
         + (
             " (log in as admin: mlflow-admin-password in the run directory)"
@@ -328,7 +517,8 @@ def demo(
         Path, typer.Option(envvar="RUMOS_DATA", help="The dataset CSV.")
     ] = DEFAULT_DATA,
     keep_running: Annotated[
-        bool, typer.Option("--keep-running", help="Leave Kafka, MLflow and the worker up.")
+        bool,
+        typer.Option("--keep-running", help="Leave Kafka, MLflow, the worker and the monitor up."),
     ] = False,
     summary_json: Annotated[
         Path | None, typer.Option(help="Also write the summary (with the pids) to this file.")
@@ -336,7 +526,8 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where run directories go.")] = DEFAULT_WORKDIR,
 ) -> None:
     """The main job end to end on this machine: Kafka, MLflow, training, the worker, COUNT
-    applications scored; then everything stopped (unless --keep-running)."""
+    applications scored, the monitor watching them and a scenario of its own; then
+    everything stopped (unless --keep-running)."""
     started = time.monotonic()
     run_dir = (workdir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}").resolve()
     summary = Summary(run_dir=str(run_dir))
@@ -366,9 +557,14 @@ def demo(
     _print_summary(summary, time.monotonic() - started)
     if keep_running:  # MLflow's group holds its uvicorn workers
         pids, kafka_dir = summary.pids, _relative(Path(summary.kafka_dir or ""))
-        console.print("Kafka, MLflow and the worker are still running. Stop them with:")
+        console.print(
+            "Kafka, MLflow, the worker and the monitor are still running. Stop them with:"
+        )
         kafka_local = _relative(ROOT / "scripts" / "kafka-local")
-        command = f"kill {pids['worker']} && kill -- -{pids['mlflow']} && {kafka_local} stop"
+        command = (
+            f"kill {pids['monitor']} {pids['worker']} && kill -- -{pids['mlflow']} "
+            f"&& {kafka_local} stop"
+        )
         console.print(f"  {escape(command)} --dir {escape(kafka_dir)}", soft_wrap=True)
 
 

@@ -36,6 +36,7 @@ _STOP_TIMEOUT_S = 180
 # demo with it mid-stage, at 9.5 min on a machine at load 25.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(_DEMO_TIMEOUT_S + 2 * _STOP_TIMEOUT_S)]
 _COUNT = 1_000
+_SCENARIO = 1_000  # the monitor's scenario: scripts.demo.SCENARIO_BATCH drifted, as many not
 
 
 def _demo_command(workdir: Path, summary: Path, *args: str) -> list[str]:
@@ -146,13 +147,38 @@ def test_demo_scores_every_application_then_stops_everything(
     assert 0.0 < champion["threshold"] < 1.0
     assert 0.0 <= summary["predicted_default_rate"] <= 1.0
     assert summary["end_to_end_s"] > 0
-    assert set(summary["pids"]) == {"broker", "mlflow", "worker"}
+    assert set(summary["pids"]) == {"broker", "mlflow", "worker", "monitor"}
     assert summary["kept_running"] is False
     # The printed summary says the same.
     assert f"{_COUNT:,} scores, 0 dead letters, 0 duplicates" in result.stdout
     assert f"credit-default version {champion['version']}" in result.stdout
     assert summary["mlflow_url"] in result.stdout
-    assert re.findall(r"✓ stopped (.+)", result.stdout) == ["the worker", "MLflow", "Kafka"]
+    # The monitor's scenario: the drifted credit limits alert, champion and challenger are
+    # measured on the same labelled applications (every one: the shadow is on from the
+    # start), and the report is written.
+    drift = re.findall(r"drift alert: PSI of limit_bal (\d+\.\d+) > 0.2 ", result.stdout)
+    assert len(drift) == 1, result.stdout[-3000:]
+    assert float(drift[0]) > 0.2
+    assert summary["drift_alerts"]["limit_bal"] == pytest.approx(float(drift[0]), abs=0.005)
+    aucs = re.search(
+        r"live ROC-AUC on the same ([\d,]+) applications: champion (\d\.\d+), challenger (\d\.\d+)",
+        result.stdout,
+    )
+    assert aucs is not None, result.stdout[-3000:]
+    assert int(aucs[1].replace(",", "")) == summary["paired_outcomes"] == _COUNT + _SCENARIO
+    for role, printed in (("champion", aucs[2]), ("challenger", aucs[3])):
+        assert 0.5 < float(printed) < 1.0
+        assert summary["live_roc_auc"][role] == pytest.approx(float(printed), abs=0.0005)
+    assert summary["challenger"]["version"] != champion["version"]
+    report = Path(summary["report"])
+    assert report.stat().st_size > 0
+    assert re.search(rf"report written to\s+\S*{report.name}", result.stdout)
+    assert re.findall(r"✓ stopped (.+)", result.stdout) == [
+        "the monitor",
+        "the worker",
+        "MLflow",
+        "Kafka",
+    ]
     _assert_nothing_left(summary, tmp_path / "work")
 
 

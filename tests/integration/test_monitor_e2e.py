@@ -7,10 +7,7 @@ stream raises one live ROC-AUC alert and one alert per fairness gap it opens."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -20,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
@@ -29,7 +25,7 @@ from contracts.alert import AlertKind, ModelAlert
 from contracts.outcome import LoanOutcome
 from contracts.profile import REFERENCE_PROFILE_ARTIFACT, ReferenceProfile
 from contracts.topics import ERROR_TYPE_HEADER
-from devstack import ROOT, unique_name
+from devstack import MonitorProcess, unique_name
 from monitor.loop import Monitor
 from monitor.measures import measure
 from monitor.metrics import Metrics
@@ -237,48 +233,14 @@ def _count(database: Path, table: str) -> int:
             return 0
 
 
-def _wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_for(condition: Callable[[], bool], what: str, monitor: MonitorProcess) -> None:
     deadline = time.monotonic() + _DEADLINE_S
     while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"the monitor exited ({process.returncode}) before {what}")
+        if not monitor.running:
+            pytest.fail(f"the monitor exited ({monitor.process.returncode}) before {what}")
         if time.monotonic() > deadline:
             pytest.fail(f"not {what} in {_DEADLINE_S:.0f}s")
         time.sleep(0.1)  # polling a condition with a deadline, not waiting for readiness
-
-
-def _caught_up(settings: Settings) -> bool:
-    """Whether the group's committed offsets reached the end of every input topic."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": settings.group_id})  # fmt: skip
-    try:
-        topics = [settings.predictions_topic, settings.outcomes_topic, settings.applications_topic]
-        partitions = [TopicPartition(topic, 0) for topic in topics]
-        committed = consumer.committed(partitions, timeout=10)
-        ends = [consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions]
-    except KafkaException:
-        # Offsets sent in a transaction still open (the killed monitor's) are unstable:
-        # the broker will not say until the next incarnation fences it. Not caught up.
-        return False
-    finally:
-        consumer.close()
-    return all(c.offset == end for c, end in zip(committed, ends, strict=True))
-
-
-def _spawn(settings: Settings, tracking_uri: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        # The registry account, if any, is inherited as MLFLOW_TRACKING_USERNAME/_PASSWORD.
-        **{f"MONITOR_{name.upper()}": str(value) for name, value in settings.model_dump(
-            exclude={"kafka_bootstrap_servers", "tracking_uri", "kafka_extra",
-                     "tracking_username", "tracking_password"}).items()},
-    }  # fmt: skip
-    with log.open("ab") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "monitor"], cwd=ROOT, env=env, stdout=sink, stderr=sink
-        )
 
 
 def test_kill_9_mid_stream_loses_no_join_and_double_counts_nothing(
@@ -316,23 +278,24 @@ def test_kill_9_mid_stream_loses_no_join_and_double_counts_nothing(
     malformed = (b"app-x", b"{", None)
     publish(bootstrap, settings.outcomes_topic,
             [*_outcomes(ids, labels, 0, 1_000), _outcome(ids[1], True), malformed])  # fmt: skip
-    settings = settings.model_copy(update={"batch_max_messages": 40})
+    # The registry account, if any, came from MLFLOW_TRACKING_USERNAME/_PASSWORD.
+    settings = settings.model_copy(
+        update={"batch_max_messages": 40, "tracking_uri": mlflow_tracking_uri}
+    )
     database = tmp_path / "monitor.db"
     log = tmp_path / "monitor.log"
 
-    first = _spawn(settings, mlflow_tracking_uri, log)
+    first = MonitorProcess(settings, log)
     try:
         _wait_for(lambda: _count(database, "outcomes") >= 100, "joining mid-stream", first)
     finally:
         first.kill()  # SIGKILL: no handler runs, the batch in hand is cut wherever it is
-        first.wait(30)
-    assert not _caught_up(settings), "killed too late to prove anything"
-    second = _spawn(settings, mlflow_tracking_uri, log)
+    assert not first.caught_up(), "killed too late to prove anything"
+    second = MonitorProcess(settings, log)
     try:
-        _wait_for(lambda: _caught_up(settings), "caught up after the restart", second)
+        _wait_for(second.caught_up, "caught up after the restart", second)
     finally:
-        second.terminate()
-        assert second.wait(60) == 0, log.read_text(encoding="utf-8")[-3000:]
+        assert second.terminate() == 0, second.log_tail()
 
     _, performance, _, _ = measure(Store(settings.database_url), lambda _run: profile, settings)
     assert performance.rows == 1_000

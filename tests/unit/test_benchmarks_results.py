@@ -18,6 +18,7 @@ from benchmarks.results import (
     BenchResults,
     Floor,
     LatencyPoint,
+    MonitorRun,
     RunConfig,
     Throughput,
     markdown,
@@ -67,7 +68,19 @@ def _results(
     rss: float = 300.0,
     latency_rss: float = 310.0,
     verification_ms: float = 5.0,
+    monitor_rate: float | None = 20_000.0,
+    monitor_caught_up: bool = True,
+    monitor_rss: float = 320.0,
 ) -> BenchResults:
+    monitor = None
+    if monitor_rate is not None:
+        monitor = MonitorRun(
+            applications=200_000,
+            records=800_000,
+            caught_up_s=200_000 / monitor_rate if monitor_caught_up else None,
+            peak_rss_mb=monitor_rss,
+            cores={"broker": 0.4, "monitor": 0.95},
+        )
     points = [_point(500, 90.0)]
     if p99_at_2000 is not None:
         points.append(_point(2_000, p99_at_2000))
@@ -136,6 +149,7 @@ def _results(
         ],
         latency=points,
         latency_peak_rss_mb=latency_rss,
+        monitor=monitor,
         profile=[
             FunctionShare(function="KafkaTransport.commit (consumer/transport.py)", share=0.4)
         ],
@@ -169,6 +183,8 @@ def test_targets_met_at_their_bounds() -> None:
             rss=400.0,
             latency_rss=400.0,
             verification_ms=10.0,
+            monitor_rate=10_000,  # 20 s to catch up: well within the limit
+            monitor_rss=400.0,
         )
     )
 
@@ -181,6 +197,9 @@ def test_targets_met_at_their_bounds() -> None:
         "end-to-end latency": "met",
         "worker memory": "met",
         "signature check vs load": "met",
+        "monitor vs one worker": "met",
+        "monitor lag after the burst": "met",
+        "monitor memory": "met",
     }
 
 
@@ -196,6 +215,9 @@ def test_targets_missed_just_past_their_bounds() -> None:
             p99_at_2000=200.5,
             rss=400.5,
             verification_ms=10.01,
+            monitor_rate=9_990,
+            monitor_caught_up=False,
+            monitor_rss=400.5,
         )
     )
 
@@ -208,6 +230,33 @@ def test_reason_codes_are_judged_by_one_worker_with_them_on_against_off() -> Non
     assert results.ratios["reasons_on/reasons_off"] == pytest.approx(0.75)
     assert results.ratios["two_workers/one_worker"] == pytest.approx(20_000 / 12_000)
     assert _status(with_verdicts(_results(off=None)), "reason codes on vs off") == "not measured"
+
+
+def test_the_monitor_is_judged_against_one_worker_in_applications_per_second() -> None:
+    results = with_verdicts(_results(one=12_000, monitor_rate=6_000, monitor_rss=350.0))
+
+    assert results.ratios["monitor/one_worker"] == pytest.approx(0.5)
+    measured = {t.name: (t.measured, t.status) for t in results.targets}
+    assert measured["monitor vs one worker"] == ("0.50x", "missed")
+    assert measured["monitor lag after the burst"] == ("33 s", "met")  # 200,000 at 6,000/s
+    assert measured["monitor memory"] == ("350 MB peak", "met")
+
+
+def test_a_monitor_that_never_caught_up_misses_the_lag_target_and_has_no_rate() -> None:
+    results = with_verdicts(_results(monitor_caught_up=False))
+
+    assert results.ratios["monitor/one_worker"] == 0.0
+    assert _status(results, "monitor lag after the burst") == "missed"
+    assert "lag not back to 0" in markdown(results)
+
+
+def test_without_a_monitor_run_its_targets_are_not_measured() -> None:
+    results = with_verdicts(_results(monitor_rate=None))
+
+    assert results.ratios["monitor/one_worker"] is None
+    for name in ("monitor vs one worker", "monitor lag after the burst", "monitor memory"):
+        assert _status(results, name) == "not measured"
+    assert "| Monitor |" not in markdown(results)
 
 
 def test_memory_target_counts_the_latency_worker_too() -> None:
@@ -239,6 +288,10 @@ def test_markdown_names_machine_load_every_measure_and_verdict() -> None:
     assert "| Floor: naive scorer | 200 msg/s |" in text
     assert "| Worker x 2 | 13,000 scores/s |" in text
     assert "| Worker x 1 + shadow | 9,000 scores/s |" in text
+    assert (
+        "| Monitor | 20,000 applications/s | 200,000 applications, 800,000 records: lag back "
+        "to 0 in 10.0 s (80,000 records/s); RSS peak 320 MB; cores: broker 0.40, monitor 0.95 |"
+    ) in text
     assert "| 2,000/s | 1,980/s | 40,000 | 83 ms | 167 ms | 250 ms |" in text
     assert "| end-to-end latency | p99 ≤ 200 ms at 2,000/s | p99 250.0 ms | **missed** |" in text
     assert "Latency worker's peak RSS: 310 MB." in text

@@ -1,4 +1,5 @@
-"""devstack's pure parts: the worker's environment and topics, and the Kafka image it picks."""
+"""devstack's pure parts: the worker's and the monitor's environments, the worker's topics,
+and the Kafka image it picks."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from consumer.settings import Settings
-from devstack import DevstackError, ScorerTopics, worker_env
+from contracts.registry_access import PASSWORD_VARIABLE, USERNAME_VARIABLE
+from devstack import DevstackError, ScorerTopics, monitor_env, worker_env
 from devstack.container import DEFAULT_IMAGE, kafka_image
+from monitor.settings import Settings as MonitorSettings
 
 
 def test_scorer_topics_are_the_workers_defaults_unless_made_unique() -> None:
@@ -49,6 +52,34 @@ def test_worker_env_names_variables_as_the_worker_reads_them() -> None:
     assert env["SCORER_HTTP_HOST"] == "127.0.0.1"
     assert int(env["SCORER_HTTP_PORT"]) > 0
     assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_monitor_env_gives_the_monitor_exactly_its_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = MonitorSettings(
+        kafka_bootstrap_servers="broker:9092",
+        tracking_uri="http://mlflow:5000",
+        psi_limit=0.3,
+        kafka_extra={"security.protocol": "SASL_SSL", "sasl.password": "kafka-secret"},
+    )
+    monkeypatch.setenv("MONITOR_WINDOW_ROWS", "77")  # this process's own: not passed on
+    monkeypatch.setenv(USERNAME_VARIABLE, "someone")  # nor its registry account
+    monkeypatch.setenv(PASSWORD_VARIABLE, "someone's password")
+
+    env = monitor_env(settings)
+
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "broker:9092"
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["MONITOR_PSI_LIMIT"] == "0.3"
+    assert json.loads(env["MONITOR_KAFKA_EXTRA"])["sasl.password"] == "kafka-secret"
+    assert USERNAME_VARIABLE not in env
+    assert PASSWORD_VARIABLE not in env
+    for name in ("MONITOR_WINDOW_ROWS", USERNAME_VARIABLE, PASSWORD_VARIABLE):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert MonitorSettings() == settings  # what the monitor reads back
 
 
 def test_worker_env_refuses_a_misspelt_setting() -> None:

@@ -1,0 +1,208 @@
+"""The monitor as a process: ``python -m monitor``, observed through its metrics and its
+group's committed offsets; ``python -m monitor report`` on the same settings.
+
+``monitor_env`` writes every field of a ``monitor.settings.Settings`` into the environment,
+so the process runs with exactly the settings the caller validated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from pydantic import SecretStr
+
+from contracts.kafka import reveal
+from contracts.registry_access import PASSWORD_VARIABLE, USERNAME_VARIABLE
+from devstack.processes import POLL_S, ROOT, DevstackError, log_tail, scrape, unique_name
+from monitor.settings import ENV_PREFIX, Settings
+
+_KAFKA_TIMEOUT_S: Final = 10.0
+_STOP_TIMEOUT_S: Final = 60.0
+_KILL_TIMEOUT_S: Final = 30.0
+_REPORT_TIMEOUT_S: Final = 300.0
+# A registry account this process holds must not reach a monitor whose settings have none.
+_NEVER_INHERITED: Final = (USERNAME_VARIABLE, PASSWORD_VARIABLE)
+
+
+def monitor_env(settings: Settings) -> dict[str, str]:
+    """This process's environment without its ``MONITOR_*`` variables and registry account,
+    plus every field of ``settings`` that is set, under the variable the monitor reads it
+    from; secrets in clear (never log the result)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(ENV_PREFIX) and name not in _NEVER_INHERITED
+    }
+    for field, info in Settings.model_fields.items():
+        value = getattr(settings, field)
+        if value is None:
+            continue
+        alias = info.validation_alias
+        name = alias if isinstance(alias, str) else f"{ENV_PREFIX}{field.upper()}"
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[name] = json.dumps(reveal(value)) if isinstance(value, dict) else str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class MonitorProcess:
+    """One ``python -m monitor`` process on ``settings``, started by the constructor in its
+    own session; its log appended to ``log_path``."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings, self.log_path = settings, log_path
+        self._env = monitor_env(settings)
+        self.process = self._spawn([])
+
+    def _spawn(self, arguments: list[str]) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(  # noqa: S603 (fixed command, no shell)
+                [sys.executable, "-m", "monitor", *arguments],
+                env=self._env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self) -> str:
+        return log_tail(self.log_path)
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of its metrics endpoint (``scrape``); empty without one
+        (``metrics_port`` 0) or while it does not answer."""
+        port = self.settings.metrics_port
+        return scrape(f"http://127.0.0.1:{port}/metrics") if port else {}
+
+    def caught_up(self) -> bool:
+        """Whether the group committed every record of every input: no committed record is
+        readable (``read_committed``) at or past its committed offsets.
+
+        Read rather than compared with the topics' ends: the markers that end the
+        workers' transactions occupy offsets the monitor never commits past. The offsets
+        are asked by a client of the group that never joins it, the records read by one of
+        another group: one reading in the monitor's group made its transactions fail
+        (``ILLEGAL_GENERATION``). False while the brokers cannot say (offsets of a
+        transaction still open).
+        """
+        s = self.settings
+        inputs = [s.predictions_topic, s.shadow_scores_topic, s.outcomes_topic]
+        inputs.append(s.applications_topic)
+        asker = Consumer({**s.kafka_common(), "group.id": s.group_id})
+        probe = Consumer(
+            {
+                **s.kafka_common(),
+                "group.id": unique_name("monitor-probe"),
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+        )
+        try:
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in inputs
+                for partition in probe.list_topics(topic, _KAFKA_TIMEOUT_S).topics[topic].partitions
+            ]
+            committed = asker.committed(partitions, _KAFKA_TIMEOUT_S)
+            probe.assign([_from(position) for position in committed])
+            return _all_at_end(probe, len(committed))
+        except KafkaException:
+            return False
+        finally:
+            asker.close()
+            probe.close()
+
+    def wait_caught_up(self, timeout_s: float) -> float:
+        """Return once ``caught_up()``, the seconds it took; ``DevstackError`` naming the log
+        when the monitor exits first or ``timeout_s`` passes."""
+        started = time.monotonic()
+        while not self.caught_up():
+            if not self.running:
+                raise DevstackError(
+                    f"the monitor exited with {self.process.returncode}", self.log_path
+                )
+            if time.monotonic() - started > timeout_s:
+                raise DevstackError(f"the monitor lagged after {timeout_s:.0f}s", self.log_path)
+            time.sleep(POLL_S)  # polling offsets: the broker has nothing to block on
+        return time.monotonic() - started
+
+    def report(self, output: Path) -> Path:
+        """``python -m monitor report --output output`` on the same settings (its lines go to
+        the log); ``DevstackError`` when it fails."""
+        report = self._spawn(["report", "--output", str(output)])
+        try:
+            code = report.wait(_REPORT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            report.kill()
+            report.wait()
+            raise DevstackError("the monitor's report took too long", self.log_path) from None
+        if code != 0 or not output.is_file():
+            raise DevstackError(f"the monitor's report exited with {code}", self.log_path)
+        return output
+
+    def terminate(self, timeout_s: float = _STOP_TIMEOUT_S) -> int:
+        """SIGTERM (the monitor finishes the batch in hand and exits); the exit code. One
+        still running ``timeout_s`` later is killed and ``DevstackError`` raised."""
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise DevstackError(
+                f"the monitor did not exit {timeout_s:.0f}s after SIGTERM", self.log_path
+            ) from None
+
+    def kill(self, timeout_s: float = _KILL_TIMEOUT_S) -> int:
+        """SIGKILL: a crash wherever the monitor is, or a teardown; the exit code."""
+        if self.running:
+            self.process.kill()
+        return self.process.wait(timeout=timeout_s)
+
+
+def _from(committed: TopicPartition) -> TopicPartition:
+    """Where the group resumes a partition: its committed offset, else the beginning."""
+    offset = committed.offset if committed.offset >= 0 else OFFSET_BEGINNING
+    return TopicPartition(committed.topic, committed.partition, offset)
+
+
+def _all_at_end(probe: Consumer, partitions: int) -> bool:
+    """Whether each of the ``partitions`` assigned to ``probe`` reports its end before any
+    record arrives."""
+    ended: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + _KAFKA_TIMEOUT_S
+    while len(ended) < partitions:
+        if time.monotonic() > deadline:
+            return False
+        for message in probe.consume(partitions, POLL_S):
+            error = message.error()
+            if error is None:
+                return False  # a record the group has not committed
+            if error.code() != KafkaError._PARTITION_EOF:
+                raise KafkaException(error)
+            ended.add((message.topic() or "", message.partition() or 0))
+    return True
