@@ -150,6 +150,13 @@ class Settings(BaseSettings):
     reason_count: int = Field(
         default=4, ge=1, le=23, description="How many reasons a score carries at most."
     )
+    model_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Threads a model call may use in native pools (BLAS, OpenMP). A worker "
+        "scales by processes and partitions; more threads on a 500-row batch bought no wall "
+        "time here and took CPU from the broker (benchmarks/README.md).",
+    )
 
     monitor_personal_fields: bool = Field(
         default=False,

@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeVar
 
 from confluent_kafka import Message
+from threadpoolctl import threadpool_limits
 
 from consumer.decoding import DecodeFailure, decode_application
 from consumer.errors import (
@@ -162,6 +163,7 @@ class Worker:
         self._stopping = threading.Event()
         self._started = False
         self._aborts_in_row = 0
+        self._threads_limited_for: tuple[int, int] | None = None
         self._step: tuple[str, float] = ("starting", clock())
         self._liveness = Liveness(settings.self_heal_after_s, clock)
         metrics.watch_loop(
@@ -247,7 +249,18 @@ class Worker:
         model = self._models.current
         if model is None:  # run() only loops once a model is loaded, and models never unload
             raise AssertionError("batch consumed with no model loaded")
+        self._limit_model_threads(model)
         return self._handle(messages, model)
+
+    def _limit_model_threads(self, model: LoadedModel) -> None:
+        """Cap the native thread pools the models' calls use (``model_threads``), again
+        whenever a model is swapped in: a model can bring a library that was not loaded
+        before, and OpenMP's limit holds for the calling thread only, hence here."""
+        shadow = self._shadow.current if self._shadow is not None else None
+        loaded = (id(model), id(shadow))
+        if loaded != self._threads_limited_for:
+            threadpool_limits(limits=self._settings.model_threads)
+            self._threads_limited_for = loaded
 
     def _wait_for_model(self) -> bool:
         _log.info("waiting for the model")

@@ -14,6 +14,7 @@ import orjson
 import pandas as pd
 import pytest
 from confluent_kafka import Message
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from consumer.errors import (
     AbortableTransactionError,
@@ -430,6 +431,41 @@ def test_a_batch_is_scored_by_one_model_and_a_swap_applies_to_the_next(
         for r in _on(transport.committed, "loan-scores")
     ]
     assert bodies == ["1"] * 4 + ["2"] * 4
+
+
+class _PoolProbe(CountingPipeline):
+    """Records the largest native thread pool (BLAS, OpenMP) in effect at each model call."""
+
+    def __init__(self, inner: object) -> None:
+        super().__init__(inner)
+        self.pools: list[int] = []
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
+        self.pools.append(_largest_pool())
+        return super().predict_proba(X)
+
+
+def _largest_pool() -> int:
+    return max(pool["num_threads"] for pool in threadpool_info())
+
+
+def test_model_calls_run_with_native_pools_capped_again_after_a_swap(
+    pipeline: object, applications: list[LoanApplication]
+) -> None:
+    batches = [_messages([encode(a) for a in applications[i : i + 4]], first=i) for i in (0, 4)]
+    transport = FakeTransport(deque(batches))
+    first, second = _PoolProbe(pipeline), _PoolProbe(pipeline)
+    models = FakeModels(LoadedModel("credit-default", "1", "run-1", 0.35, first))
+    worker = _worker(transport, models, model_threads=1)
+
+    with threadpool_limits(limits=2):  # restores this process's pools on the way out
+        assert _largest_pool() == 2, "no native pool that can run two threads here"
+        worker.run_once()
+        threadpool_limits(limits=2)  # as a library the next model brings would start
+        models.current = LoadedModel("credit-default", "2", "run-2", 0.35, second)
+        worker.run_once()
+
+    assert (first.pools, second.pools) == ([1], [1])
 
 
 def test_no_model_means_not_ready_and_not_consuming(pipeline: object) -> None:
