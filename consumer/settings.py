@@ -154,8 +154,8 @@ class Settings(BaseSettings):
         default=1,
         ge=1,
         description="Threads a model call may use in native pools (BLAS, OpenMP). A worker "
-        "scales by processes and partitions; more threads on a 500-row batch bought no wall "
-        "time here and took CPU from the broker (benchmarks/README.md).",
+        "scales by processes and partitions; a second thread on a 500-row batch saved little "
+        "time here for 50-70% more CPU, taken from the broker (benchmarks/README.md).",
     )
 
     monitor_personal_fields: bool = Field(
