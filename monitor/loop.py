@@ -45,9 +45,11 @@ batch held the monitor to 2,500 applications/s (benchmarks/README.md, finding 10
 measure decides is still a function of the database alone (never of a clock), and the
 "beyond the limit" state moves in the measuring batch's transaction: measuring less often
 can delay an alert under a backlog by at most ``measure_every_records``, never repeat or
-lose one. A backlog is measured when its last batch comes short, the usual end of a burst;
-one that ends exactly on a full batch is measured with the next batch (measuring when idle
-would need a Kafka transaction without input offsets, which ``recover()`` cannot check).
+lose one; but a drift that comes and goes between two measures of a backlog (a shifted
+stretch shorter than the interval, already history) raises none. A backlog is measured
+when its last batch comes short, the usual end of a burst; one that ends exactly on a full
+batch is measured with the next batch (measuring when idle would need a Kafka transaction
+without input offsets, which ``recover()`` cannot check).
 
 Champion and challenger are compared on the same applications by construction: the
 worker writes an application's shadow score in the transaction of its official score,
