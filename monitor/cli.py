@@ -25,7 +25,6 @@ from monitor.loop import Monitor
 from monitor.measures import measure
 from monitor.metrics import Metrics
 from monitor.profiles import mlflow_profiles
-from monitor.report import fairness_line, render_report
 from monitor.settings import ENV_PREFIX, Settings
 from monitor.store import Store
 from monitor.transport import KafkaTransport
@@ -79,6 +78,9 @@ def report_command(
 ) -> None:
     """Render PSI per feature, the live calibration curve and the live fairness gaps from the
     monitor's database."""
+    # Here, not at the top: matplotlib would sit in the running monitor's memory unused.
+    from monitor.report import fairness_line, render_report
+
     settings = settings_or_exit(Settings, ENV_PREFIX)
     use_credentials(settings.tracking_username, settings.tracking_password)
     try:

@@ -99,7 +99,19 @@ class Settings(BaseSettings):
     max_pending_outcomes: int = Field(default=1_000_000, ge=1)
     cost_fn: float = Field(default=5.0, ge=0, description="As training's --cost-fn.")
     cost_fp: float = Field(default=1.0, ge=0, description="As training's --cost-fp.")
-    batch_max_messages: int = Field(default=2_000, ge=1)
+    batch_max_messages: int = Field(
+        default=10_000,
+        ge=1,
+        # A batch's ids are bound one parameter each (``IN (...)``): SQLite takes 32,766.
+        le=20_000,
+        description="Records per batch: one database and one Kafka transaction each.",
+    )
+    measure_every_records: int = Field(
+        default=100_000,
+        ge=1,
+        description="While a backlog lasts (full batches), measure and alert once per this "
+        "many records; a batch that empties it is always measured.",
+    )
     batch_timeout_s: float = Field(default=0.5, gt=0)
     max_value_bytes: int = Field(default=65_536, ge=1_024)
     metrics_port: int = Field(default=9101, ge=0, le=65_535, description="0: no endpoint.")

@@ -21,6 +21,12 @@ from monitor.settings import Settings
 _client_log = logging.getLogger("monitor.librdkafka")
 _OP_TIMEOUT_S: Final = 10.0
 _QUEUE_FULL_POLL_S: Final = 0.05
+# librdkafka prefetches up to 64 MiB by default: over a 100,000-application burst the
+# monitor grew from 435 to 513 MB (benchmarks/README.md, finding 10). 16 MiB still holds
+# three 10,000-record batches; a 10 ms fetch backoff resumes fetching as soon as there is
+# room (the worker's setting, consumer/transport.py, explains the default's 1 s stall).
+_PREFETCH_KBYTES: Final = 16_384
+_FETCH_QUEUE_BACKOFF_MS: Final = 10
 
 PartitionKey = tuple[str, int]
 
@@ -53,6 +59,8 @@ class KafkaTransport:
         try:
             self._consumer = Consumer(
                 {
+                    "queued.max.messages.kbytes": _PREFETCH_KBYTES,  # MONITOR_KAFKA_EXTRA wins
+                    "fetch.queue.backoff.ms": _FETCH_QUEUE_BACKOFF_MS,
                     **common,
                     "group.id": settings.group_id,
                     "isolation.level": "read_committed",

@@ -59,6 +59,9 @@ def settings(kafka_bootstrap_servers: str, new_topic: TopicFactory, tmp_path: Pa
         window_rows=_ROWS,
         min_window_rows=_ROWS // 2,
         batch_timeout_s=0.2,
+        # Every batch measured: these streams are one small backlog whose shifted stretch
+        # must alert; the cadence itself is tested in tests/unit/test_monitor_loop.py.
+        measure_every_records=1,
         metrics_port=0,
     )
 

@@ -253,6 +253,33 @@ def test_a_shifted_feature_raises_exactly_one_alert(
     assert all(a.value > settings.psi_limit for a in alerts)
 
 
+def test_a_backlog_is_measured_once_per_measure_every_records_and_at_its_end(
+    settings: Settings, profile: ReferenceProfile, feature_frame: pd.DataFrame
+) -> None:
+    settings = settings.model_copy(
+        update={"batch_max_messages": 200, "measure_every_records": 1_000}
+    )
+    topics, kafka = Topics(), FakeKafka()
+    kafka.batches = _stream(feature_frame.iloc[10_000:10_600], topics, "stable", shift=False)
+    kafka.batches += _stream(feature_frame.iloc[11_000:12_000], topics, "shifted", shift=True)
+    kafka.batches[-1] = kafka.batches[-1][:-2]  # full batches of 200, then one that empties it
+    monitor = _monitor(settings, kafka, profile)
+    psi = monitor._metrics.registry.get_sample_value
+
+    for _ in range(4):
+        monitor.step()
+    assert psi("monitor_psi", {"subject": "score"}) is None  # 800 records: not measured yet
+    monitor.step()
+    assert psi("monitor_psi", {"subject": "score"}) is not None  # 1,000
+    _drain(monitor)
+
+    drift, *_ = measure(Store(settings.database_url), lambda _run: profile, settings)
+    assert drift is not None
+    assert psi("monitor_psi", {"subject": "limit_bal"}) == drift.psi["limit_bal"]
+    subjects = [ModelAlert.model_validate_json(r.value or b"").subject for r in kafka.written]
+    assert subjects.count("limit_bal") == 1
+
+
 def test_a_batch_killed_between_database_and_kafka_is_finished_once_at_restart(
     settings: Settings, profile: ReferenceProfile
 ) -> None:
