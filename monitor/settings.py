@@ -107,7 +107,11 @@ class Settings(BaseSettings):
         description="Records per batch: one database and one Kafka transaction each.",
     )
     measure_every_records: int = Field(
-        default=100_000,
+        # About one PSI window of applications at four records each (prediction, shadow
+        # score, outcome, application): a drift that fills the window is measured while it
+        # does. A longer interval is faster over a burst (benchmarks/README.md, finding 10)
+        # but can miss a drift that came and went between two measures.
+        default=20_000,
         ge=1,
         description="While a backlog lasts (full batches), measure and alert once per this "
         "many records; a batch that empties it is always measured.",
