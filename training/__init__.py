@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 # Imported on first use, not with the package: the monitor imports training.fairness and
 # training.evaluation only, and the trainer's imports (MLflow models, matplotlib, skops)
-# cost it ~70 MB of its 400 MB (benchmarks/README.md, finding 10).
+# cost it 55 MB at import (benchmarks/README.md, finding 10).
 _HOME = {
     **dict.fromkeys(
         (
