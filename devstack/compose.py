@@ -46,6 +46,8 @@ ENV_EXAMPLE: Final = ROOT / ".env.example"
 PROJECT_LABEL: Final = "com.docker.compose.project"
 
 # The host-port variables of docker-compose.yml and their defaults there.
+_LOW_PORT: Final = 20_000
+_EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
 HOST_PORT_VARIABLES: Final = {
     "KAFKA_HOST_PORT": "9094",
     "MLFLOW_HOST_PORT": "5000",
@@ -126,13 +128,26 @@ def port_conflicts(env: Mapping[str, str]) -> list[str]:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` consecutive ports that are free now, above the ephemeral range's start."""
+    """``count`` consecutive ports that are free now, from 20,000 up to the kernel's
+    ephemeral range.
+
+    Below that range because a scaled scorer binds its port minutes after it was chosen:
+    meanwhile any connection or ``bind(0)`` on the machine may take a port inside the range
+    (seen in CI: "bind: address already in use" scaling to two scorers).
+    """
     for _ in range(200):
-        base = 20_000 + secrets.randbelow(30_000)
+        base = _LOW_PORT + secrets.randbelow(_ephemeral_start() - _LOW_PORT - count)
         candidates = list(range(base, base + count))
         if not any(port_taken(port) for port in candidates):
             return candidates
     raise ComposeError(f"found no {count} consecutive free ports")
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 def free_port_settings(scorer_ports: int = 4) -> dict[str, str]:

@@ -11,6 +11,7 @@ import pytest
 from consumer.settings import Settings
 from contracts.registry_access import PASSWORD_VARIABLE, USERNAME_VARIABLE
 from devstack import DevstackError, ScorerTopics, monitor_env, worker_env
+from devstack.compose import free_ports
 from devstack.container import DEFAULT_IMAGE, kafka_image
 from monitor.settings import Settings as MonitorSettings
 
@@ -114,3 +115,11 @@ def test_the_kafka_image_comes_from_the_environment_then_the_images_file(
     assert kafka_image(images) == "rumos-local/kafka:4.1.1"
     monkeypatch.setenv("KAFKA_IMAGE", "registry.bank/kafka:4.1.1")
     assert kafka_image(images) == "registry.bank/kafka:4.1.1"
+
+
+def test_compose_host_ports_are_chosen_below_the_ephemeral_range() -> None:
+    # A scaled scorer binds its port minutes after the choice: inside the kernel's ephemeral
+    # range, any connection could have taken it by then.
+    start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    chosen = [port for _ in range(50) for port in free_ports(6)]
+    assert all(20_000 <= port < start for port in chosen), sorted(chosen)[-3:]
