@@ -181,6 +181,7 @@ class KafkaTransport:
         self._assigned: frozenset[PartitionKey] = frozenset()
         self._refused: str | None = None
         self._brokers_lost = False
+        self._probe_blind = False
         # librdkafka's own log lines join ours (as JSON) via the logger property.
         callbacks = {"error_cb": self._on_error, "logger": _client_log}
         self._producer_config = {**producer_config(settings), **callbacks}
@@ -318,8 +319,15 @@ class KafkaTransport:
                 committed = position.offset if position.offset >= 0 else start
                 progress[(position.topic, position.partition)] = PartitionProgress(committed, end)
         except (KafkaException, KeyError) as exc:
-            _log.debug("group progress unavailable: %s", exc)
+            # Said once per spell: a probe that cannot see the group also cannot tell the
+            # worker it is stuck, which an operator needs to know.
+            if not self._probe_blind:
+                _log.warning("cannot ask the brokers how far the group is: %s", exc)
+            self._probe_blind = True
             return None
+        if self._probe_blind:
+            _log.info("the group's progress is visible again")
+        self._probe_blind = False
         return progress
 
     def record_waiting(self, positions: Mapping[PartitionKey, int]) -> bool:
