@@ -83,7 +83,13 @@ class Transport(Protocol):
         brokers (not of this worker's consumer); None when the cluster does not answer."""
 
     def record_waiting(self, positions: Mapping[PartitionKey, int]) -> bool:
-        """Whether a read-committed consumer gets a record at or past any of ``positions``."""
+        """Whether a record waits at or past any of ``positions`` for a read-committed consumer.
+
+        False only once a read has gone through to every partition's end and found only
+        transaction markers or aborted records; a read that fails or stops short of the end
+        counts as a record waiting, since a client that cannot read is what self-healing
+        replaces.
+        """
 
     def reconnect(self) -> None:
         """Replace the consumer and the producer by new ones (same group, same
@@ -186,13 +192,14 @@ class KafkaTransport:
         callbacks = {"error_cb": self._on_error, "logger": _client_log}
         self._producer_config = {**producer_config(settings), **callbacks}
         self._consumer_config = {**consumer_config(settings), **callbacks}
+        self._probe_config = probe_config(settings) | {"logger": _client_log}
         try:
             self._consumer = Consumer(self._consumer_config)
             self._producer = Producer(self._producer_config)
             # Asks the brokers about the group without joining it (it never subscribes). Not
             # an AdminClient: its group-coordinator requests abort the process when a broker
             # drops mid-request (confluentinc/librdkafka#4605, #3663), as a restart does.
-            self._probe = Consumer(probe_config(settings) | {"logger": _client_log})
+            self._probe = Consumer(self._probe_config)
         except KafkaException as exc:
             raise FatalTransportError(f"invalid Kafka configuration: {exc}") from exc
 
@@ -310,8 +317,10 @@ class KafkaTransport:
 
     def group_progress(self) -> GroupProgress | None:
         probe, topic, timeout = self._probe, self._input_topic, _PROBE_TIMEOUT_S
+        cluster_answered = False
         try:
             metadata = probe.list_topics(topic, timeout=timeout).topics[topic]
+            cluster_answered = True
             partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
             progress = {}
             for position in probe.committed(partitions, timeout=timeout):
@@ -323,6 +332,10 @@ class KafkaTransport:
             # worker it is stuck, which an operator needs to know.
             if not self._probe_blind:
                 _log.warning("cannot ask the brokers how far the group is: %s", exc)
+            elif cluster_answered:
+                # Twice running the cluster answered but not about the group: a client can
+                # keep asking a coordinator it lost, which a fresh one looks up again.
+                self._renew_probe()
             self._probe_blind = True
             return None
         if self._probe_blind:
@@ -332,14 +345,24 @@ class KafkaTransport:
 
     def record_waiting(self, positions: Mapping[PartitionKey, int]) -> bool:
         probe = self._probe
+        partitions = [TopicPartition(t, p, offset) for (t, p), offset in positions.items()]
         try:
-            probe.assign([TopicPartition(t, p, offset) for (t, p), offset in positions.items()])
-            messages = probe.consume(1, _PROBE_TIMEOUT_S)
-            probe.unassign()
+            probe.assign(partitions)
+            try:
+                if any(message.error() is None for message in probe.consume(1, _PROBE_TIMEOUT_S)):
+                    return True
+                # Past markers and aborted records a read-committed position still moves on.
+                reached = probe.position(partitions)
+            finally:
+                probe.unassign()
+            ends = [
+                probe.get_watermark_offsets(tp, timeout=_PROBE_TIMEOUT_S, cached=False)[1]
+                for tp in partitions
+            ]
         except KafkaException as exc:
-            _log.debug("cannot read past the group's offsets: %s", exc)
-            return False
-        return any(message.error() is None for message in messages)
+            _log.warning("cannot read past the group's offsets: %s", exc)
+            return True
+        return any(position.offset < end for position, end in zip(reached, ends, strict=True))
 
     def reconnect(self) -> None:
         try:
@@ -349,6 +372,7 @@ class KafkaTransport:
         self._assigned = frozenset()
         self._consumer = Consumer(self._consumer_config)
         self._subscribe()
+        self._renew_probe()
         self._brokers_lost = True  # until the new producer is initialised: begin() retries it
         self._renew_producer("self-healing")
 
@@ -411,6 +435,14 @@ class KafkaTransport:
             raise translate(exc, "init transactions") from exc
         self._brokers_lost = False
         self._problem = None
+
+    def _renew_probe(self) -> None:
+        _log.info("replacing the consumer that probes the group")
+        try:
+            self._probe.close()
+        except KafkaException as exc:
+            _log.warning("close probe failed: %s", exc)
+        self._probe = Consumer(self._probe_config)
 
     def _is_data(self, message: Message) -> bool:
         error = message.error()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import ClassVar
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
@@ -43,3 +46,42 @@ def test_an_invalid_kafka_configuration_is_fatal_at_construction() -> None:
     )
     with pytest.raises(FatalTransportError, match=r"no\.such\.property"):
         KafkaTransport(settings)
+
+
+class _BlindProbe:
+    """A consumer whose cluster answers metadata but never says where the group is."""
+
+    made: ClassVar[list[_BlindProbe]] = []
+
+    def __init__(self, config: dict[str, object]) -> None:
+        self.closed = False
+        _BlindProbe.made.append(self)
+
+    def list_topics(self, topic: str, timeout: float) -> SimpleNamespace:
+        return SimpleNamespace(topics={topic: SimpleNamespace(partitions={0: None})})
+
+    def committed(self, partitions: list[object], timeout: float) -> list[object]:
+        raise KafkaException(KafkaError(KafkaError.NOT_COORDINATOR, "Not coordinator"))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_probe_that_cannot_see_the_group_twice_while_the_cluster_answers_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("consumer.transport.Consumer", _BlindProbe)
+    monkeypatch.setattr("consumer.transport.Producer", lambda config: None)
+    _BlindProbe.made = []
+    transport = KafkaTransport(
+        Settings(kafka_bootstrap_servers="127.0.0.1:1", mlflow_tracking_uri="unused")
+    )
+    worker_consumer, probe = _BlindProbe.made
+
+    assert transport.group_progress() is None
+    assert len(_BlindProbe.made) == 2  # once may be a coordinator still loading
+
+    assert transport.group_progress() is None
+    assert probe.closed
+    assert len(_BlindProbe.made) == 3
+    assert not worker_consumer.closed
