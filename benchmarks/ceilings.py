@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import mlflow.pyfunc
 import pandas as pd
@@ -71,7 +71,7 @@ def ceiling_a(run: Run) -> Throughput:
                     consumed = time.perf_counter()
                     transport.begin()
                     transport.produce(
-                        OutboundRecord(topic, m.key(), m.value(), _headers(m))
+                        OutboundRecord(topic, m.key(), m.value(), cast(Headers, m.headers() or []))
                         for m in messages
                         for topic in (settings.scores_topic, settings.predictions_topic)
                     )
@@ -92,11 +92,6 @@ def ceiling_a(run: Run) -> Throughput:
     return Throughput.of(
         "ceiling A", 1, written, cores, transactions=transactions, stage_us=stage_us
     )
-
-
-def _headers(message: Message) -> Headers:
-    raw = message.headers() or []
-    return list(raw.items() if isinstance(raw, dict) else raw)
 
 
 def _partition(message: Message) -> PartitionKey:

@@ -7,8 +7,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -113,15 +112,6 @@ def cores_used(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, float]:
     used["others"] = round(max(0.0, machine - sum(used.values())), 2)
     used["machine"] = round(machine, 2)
     return used
-
-
-@contextmanager
-def cores_during(pids: Mapping[str, int]) -> Iterator[dict[str, float]]:
-    """``cores_used`` while the block runs: the dict yielded is filled in when it ends."""
-    used: dict[str, float] = {}
-    start = CpuSnapshot.now(pids)
-    yield used
-    used.update(cores_used(start, CpuSnapshot.now(pids)))
 
 
 class Percentiles(BaseModel):

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, closing, contextmanager, nullcontext
+from contextlib import ExitStack, closing, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -65,9 +65,14 @@ class Run:
             yield
         self.console.print(f"{description}: {time.monotonic() - started:.1f} s", highlight=False)
 
-    def cores(self, **pids: int) -> AbstractContextManager[dict[str, float]]:
-        """``measure.cores_during`` of the broker and ``pids``."""
-        return measure.cores_during({"broker": self.broker_pid, **pids})
+    @contextmanager
+    def cores(self, **pids: int) -> Iterator[dict[str, float]]:
+        """``measure.cores_used`` by the broker and ``pids`` while the block runs: the dict
+        yielded is filled in when it ends."""
+        used: dict[str, float] = {}
+        start = measure.CpuSnapshot.now(pids := {"broker": self.broker_pid, **pids})
+        yield used
+        used.update(measure.cores_used(start, measure.CpuSnapshot.now(pids)))
 
     def start(self, data: Path) -> CandidateResult:
         """The broker, the MLflow server (their logs copied to ``logs`` at exit) and the
