@@ -92,6 +92,8 @@ def send(
     except KafkaException as exc:
         raise BenchmarkError(f"cannot open the preload transaction: {exc}") from exc
     report = publish(records, producer=producer, topic=topic, rate=rate)
+    if report.interrupted:  # publish stops on Ctrl-C (or SIGTERM, cli._interrupt): pass it on
+        raise KeyboardInterrupt
     if not report.complete or report.delivered != count:
         raise BenchmarkError(
             f"publishing to {topic}: {report.delivered} of {count} delivered "
