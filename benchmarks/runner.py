@@ -122,7 +122,8 @@ class Run:
         producer that wrote them; with ``hold`` they stay invisible until ``traffic.release``
         of that producer."""
         topics = topics or self.topics(name)
-        with self.step(f"{name}: preloading {count:,} applications{' (held back)' * hold}"):
+        held = " (held back)" if hold else ""
+        with self.step(f"{name}: preloading {count:,} applications{held}"):
             records = traffic.applications(count, traffic.SEED)
             producer = traffic.send(
                 self.servers, topics.applications, records, count=count, hold=hold
