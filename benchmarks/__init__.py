@@ -3,6 +3,11 @@
 measures and what the runs found; ``benchmarks.runner`` runs the phases.
 """
 
+from typing import Final
+
+PHASE_TIMEOUT_S: Final = 900.0
+"""The longest any phase may take before the run fails."""
+
 
 class BenchmarkError(Exception):
     """A phase of the run failed (timeout, lost or duplicated records, a worker died)."""

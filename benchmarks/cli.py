@@ -32,7 +32,7 @@ from devstack import ROOT, DevstackError, log_tail
 README: Final = ROOT / "benchmarks" / "README.md"
 RESULTS: Final = ROOT / "benchmarks" / "results"
 DATA: Final = ROOT / "data" / "credit_default.csv"
-# Sizes of a full run and of --quick (a smoke run of about 3 minutes).
+# Sizes of a full run and of --quick (a smoke run of about 3 minutes), by option.
 FULL: Final = {"messages": 200_000, "naive_messages": 2_000, "latency_s": 25.0, "warmup_s": 5.0}
 QUICK: Final = {"messages": 20_000, "naive_messages": 500, "latency_s": 8.0, "warmup_s": 2.0}
 
@@ -87,17 +87,12 @@ def bench(
         profile=profile,
         worker=worker.redacted(),
     )
-    write_readme = not quick if readme is None else readme
+    readme_path = README if (not quick if readme is None else readme) else None
     console = Console(stderr=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         table = run_benchmark(
-            config,
-            worker,
-            data=data,
-            results_dir=results_dir,
-            readme=README if write_readme else None,
-            console=console,
+            config, worker, data=data, results_dir=results_dir, readme=readme_path, console=console
         )
     except (BenchmarkError, DevstackError) as exc:
         log = getattr(exc, "log_path", None)
@@ -111,8 +106,8 @@ def bench(
         signal.signal(signal.SIGTERM, previous)
     Console().print(Markdown(table.read_text()))
     console.print(f"results: {table.parent}")
-    if write_readme:
-        console.print(f"table written to {README}")
+    if readme_path:
+        console.print(f"table written to {readme_path}")
 
 
 def _rates(text: str) -> tuple[int, ...]:

@@ -10,12 +10,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
 
-_PROC: Final = Path("/proc")
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 # /proc/<pid>/stat fields after the command name: utime and stime are the 12th and 13th.
 _UTIME_FIELD: Final = 11
@@ -36,17 +35,16 @@ class MachineInfo(BaseModel):
 def machine_info(root: Path) -> MachineInfo:
     """This machine, now, and the commit of the code in ``root`` (``-dirty`` with uncommitted
     changes to tracked files, ``unknown`` outside a git checkout)."""
-    cpus = [line for line in _read("cpuinfo").splitlines() if line.startswith("model name")]
-    memory = [line for line in _read("meminfo").splitlines() if line.startswith("MemTotal:")]
     describe = ["git", "-C", str(root), "describe", "--always", "--dirty", "--exclude=*"]
     try:
         source = subprocess.run(describe, capture_output=True, text=True, check=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         source = None
+    cpus, memory = _fields("cpuinfo", "model name"), _fields("meminfo", "MemTotal:")
     return MachineInfo(
         nproc=os.cpu_count() or 1,
-        cpu_model=cpus[0].split(":", 1)[1].strip() if cpus else platform.processor(),
-        memory_gib=round(int(memory[0].split()[1]) / 1024**2, 1) if memory else 0.0,
+        cpu_model=" ".join(cpus[0][3:]) if cpus else platform.processor(),
+        memory_gib=round(int(memory[0][1]) / 1024**2, 1) if memory else 0.0,
         load_average=load_average(),
         python=platform.python_version(),
         platform=platform.platform(terse=True),
@@ -59,28 +57,29 @@ def load_average() -> tuple[float, float, float]:
     return (round(one, 2), round(five, 2), round(fifteen, 2))
 
 
-def _read(name: str) -> str:
+def _fields(name: str, prefix: str = "") -> list[list[str]]:
+    """The whitespace-split lines of ``/proc/<name>`` starting with ``prefix``; [] if unreadable."""
     try:
-        return (_PROC / name).read_text()
+        text = Path("/proc", name).read_text()
     except OSError:
-        return ""
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds ``pid`` has used (its threads included); 0 once it is gone."""
-    if not (stat := _read(f"{pid}/stat")):
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[_UTIME_FIELD]) + int(fields[_UTIME_FIELD + 1])) / _CLOCK_TICKS
+        return []
+    return [line.split() for line in text.splitlines() if line.startswith(prefix)]
 
 
 def memory_mb(pid: int, field: str = "VmRSS") -> float:
     """``pid``'s resident memory now (``VmRSS``) or at its peak (``VmHWM``), in MB (10^6
     bytes); 0 when unknown."""
-    for line in _read(f"{pid}/status").splitlines():
-        if line.startswith(f"{field}:"):
-            return round(int(line.split()[1]) * 1024 / 1e6, 1)
-    return 0.0
+    found = _fields(f"{pid}/status", f"{field}:")
+    return round(int(found[0][1]) * 1024 / 1e6, 1) if found else 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used (its threads included); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[_UTIME_FIELD]) + int(fields[_UTIME_FIELD + 1])) / _CLOCK_TICKS
 
 
 @dataclass(frozen=True)
@@ -91,15 +90,12 @@ class CpuSnapshot:
     per_process: dict[str, float]
     machine: float
 
-
-def cpu_snapshot(pids: dict[str, int]) -> CpuSnapshot:
-    fields = [int(v) for v in _read("stat").splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return CpuSnapshot(
-        at=time.monotonic(),
-        per_process={name: cpu_seconds(pid) for name, pid in pids.items()},
-        machine=(sum(fields[:8]) - idle) / _CLOCK_TICKS,
-    )
+    @classmethod
+    def now(cls, pids: Mapping[str, int]) -> CpuSnapshot:
+        ticks = [int(v) for v in _fields("stat", "cpu ")[0][1:]]
+        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+        busy = (sum(ticks[:8]) - idle) / _CLOCK_TICKS
+        return cls(time.monotonic(), {name: _cpu_seconds(pid) for name, pid in pids.items()}, busy)
 
 
 def cores_used(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, float]:
@@ -148,18 +144,13 @@ def percentiles(values_ms: Sequence[float]) -> Percentiles:
     )
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """Records written in ``(start_ms, end_ms]``: the first instant's records are the
     output of work done before the window opened, so they are not counted."""
 
     start_ms: int
     end_ms: int
     records: int
-
-    @classmethod
-    def of(cls, timestamps: Sequence[int], start_ms: int, end_ms: int) -> Window:
-        return cls(start_ms, end_ms, sum(1 for t in timestamps if start_ms < t <= end_ms))
 
     @property
     def seconds(self) -> float:
@@ -171,11 +162,15 @@ class Window:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
+def _window(timestamps: Sequence[int], start_ms: int, end_ms: int) -> Window:
+    return Window(start_ms, end_ms, sum(1 for t in timestamps if start_ms < t <= end_ms))
+
+
 def span(timestamps: Sequence[int]) -> Window:
     """From the first record to the last (the whole drain). Raises ``ValueError`` if empty."""
     if not timestamps:
         raise ValueError("no records to time")
-    return Window.of(timestamps, min(timestamps), max(timestamps))
+    return _window(timestamps, min(timestamps), max(timestamps))
 
 
 def steady_window(by_writer: Mapping[str, Sequence[int]]) -> Window:
@@ -192,7 +187,7 @@ def steady_window(by_writer: Mapping[str, Sequence[int]]) -> Window:
     if not series:
         raise ValueError("no records to time")
     start, end = max(min(ts) for ts in series), min(max(ts) for ts in series)
-    return Window.of(everything, start, end) if end > start else span(everything)
+    return _window(everything, start, end) if end > start else span(everything)
 
 
 def ratio(numerator: float, denominator: float) -> float | None:

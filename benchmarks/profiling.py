@@ -45,8 +45,10 @@ def py_spy() -> str | None:
 
 
 @contextmanager
-def profiling(executable: str, pid: int, output: Path) -> Iterator[None]:
+def profiling(pid: int, output: Path) -> Iterator[None]:
     """``py-spy record`` attached to ``pid`` while the block runs; raw stacks to ``output``."""
+    if (executable := py_spy()) is None:
+        raise BenchmarkError("py-spy is not installed")
     command = [executable, "record", "--pid", str(pid), "--idle", "--threads", "--nonblocking"]
     command += ["--rate", str(_SAMPLES_PER_S), "--format", "raw", "--output", str(output)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

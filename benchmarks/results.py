@@ -16,8 +16,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel
 
 from benchmarks import BenchmarkError
-from benchmarks.ceilings import StageCosts
-from benchmarks.measure import MachineInfo, Percentiles, ratio
+from benchmarks.measure import MachineInfo, Percentiles, ratio, span, steady_window
 from benchmarks.profiling import FunctionShare
 
 LATENCY_RATE: Final = 2_000  # the rate the latency target is judged at
@@ -72,6 +71,46 @@ class Throughput(BaseModel):
     stage_us: dict[str, float] = {}  # microseconds per application, per stage in loop order
     transactions: int = 0
     reason_codes: bool = True  # the workers' SCORER_REASON_CODES
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        processes: int,
+        by_writer: dict[str, list[int]],
+        cores: dict[str, float],
+        **more: Any,
+    ) -> Throughput:
+        """A drain timed from its output records' timestamps, grouped by writer."""
+        window, every = steady_window(by_writer), [t for ts in by_writer.values() for t in ts]
+        return cls(
+            name=name,
+            processes=processes,
+            records=len(every),
+            rate=window.rate,
+            window_s=window.seconds,
+            drain_s=span(every).seconds,
+            cores=cores,
+            **more,
+        )
+
+
+class StageCosts(BaseModel):
+    """Ceiling B: microseconds per row of each in-process stage, at one batch size (median
+    of calls). The ``*_us_per_row`` figures are CPU time (``time.process_time``): on a shared
+    machine, wall time also counts the time spent waiting for a core. The model's wall
+    time is kept alongside for comparison.
+    """
+
+    batch_size: int
+    calls: int
+    decode_us_per_row: float
+    features_us_per_row: float
+    model_us_per_row: float
+    model_wall_us_per_row: float
+    load_ms: float = 0.0  # a hot reload of the cached champion: vetting, signature, unpickling
+    verification_ms: float = 0.0  # its signature and file digests alone
+    reasons_us_per_row: float | None = None  # top reasons of a scored batch (no explainer: None)
 
 
 class MonitorRun(BaseModel):
@@ -146,26 +185,34 @@ def with_verdicts(results: BenchResults) -> BenchResults:
     )
     shadow = next((w for w in results.workers if w.name.endswith(SHADOW_SUFFIX)), None)
     ratios = {
-        "worker/ceiling_a": ratio(one.rate, results.ceiling_a.rate) if one else None,
-        "worker/floor": ratio(one.rate, results.floor.rate) if one else None,
-        "two_workers/one_worker": ratio(two.rate, one.rate) if one and two else None,
-        "reasons_on/reasons_off": ratio(one.rate, off.rate) if one and off else None,
-        "shadow/one_worker": ratio(shadow.rate, one.rate) if one and shadow else None,
-        "monitor/one_worker": ratio(m.rate, one.rate) if one and (m := results.monitor) else None,
+        "worker/ceiling_a": _over(one, results.ceiling_a),
+        "worker/floor": _over(one, results.floor),
+        "two_workers/one_worker": _over(two, one),
+        "reasons_on/reasons_off": _over(one, off),
+        "shadow/one_worker": _over(shadow, one),
+        "monitor/one_worker": _over(results.monitor, one),
     }
     point = next((p for p in results.latency if p.rate == LATENCY_RATE), None)
     peaks = [mb for run in results.workers for mb in run.peak_rss_mb.values()]
     peaks += [results.latency_peak_rss_mb] if results.latency_peak_rss_mb > 0 else []
-    b = results.ceiling_b
-    check = ratio(b.verification_ms, b.load_ms)
-    measured = [*ratios.values(), point.p99_ms if point else None, max(peaks, default=None), check]
-    if (monitor := results.monitor) is not None:
+    b, monitor = results.ceiling_b, results.monitor
+    measured = [
+        *ratios.values(),
+        point.p99_ms if point else None,
+        max(peaks, default=None),
+        ratio(b.verification_ms, b.load_ms),
         # A monitor that never caught up missed the target: its lag was never 0.
-        measured += [monitor.caught_up_s or math.inf, monitor.peak_rss_mb]
-    else:
-        measured += [None, None]
+        (monitor.caught_up_s or math.inf) if monitor else None,
+        monitor.peak_rss_mb if monitor else None,
+    ]
     targets = [_target(*spec, value) for spec, value in zip(_TARGETS, measured, strict=True)]
     return results.model_copy(update={"ratios": ratios, "targets": targets})
+
+
+def _over(
+    run: Throughput | Floor | MonitorRun | None, base: Throughput | Floor | None
+) -> float | None:
+    return ratio(run.rate, base.rate) if run is not None and base is not None else None
 
 
 def _target(name: str, goal: str, shown: str, bound: float, value: float | None) -> Target:
@@ -174,21 +221,22 @@ def _target(name: str, goal: str, shown: str, bound: float, value: float | None)
     if value is None:
         return Target(name=name, goal=goal, measured="—", status="not measured")
     met = value <= bound if "≤" in goal else value >= bound
-    return Target(
-        name=name, goal=goal, measured=shown.format(value), status="met" if met else "missed"
-    )
+    status: Literal["met", "missed"] = "met" if met else "missed"
+    return Target(name=name, goal=goal, measured=shown.format(value), status=status)
 
 
 def markdown(results: BenchResults) -> str:
     """The run's numbers: context lines, then throughput, latency, targets and profile."""
     m, c, b, floor = results.machine, results.config, results.ceiling_b, results.floor
-    load = " / ".join(f"{v:.2f}" for v in m.load_average)
-    end = " / ".join(f"{v:.2f}" for v in results.load_average_end)
+    load, end = (
+        " / ".join(f"{v:.2f}" for v in x) for x in (m.load_average, results.load_average_end)
+    )
     extras = "; ".join(
         f"{k} {c.worker[k]}"
         for k in ("kafka_extra", "consumer_extra", "producer_extra")
         if c.worker.get(k)
     )
+    shadow = results.champion.get("shadow")
     lines = [
         f"Machine: {m.nproc} x {m.cpu_model}, {m.memory_gib:.1f} GiB, Python {m.python}, "
         f"{m.platform}. Load average (1/5/15 min) at start {load}, at end {end}.",
@@ -198,7 +246,7 @@ def markdown(results: BenchResults) -> str:
         f"{c.messages:,} preloaded applications on {c.partitions} partitions; worker batches of "
         f"up to {c.worker['batch_max_messages']} records or {c.worker['batch_max_wait_ms']} ms; "
         f"champion {results.champion['family']} (version {results.champion['version']})"
-        + (f", shadow challenger {shadow}." if (shadow := results.champion.get("shadow")) else ".")
+        + (f", shadow challenger {shadow}." if shadow else ".")
         + (f" Worker overrides: {extras}." if extras else ""),
         "",
         "| measure | result | notes |",
@@ -248,8 +296,9 @@ def markdown(results: BenchResults) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cores(cores: dict[str, float]) -> str:
-    return ", ".join(f"{name} {value:.2f}" for name, value in cores.items())
+def _cores(values: dict[str, float], shown: str = ".2f") -> str:
+    """``name value, ...``: cores per process, or microseconds per stage."""
+    return ", ".join(f"{name} {value:{shown}}" for name, value in values.items())
 
 
 def _drain_row(label: str, run: Throughput, unit: str) -> str:
@@ -257,12 +306,13 @@ def _drain_row(label: str, run: Throughput, unit: str) -> str:
     if run.transactions:
         notes.append(f"{run.transactions:,} transactions")
     if run.peak_rss_mb:
-        ready = ", ".join(f"{mb:.0f}" for mb in run.ready_rss_mb.values())
-        peaks = ", ".join(f"{mb:.0f}" for mb in run.peak_rss_mb.values())
+        ready, peaks = (
+            ", ".join(f"{mb:.0f}" for mb in rss.values())
+            for rss in (run.ready_rss_mb, run.peak_rss_mb)
+        )
         notes.append(f"RSS once ready {ready} MB, peak {peaks} MB")
     if run.stage_us:
-        stages = (f"{stage} {us:.1f}" for stage, us in run.stage_us.items())
-        notes.append(f"µs/application: {', '.join(stages)}")
+        notes.append(f"µs/application: {_cores(run.stage_us, '.1f')}")
     notes.append(f"cores: {_cores(run.cores)}")
     return f"| {label} | {run.rate:,.0f} {unit} | {'; '.join(notes)} |"
 

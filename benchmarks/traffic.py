@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from datetime import UTC, datetime
-from typing import Final, Self
+from typing import Final
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -38,6 +38,8 @@ _METADATA_TIMEOUT_S: Final = 30.0
 _READ_BATCH: Final = 10_000
 _POLL_S: Final = 0.2
 _DEFAULT_RATE: Final = 0.22
+SEED: Final = 7
+"""Of every preload: each phase drains the same applications."""
 
 
 def applications(count: int, seed: int) -> Iterator[LoanApplication]:
@@ -90,6 +92,8 @@ def send(
     except KafkaException as exc:
         raise BenchmarkError(f"cannot open the preload transaction: {exc}") from exc
     report = publish(records, producer=producer, topic=topic, rate=rate)
+    if report.interrupted:  # publish stops on Ctrl-C (or SIGTERM, cli._interrupt): pass it on
+        raise KeyboardInterrupt
     if not report.complete or report.delivered != count:
         raise BenchmarkError(
             f"publishing to {topic}: {report.delivered} of {count} delivered "
@@ -170,8 +174,9 @@ def read_topic(
 
 
 class LatencyRecorder:
-    """Follows an applications topic and its scores topic from their beginning, in a thread:
-    each application's ``CreateTime`` and the wall clock when its score arrived."""
+    """Follows an applications topic and its scores topic from their beginning, in a thread
+    from construction to ``close()``: each application's ``CreateTime`` and the wall clock
+    when its score arrived."""
 
     def __init__(self, bootstrap_servers: str, applications_topic: str, scores_topic: str) -> None:
         self._bootstrap_servers = bootstrap_servers
@@ -180,14 +185,11 @@ class LatencyRecorder:
         self.visible_s: dict[bytes, float] = {}
         self.error: Exception | None = None
         self._stopping = threading.Event()
+        self._consumer = committed_reader(bootstrap_servers, self._topics, eof=False)
         self._thread = threading.Thread(target=self._run, name="latency-reader", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._consumer = committed_reader(self._bootstrap_servers, self._topics, eof=False)
         self._thread.start()
-        return self
 
-    def __exit__(self, *_exc: object) -> None:
+    def close(self) -> None:
         self._stopping.set()
         self._thread.join()
         self._consumer.close()

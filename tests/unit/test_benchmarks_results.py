@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from benchmarks import BenchmarkError
-from benchmarks.ceilings import StageCosts
 from benchmarks.measure import MachineInfo
 from benchmarks.profiling import FunctionShare
 from benchmarks.results import (
@@ -20,6 +19,7 @@ from benchmarks.results import (
     LatencyPoint,
     MonitorRun,
     RunConfig,
+    StageCosts,
     Throughput,
     markdown,
     replace_table,
