@@ -15,13 +15,13 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
+from itertools import chain
 from pathlib import Path
 from typing import Final
 
 import requests
 
-from devstack.processes import POLL_S, ROOT, DevstackError, free_port, stop_process_group
+from devstack.processes import ROOT, DevstackError, free_port, stop_process_group, wait_until
 
 _HTTP_TIMEOUT_S: Final = 2.0
 _READY_TIMEOUT_S: Final = 120.0
@@ -42,23 +42,20 @@ class MlflowServer:
         self.root = root
         self.url = f"http://127.0.0.1:{port}"
         self._auth_env = {} if admin_password is None else _auth_env(root, admin_password)
+        options = {
+            "--backend-store-uri": f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination": str(root / "artifacts"),
+            "--host": "127.0.0.1",
+            "--port": str(port),
+            "--workers": "1",
+            "--uvicorn-opts": f"--timeout-graceful-shutdown {_GRACEFUL_SHUTDOWN_S}",
+            **({"--app-name": "basic-auth"} if admin_password is not None else {}),
+        }
         self._command = [
             *_mlflow_command(),
             "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
             "--serve-artifacts",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--uvicorn-opts",
-            f"--timeout-graceful-shutdown {_GRACEFUL_SHUTDOWN_S}",
-            *(["--app-name", "basic-auth"] if admin_password is not None else []),
+            *chain(*options.items()),
         ]
         self._launches = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -124,11 +121,18 @@ class MlflowServer:
                 env=env,
                 start_new_session=True,
             )
+        failure = f"mlflow server at {self.url} was not healthy"
         try:
-            wait_until_healthy(self.url, self.process, ready_timeout_s)
-        except DevstackError as exc:
+            wait_until(self._healthy, ready_timeout_s, failure, self.process, self.log_path)
+        except DevstackError:
             self.stop()
-            raise DevstackError(str(exc), self.log_path) from exc
+            raise
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/health", timeout=_HTTP_TIMEOUT_S).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
         """Stop the server and its workers (SIGTERM, then SIGKILL if it lingers)."""
@@ -150,27 +154,6 @@ def _auth_env(root: Path, admin_password: str) -> dict[str, str]:
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
     }
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """Return once ``GET {url}/health`` answers 200.
-
-    Between probes it waits on the process itself, so a server that dies is noticed at
-    once. Raises ``DevstackError`` if the process exits or the deadline passes.
-    """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=_HTTP_TIMEOUT_S).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        try:
-            code = process.wait(timeout=POLL_S)
-        except subprocess.TimeoutExpired:
-            continue
-        raise DevstackError(f"mlflow server exited with code {code} while starting")
-    raise DevstackError(f"mlflow server at {url} not healthy within {timeout_s:.0f}s")
 
 
 def _mlflow_command() -> list[str]:
