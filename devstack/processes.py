@@ -147,19 +147,21 @@ def scrape(url: str, timeout_s: float = 5.0) -> dict[str, float]:
 
 
 class ModuleProcess:
-    """One ``python -m <module>`` process with exactly ``env``, started by the constructor in
-    its own session, its output appended to ``log_path``."""
+    """One ``python -m <module> <arguments>`` process with exactly ``env``, started by the
+    constructor in its own session (working in ``cwd``), its output appended to ``log_path``."""
 
-    def __init__(self, module: str, env: Mapping[str, str], log_path: Path) -> None:
-        self.module, self.log_path, self._env = module, log_path, dict(env)
-        self.process = self._spawn()
+    def __init__(
+        self, module: str, env: Mapping[str, str], log_path: Path, *arguments: str, cwd: Path = ROOT
+    ) -> None:
+        self.module, self.log_path, self._env, self._cwd = module, log_path, dict(env), cwd
+        self.process = self._spawn(*arguments)
 
     def _spawn(self, *arguments: str) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
             return subprocess.Popen(  # noqa: S603 (fixed command, no shell)
                 [sys.executable, "-m", self.module, *arguments],
                 env=self._env,
-                cwd=ROOT,
+                cwd=self._cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
