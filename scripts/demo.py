@@ -240,9 +240,11 @@ def tell_story(
         # group only after publishing, which would add its join.
         last = max(score.scored_at for score in scores)
         summary.end_to_end_s = round((last - published_at).total_seconds(), 3)
+        threshold = summary.champion["threshold"]
         done.append(
             f"{summary.scores:,} scores, {summary.dead_letters:,} dead letters, "
-            f"{summary.duplicates:,} duplicates"
+            f"{summary.duplicates:,} duplicates; the last {summary.end_to_end_s:.2f} s after "
+            f"the first publish; {summary.predicted_default_rate:.1%} flagged (≥ {threshold:.3f})"
         )
 
     drifted, plain = scenario[:SCENARIO_BATCH], scenario[SCENARIO_BATCH:]
@@ -382,24 +384,15 @@ def _failure(exc: BaseException) -> tuple[str, int]:
 
 
 def _print_summary(summary: Summary, total_s: float) -> None:
-    """What the stages did not say on their way: the run's totals, and where to look."""
-    champion, registry = summary.champion, f"{summary.mlflow_url} (log in as admin: "
-    rate = summary.published / max(summary.end_to_end_s, 1e-3)
-    rows = {
-        "end to end": f"{summary.end_to_end_s:.2f} s from the first publish to the last score "
-        f"({rate:,.0f} applications/s)",
-        "predicted default": f"{summary.predicted_default_rate:.1%} of applications "
-        f"(probability ≥ {champion['threshold']:.3f})",
-        "champion": f"{champion['family']}: ROC-AUC {champion['roc_auc']:.3f}, "
-        f"expected cost {champion['expected_cost']:.3f} per application",
-        "MLflow UI": registry + "mlflow-admin-password in the run directory)"
+    """Where to look next, once the stages have said what happened."""
+    ui = (
+        "log in as admin: mlflow-admin-password in the run directory"
         if summary.kept_running
-        else f"{summary.mlflow_url} (stopped with the demo: --keep-running keeps it)",
-        "run directory": _relative(Path(summary.run_dir)),
-        "total time": f"{total_s:.0f} s",
-    }
-    for name, value in rows.items():
-        console.print(f" [bold]{name:<18}[/] {escape(value)}")
+        else "stopped with the demo: --keep-running keeps it"
+    )
+    console.print(f" [bold]MLflow UI[/]      {escape(f'{summary.mlflow_url} ({ui})')}")
+    console.print(f" [bold]run directory[/]  {escape(_relative(Path(summary.run_dir)))}")
+    console.print(f" [bold]total time[/]     {total_s:.0f} s")
 
 
 def _relative(path: Path) -> str:
