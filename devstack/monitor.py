@@ -12,13 +12,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from contracts.registry_access import PASSWORD_VARIABLE, USERNAME_VARIABLE
 from devstack.processes import (

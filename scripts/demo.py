@@ -226,15 +226,19 @@ def tell_story(
     kafka = producer.Settings(kafka_bootstrap_servers=broker.bootstrap_servers)
     published_at = datetime.now(UTC)
     with stage(f"Publishing {count:,} applications") as done:
-        summary.published = _publish(kafka, applications, topics.APPLICATIONS_TOPIC)
-        done.append(f"published {summary.published:,}")
+        report = _publish(kafka, applications, topics.APPLICATIONS_TOPIC)
+        summary.published = report.delivered
+        done.append(f"published {report.delivered:,} ({report.throughput:,.0f}/s)")
 
     with stage("Following the outcomes (read_committed)") as done:
-        scores, report = _follow(kafka, count)
+        scores, followed = _follow(kafka, count)
         summary.scores = len({score.application_id for score in scores})
-        summary.dead_letters, summary.duplicates = report.dead_letters, len(scores) - summary.scores
-        if summary.duplicates or report.invalid:
-            raise DemoError(f"{summary.duplicates} duplicate scores, {report.invalid} not scores")
+        summary.dead_letters, summary.duplicates = (
+            followed.dead_letters,
+            len(scores) - summary.scores,
+        )
+        if summary.duplicates or followed.invalid:
+            raise DemoError(f"{summary.duplicates} duplicate scores, {followed.invalid} not scores")
         summary.predicted_default_rate = sum(s.predicted_default for s in scores) / len(scores)
         # To the worker's scored_at, not to when the score was read: the follower joins its
         # group only after publishing, which would add its join.
@@ -304,13 +308,13 @@ def _load_applications(path: Path, count: int) -> list[LoanApplication]:
 
 def _publish(
     settings: producer.Settings, records: Sequence[producer.Publishable], topic: str
-) -> int:
-    """Publish every one of ``records`` to ``topic`` (how many), or raise ``DemoError``."""
+) -> producer.PublishReport:
+    """Publish every one of ``records`` to ``topic``, or raise ``DemoError``."""
     report = producer.publish(records, producer=producer.create_producer(settings), topic=topic)
     if report.delivered != len(records):
         failures = "; ".join(f"{n} x {reason}" for reason, n in report.failures.items())
         raise DemoError(f"published {report.delivered} of {len(records)} to {topic}: {failures}")
-    return report.delivered
+    return report
 
 
 def _follow(
