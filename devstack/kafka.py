@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, PREDICTIONS_TOPIC, SCORES_TOPIC
-from devstack.processes import POLL_S, ROOT, DevstackError, free_port, unique_name
+from devstack.processes import ROOT, DevstackError, free_port, unique_name, wait_until
 
 KAFKA_LOCAL: Final = ROOT / "scripts" / "kafka-local"
 
@@ -93,16 +92,9 @@ class LocalBroker:
     def start(self, timeout_s: int = _START_TIMEOUT_S) -> None:
         """Start the broker (a no-op while it runs); return once it answers metadata."""
         ports = ["--port", str(self.port), "--controller-port", str(self.controller_port)]
-        self._kafka_local(
-            "start",
-            *ports,
-            "--dir",
-            str(self.directory),
-            *self._extra_args,
-            "--timeout",
-            str(timeout_s),
-            timeout_s=timeout_s + _MAVEN_ALLOWANCE_S,
-        )
+        arguments = [*ports, "--dir", str(self.directory), *self._extra_args]
+        timeout = ["--timeout", str(timeout_s)]
+        self._kafka_local("start", *arguments, *timeout, timeout_s=timeout_s + _MAVEN_ALLOWANCE_S)
 
     def stop(self, timeout_s: int = _STOP_TIMEOUT_S) -> None:
         """Stop the broker (controlled shutdown; SIGKILL after ``timeout_s``)."""
@@ -165,18 +157,16 @@ def wait_until_serving(
     admin = AdminClient(
         {"bootstrap.servers": bootstrap_servers, "reconnect.backoff.max.ms": 250, "log_level": 0}
     )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def serving() -> bool:
         if not alive():
             raise DevstackError(f"the broker at {bootstrap_servers} exited while starting")
         try:
-            if admin.list_topics(timeout=1).brokers:
-                return
+            return bool(admin.list_topics(timeout=1).brokers)
         except KafkaException:
-            continue
-    raise DevstackError(
-        f"no broker answered a metadata request at {bootstrap_servers} within {timeout_s:.0f}s"
-    )
+            return False
+
+    wait_until(serving, timeout_s, f"no broker answered a metadata request at {bootstrap_servers}")
 
 
 def create_topics(
@@ -195,11 +185,11 @@ def create_topics(
             future.result(timeout=timeout_s)
     except KafkaException as exc:
         raise DevstackError(f"cannot create topics {sorted(partitions_by_topic)}: {exc}") from exc
-    deadline = time.monotonic() + timeout_s
-    while not all(topic_led(admin, name, n) for name, n in partitions_by_topic.items()):
-        if time.monotonic() > deadline:
-            raise DevstackError(f"topics {sorted(partitions_by_topic)} had no leaders in time")
-        time.sleep(POLL_S)
+    wait_until(
+        lambda: all(topic_led(admin, name, n) for name, n in partitions_by_topic.items()),
+        timeout_s,
+        f"topics {sorted(partitions_by_topic)} had no leaders",
+    )
 
 
 def topic_led(admin: AdminClient, topic: str, partitions: int) -> bool:

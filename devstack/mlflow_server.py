@@ -12,16 +12,20 @@ from __future__ import annotations
 import configparser
 import os
 import secrets
-import shutil
-import subprocess
-import sys
-import time
+from itertools import chain
 from pathlib import Path
 from typing import Final
 
 import requests
 
-from devstack.processes import POLL_S, ROOT, DevstackError, free_port, stop_process_group
+from devstack.processes import (
+    ROOT,
+    DevstackError,
+    ModuleProcess,
+    free_port,
+    stop_process_group,
+    wait_until,
+)
 
 _HTTP_TIMEOUT_S: Final = 2.0
 _READY_TIMEOUT_S: Final = 120.0
@@ -42,26 +46,18 @@ class MlflowServer:
         self.root = root
         self.url = f"http://127.0.0.1:{port}"
         self._auth_env = {} if admin_password is None else _auth_env(root, admin_password)
-        self._command = [
-            *_mlflow_command(),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--serve-artifacts",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--uvicorn-opts",
-            f"--timeout-graceful-shutdown {_GRACEFUL_SHUTDOWN_S}",
-            *(["--app-name", "basic-auth"] if admin_password is not None else []),
-        ]
+        options = {
+            "--backend-store-uri": f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination": str(root / "artifacts"),
+            "--host": "127.0.0.1",
+            "--port": str(port),
+            "--workers": "1",
+            "--uvicorn-opts": f"--timeout-graceful-shutdown {_GRACEFUL_SHUTDOWN_S}",
+            **({"--app-name": "basic-auth"} if admin_password is not None else {}),
+        }
+        self._arguments = ["server", "--serve-artifacts", *chain(*options.items())]
         self._launches = 0
-        self.process: subprocess.Popen[bytes] | None = None
+        self._server: ModuleProcess | None = None
 
     @classmethod
     def start(
@@ -94,13 +90,13 @@ class MlflowServer:
     @property
     def pid(self) -> int:
         """The server's pid, also its process group (uvicorn's workers belong to it)."""
-        if self.process is None:
+        if self._server is None:
             raise DevstackError(f"the mlflow server for {self.root} was never launched")
-        return self.process.pid
+        return self._server.pid
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self._server is not None and self._server.running
 
     @property
     def log_path(self) -> Path:
@@ -115,25 +111,24 @@ class MlflowServer:
         # The job runner (a pool of huey processes for MLflow's GenAI jobs) is of no use to
         # training or the worker, and starting it costs seconds: off unless asked for.
         env = {_JOBS_ENV: "false", **os.environ, **self._auth_env}
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603 (fixed command, no shell)
-                self._command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                env=env,
-                start_new_session=True,
-            )
+        server = ModuleProcess("mlflow", env, self.log_path, *self._arguments, cwd=self.root)
+        self._server, failure = server, f"mlflow server at {self.url} was not healthy"
         try:
-            wait_until_healthy(self.url, self.process, ready_timeout_s)
-        except DevstackError as exc:
+            wait_until(self._healthy, ready_timeout_s, failure, server.process, self.log_path)
+        except DevstackError:
             self.stop()
-            raise DevstackError(str(exc), self.log_path) from exc
+            raise
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/health", timeout=_HTTP_TIMEOUT_S).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
         """Stop the server and its workers (SIGTERM, then SIGKILL if it lingers)."""
-        if self.process is not None:
-            stop_process_group(self.process, timeout_s)
+        if self._server is not None:
+            stop_process_group(self._server.process, timeout_s)
 
 
 def _auth_env(root: Path, admin_password: str) -> dict[str, str]:
@@ -150,33 +145,3 @@ def _auth_env(root: Path, admin_password: str) -> dict[str, str]:
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
     }
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """Return once ``GET {url}/health`` answers 200.
-
-    Between probes it waits on the process itself, so a server that dies is noticed at
-    once. Raises ``DevstackError`` if the process exits or the deadline passes.
-    """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=_HTTP_TIMEOUT_S).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        try:
-            code = process.wait(timeout=POLL_S)
-        except subprocess.TimeoutExpired:
-            continue
-        raise DevstackError(f"mlflow server exited with code {code} while starting")
-    raise DevstackError(f"mlflow server at {url} not healthy within {timeout_s:.0f}s")
-
-
-def _mlflow_command() -> list[str]:
-    """The venv's ``mlflow`` script next to this interpreter, else ``python -m mlflow``."""
-    script = Path(sys.executable).with_name("mlflow")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("mlflow")
-    return [found] if found else [sys.executable, "-m", "mlflow"]

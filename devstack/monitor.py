@@ -7,32 +7,26 @@ so the process runs with exactly the settings the caller validated.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Final
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
-from pydantic import SecretStr
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from contracts.kafka import reveal
 from contracts.registry_access import PASSWORD_VARIABLE, USERNAME_VARIABLE
-from devstack.processes import POLL_S, ROOT, DevstackError, log_tail, scrape, unique_name
+from devstack.processes import (
+    POLL_S,
+    DevstackError,
+    ModuleProcess,
+    scrape,
+    settings_env,
+    unique_name,
+    wait_until,
+)
 from monitor.settings import ENV_PREFIX, Settings
 
 _KAFKA_TIMEOUT_S: Final = 10.0
-_STOP_TIMEOUT_S: Final = 60.0
-_KILL_TIMEOUT_S: Final = 30.0
 _REPORT_TIMEOUT_S: Final = 300.0
 # A registry account this process holds must not reach a monitor whose settings have none.
 _NEVER_INHERITED: Final = (USERNAME_VARIABLE, PASSWORD_VARIABLE)
@@ -42,54 +36,22 @@ def monitor_env(settings: Settings) -> dict[str, str]:
     """This process's environment without its ``MONITOR_*`` variables and registry account,
     plus every field of ``settings`` that is set, under the variable the monitor reads it
     from; secrets in clear (never log the result)."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(ENV_PREFIX) and name not in _NEVER_INHERITED
-    }
-    for field, info in Settings.model_fields.items():
-        value = getattr(settings, field)
-        if value is None:
-            continue
-        alias = info.validation_alias
-        name = alias if isinstance(alias, str) else f"{ENV_PREFIX}{field.upper()}"
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[name] = json.dumps(reveal(value)) if isinstance(value, dict) else str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    values = {name: getattr(settings, name) for name in Settings.model_fields}
+    return settings_env(
+        Settings,
+        ENV_PREFIX,
+        {name: value for name, value in values.items() if value is not None},
+        lambda name: not name.startswith(ENV_PREFIX) and name not in _NEVER_INHERITED,
+    )
 
 
-class MonitorProcess:
-    """One ``python -m monitor`` process on ``settings``, started by the constructor in its
-    own session; its log appended to ``log_path``."""
+class MonitorProcess(ModuleProcess):
+    """One ``python -m monitor`` process on ``settings`` (``ModuleProcess``), its metrics and
+    its group's offsets."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings, self.log_path = settings, log_path
-        self._env = monitor_env(settings)
-        self.process = self._spawn([])
-
-    def _spawn(self, arguments: list[str]) -> subprocess.Popen[bytes]:
-        with self.log_path.open("ab") as log:
-            return subprocess.Popen(  # noqa: S603 (fixed command, no shell)
-                [sys.executable, "-m", "monitor", *arguments],
-                env=self._env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self) -> str:
-        return log_tail(self.log_path)
+        self.settings = settings
+        super().__init__("monitor", monitor_env(settings), log_path)
 
     def metrics(self) -> dict[str, float]:
         """Every sample of its metrics endpoint (``scrape``); empty without one
@@ -139,21 +101,13 @@ class MonitorProcess:
     def wait_caught_up(self, timeout_s: float) -> float:
         """Return once ``caught_up()``, the seconds it took; ``DevstackError`` naming the log
         when the monitor exits first or ``timeout_s`` passes."""
-        started = time.monotonic()
-        while not self.caught_up():
-            if not self.running:
-                raise DevstackError(
-                    f"the monitor exited with {self.process.returncode}", self.log_path
-                )
-            if time.monotonic() - started > timeout_s:
-                raise DevstackError(f"the monitor lagged after {timeout_s:.0f}s", self.log_path)
-            time.sleep(POLL_S)  # polling offsets: the broker has nothing to block on
-        return time.monotonic() - started
+        failure = "the monitor did not catch up"
+        return wait_until(self.caught_up, timeout_s, failure, self.process, self.log_path)
 
     def report(self, output: Path) -> Path:
         """``python -m monitor report --output output`` on the same settings (its lines go to
         the log); ``DevstackError`` when it fails."""
-        report = self._spawn(["report", "--output", str(output)])
+        report = self._spawn("report", "--output", str(output))
         try:
             code = report.wait(_REPORT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -163,25 +117,6 @@ class MonitorProcess:
         if code != 0 or not output.is_file():
             raise DevstackError(f"the monitor's report exited with {code}", self.log_path)
         return output
-
-    def terminate(self, timeout_s: float = _STOP_TIMEOUT_S) -> int:
-        """SIGTERM (the monitor finishes the batch in hand and exits); the exit code. One
-        still running ``timeout_s`` later is killed and ``DevstackError`` raised."""
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise DevstackError(
-                f"the monitor did not exit {timeout_s:.0f}s after SIGTERM", self.log_path
-            ) from None
-
-    def kill(self, timeout_s: float = _KILL_TIMEOUT_S) -> int:
-        """SIGKILL: a crash wherever the monitor is, or a teardown; the exit code."""
-        if self.running:
-            self.process.kill()
-        return self.process.wait(timeout=timeout_s)
 
 
 def _from(committed: TopicPartition) -> TopicPartition:

@@ -1,4 +1,5 @@
-"""What every service shares: the error type, free ports, unique names, logs, stopping.
+"""What every service shares: the error type, free ports, unique names, logs, waiting,
+environments built from settings, and ``python -m`` processes.
 
 A process started here runs in a session of its own (``start_new_session=True``), so its
 pid is also its process group and one signal reaches its children too.
@@ -6,22 +7,31 @@ pid is also its process group and one signal reaches its children too.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel, SecretStr
+
+from contracts.kafka import reveal
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 """The repository: the working directory of workers, the home of ``scripts/kafka-local``."""
 
 POLL_S: Final = 0.25
 _LOG_TAIL_CHARS: Final = 6000
+_STOP_TIMEOUT_S: Final = 60.0
+_KILL_TIMEOUT_S: Final = 30.0
 
 
 class DevstackError(Exception):
@@ -55,6 +65,34 @@ def log_tail(path: Path, chars: int = _LOG_TAIL_CHARS) -> str:
         return ""
 
 
+def wait_until(
+    ready: Callable[[], bool],
+    timeout_s: float,
+    failure: str,
+    process: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+) -> float:
+    """Return once ``ready()``, the seconds it took. Between tries it waits on ``process``,
+    if given, so that one that exits is noticed at once.
+
+    Raises ``DevstackError`` (with ``log_path``): "<failure> within <timeout_s>s", or
+    "<failure>: it exited with <code>".
+    """
+    started = time.monotonic()
+    while not ready():
+        if time.monotonic() - started > timeout_s:
+            raise DevstackError(f"{failure} within {timeout_s:.0f}s", log_path)
+        if process is None:
+            time.sleep(POLL_S)  # nothing to block on
+            continue
+        try:
+            code = process.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            continue
+        raise DevstackError(f"{failure}: it exited with {code}", log_path)
+    return time.monotonic() - started
+
+
 def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     """SIGTERM the process's group (its own session), then SIGKILL once ``timeout_s`` passes."""
     if process.poll() is not None:
@@ -65,6 +103,30 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float) -> No
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout_s)
+
+
+def settings_env(
+    model: type[BaseModel], prefix: str, values: Mapping[str, object], keep: Callable[[str], bool]
+) -> dict[str, str]:
+    """This process's environment, the variables ``keep`` accepts, plus ``values`` by field
+    name of ``model`` under the variable it is read from (the field's alias, else
+    ``<prefix><FIELD>``): dicts and lists as JSON, secrets in clear (never log the result)."""
+    env = {name: value for name, value in os.environ.items() if keep(name)}
+    for field, value in values.items():
+        alias = model.model_fields[field].validation_alias
+        env[alias if isinstance(alias, str) else f"{prefix}{field.upper()}"] = _text(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _text(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return json.dumps(reveal(value))
+    if isinstance(value, list):
+        return json.dumps(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def scrape(url: str, timeout_s: float = 5.0) -> dict[str, float]:
@@ -82,3 +144,57 @@ def scrape(url: str, timeout_s: float = 5.0) -> dict[str, float]:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return samples
+
+
+class ModuleProcess:
+    """One ``python -m <module> <arguments>`` process with exactly ``env``, started by the
+    constructor in its own session (working in ``cwd``), its output appended to ``log_path``."""
+
+    def __init__(
+        self, module: str, env: Mapping[str, str], log_path: Path, *arguments: str, cwd: Path = ROOT
+    ) -> None:
+        self.module, self.log_path, self._env, self._cwd = module, log_path, dict(env), cwd
+        self.process = self._spawn(*arguments)
+
+    def _spawn(self, *arguments: str) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(  # noqa: S603 (fixed command, no shell)
+                [sys.executable, "-m", self.module, *arguments],
+                env=self._env,
+                cwd=self._cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
+        """The end of its log, for failure messages."""
+        return log_tail(self.log_path, chars)
+
+    def terminate(self, timeout_s: float = _STOP_TIMEOUT_S) -> int:
+        """SIGTERM (it finishes the batch in hand and exits); the exit code. One still
+        running ``timeout_s`` later is killed and ``DevstackError`` raised."""
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise DevstackError(
+                f"python -m {self.module} did not exit {timeout_s:.0f}s after SIGTERM",
+                self.log_path,
+            ) from None
+
+    def kill(self, timeout_s: float = _KILL_TIMEOUT_S) -> int:
+        """SIGKILL: a crash wherever it is, or a teardown; the exit code."""
+        if self.running:
+            self.process.kill()
+        return self.process.wait(timeout=timeout_s)

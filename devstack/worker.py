@@ -6,11 +6,6 @@ a misspelt setting fails here instead of being ignored by the worker.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,12 +15,18 @@ import requests
 
 from consumer.cli import DUMP_STACKS_SIGNAL
 from consumer.settings import ENV_PREFIX, Settings
-from devstack.processes import POLL_S, ROOT, DevstackError, free_port, log_tail, scrape
+from devstack.processes import (
+    POLL_S,
+    DevstackError,
+    ModuleProcess,
+    free_port,
+    scrape,
+    settings_env,
+    wait_until,
+)
 
 _HTTP_TIMEOUT_S: Final = 5.0
 _READY_TIMEOUT_S: Final = 180.0
-_STOP_TIMEOUT_S: Final = 60.0
-_KILL_TIMEOUT_S: Final = 30.0
 _STACKS_END: Final = "Current thread"
 # A deployed worker is told only the tracking URI; an inherited registry URI would win.
 _NEVER_INHERITED: Final = ("MLFLOW_REGISTRY_URI",)
@@ -43,65 +44,29 @@ def worker_env(inherit_settings: bool = False, /, **settings: object) -> dict[st
     unknown = sorted(set(settings) - set(Settings.model_fields))
     if unknown:
         raise DevstackError(f"not worker settings (consumer.settings.Settings): {unknown}")
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in _NEVER_INHERITED and (inherit_settings or not name.startswith(ENV_PREFIX))
-    }
     chosen = {"http_host": "127.0.0.1", "http_port": free_port(), **settings}
-    env.update({_variable(field): _text(value) for field, value in chosen.items()})
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return settings_env(
+        Settings,
+        ENV_PREFIX,
+        chosen,
+        lambda name: (
+            name not in _NEVER_INHERITED and (inherit_settings or not name.startswith(ENV_PREFIX))
+        ),
+    )
 
 
-def _variable(field: str) -> str:
-    alias = Settings.model_fields[field].validation_alias
-    return alias if isinstance(alias, str) else f"{ENV_PREFIX}{field.upper()}"
-
-
-def _text(value: object) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
-class WorkerProcess:
-    """One ``python -m consumer`` process, started by the constructor in its own session."""
+class WorkerProcess(ModuleProcess):
+    """One ``python -m consumer`` process (``ModuleProcess``) and its HTTP endpoints."""
 
     def __init__(
         self, env: Mapping[str, str], log_path: Path, *, http_timeout_s: float = _HTTP_TIMEOUT_S
     ) -> None:
-        """Start the worker with exactly ``env``; its JSON log is appended to ``log_path``.
-
-        ``http_timeout_s`` bounds each probe: a worker at full load answers slowly.
-        """
+        """Start the worker with exactly ``env``; ``http_timeout_s`` bounds each probe (a
+        worker at full load answers slowly)."""
         self.worker_id = env.get(f"{ENV_PREFIX}WORKER_ID", "")
         self.url = f"http://{env[f'{ENV_PREFIX}HTTP_HOST']}:{env[f'{ENV_PREFIX}HTTP_PORT']}"
-        self.log_path = log_path
         self._http_timeout_s = http_timeout_s
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "consumer"],
-                env=dict(env),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, chars: int | None = None) -> str:
-        """The end of the worker's log, for failure messages."""
-        return log_tail(self.log_path) if chars is None else log_tail(self.log_path, chars)
+        super().__init__("consumer", env, log_path)
 
     def get(self, path: str) -> tuple[int, Any]:
         """``(status, parsed JSON or text)`` of ``GET path``; ``(0, reason)`` if nobody answers."""
@@ -119,41 +84,15 @@ class WorkerProcess:
         return scrape(self.url + "/metrics", self._http_timeout_s)
 
     def wait_ready(self, timeout_s: float = _READY_TIMEOUT_S) -> None:
-        """Return once ``/readyz`` answers 200 (model loaded, partitions assigned).
-
-        Raises ``DevstackError`` when the process exits first or the deadline passes,
-        giving the last reasons ``/readyz`` reported.
-        """
-        deadline = time.monotonic() + timeout_s
-        status, body = 0, "not asked yet"
-        while time.monotonic() < deadline:
-            status, body = self.get("/readyz")
-            if status == 200:
-                return
-            try:
-                code = self.process.wait(timeout=POLL_S)
-            except subprocess.TimeoutExpired:
-                continue
-            raise DevstackError(f"the worker exited with {code} before it was ready", self.log_path)
-        reasons = body.get("reasons") if isinstance(body, dict) else body
-        raise DevstackError(
-            f"the worker was not ready within {timeout_s:.0f}s ({reasons})", self.log_path
+        """Return once ``/readyz`` answers 200 (model loaded, partitions assigned);
+        ``DevstackError`` when the process exits first or the deadline passes."""
+        wait_until(
+            lambda: self.get("/readyz")[0] == 200,
+            timeout_s,
+            "the worker was not ready",
+            self.process,
+            self.log_path,
         )
-
-    def terminate(self, timeout_s: float = _STOP_TIMEOUT_S) -> int:
-        """SIGTERM (the worker commits the batch in hand and exits); returns the exit code.
-
-        A worker still running ``timeout_s`` later is killed and ``DevstackError`` raised.
-        """
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise DevstackError(
-                f"the worker did not exit {timeout_s:.0f}s after SIGTERM", self.log_path
-            ) from None
 
     def dump_stacks(self, timeout_s: float = _HTTP_TIMEOUT_S) -> str:
         """Every thread's stack (SIGUSR1, ``consumer.cli.DUMP_STACKS_SIGNAL``), as the worker
@@ -176,9 +115,3 @@ class WorkerProcess:
             written = fresh
             time.sleep(POLL_S)  # waiting for a file to stop growing: nothing to block on
         return written
-
-    def kill(self, timeout_s: float = _KILL_TIMEOUT_S) -> int:
-        """SIGKILL (a crash at whatever point the worker is, or a teardown); the exit code."""
-        if self.running:
-            self.process.kill()
-        return self.process.wait(timeout=timeout_s)

