@@ -15,7 +15,7 @@ batch; ``monitor.loop`` explains why that makes the Kafka side exactly-once.
 from __future__ import annotations
 
 import functools
-import json
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -141,11 +142,15 @@ class StoreTransaction:
         query = sa.select(outcomes.c.application_id, outcomes.c.received_at).where(~match)
         if among is not None:
             query = query.where(outcomes.c.application_id.in_(among))
-        self._insert_new(unjoined_outcomes, [row._asdict() for row in self._db.execute(query)])
+        # One statement: the listed rows never pass through Python.
+        dialect = sqlite if self._db.dialect.name == "sqlite" else postgresql
+        columns = ["application_id", "received_at"]
+        listing = dialect.insert(unjoined_outcomes).from_select(columns, query)
+        self._db.execute(listing.on_conflict_do_nothing())
 
     def add_feature_rows(self, rows: Mapping[str, Sequence[float]], keep: int) -> None:
         """Add application feature vectors by source position; keep only the last ``keep``."""
-        values = [{"source": src, "vector": json.dumps(list(v))} for src, v in rows.items()]
+        values = [{"source": src, "vector": orjson.dumps(v).decode()} for src, v in rows.items()]
         self._insert_new(feature_window, values)
         newest = self._db.execute(sa.select(sa.func.max(feature_window.c.seq))).scalar() or 0
         self._db.execute(sa.delete(feature_window).where(feature_window.c.seq <= newest - keep))
@@ -156,7 +161,7 @@ class StoreTransaction:
         vectors: sa.ScalarResult[str] = self._db.execute(query).scalars()
         # One JSON document for the whole window: a json.loads per row cost ~34 ms a measure
         # (cProfile of a 20,000-application burst, benchmarks/README.md finding 10).
-        return np.array(json.loads(f"[{','.join(vectors)}]"), dtype=np.float64)
+        return np.array(orjson.loads(f"[{','.join(vectors)}]"), dtype=np.float64)
 
     def score_window(self, size: int) -> tuple[npt.NDArray[np.float64], str | None]:
         """The last ``size`` scores, and the run id of the newest prediction's model."""
@@ -314,12 +319,10 @@ class StoreTransaction:
         # handling was 13% of the monitor's time over a burst (py-spy, benchmarks/README.md
         # finding 10); only the columns that need a conversion (dates, booleans) get one.
         sql, keys, convert = _positional_insert(table, dialect, tuple(rows[0]))
-        values = [tuple(row[key] for key in keys) for row in rows]
+        values = list(map(_values_of(keys), rows))
         if convert is not None:
-            values = [
-                tuple(v if f is None else f(v) for f, v in zip(convert, row, strict=True))
-                for row in values
-            ]
+            columns = zip(*values, strict=True)
+            values = list(zip(*map(_converted, convert, columns), strict=True))
         # A skipped conflict is no row: rowcount, summed over the executemany, counts new ones.
         return int(self._db.exec_driver_sql(sql, values).rowcount)
 
@@ -340,6 +343,22 @@ def _positional_insert(
         table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order
     )
     return str(compiled), order, (convert if any(convert) else None)
+
+
+def _values_of(keys: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:
+    """A row's values under ``keys`` as one tuple, in C (``itemgetter`` of several keys)."""
+    if len(keys) == 1:
+        return lambda row: (row[keys[0]],)
+    return operator.itemgetter(*keys)
+
+
+def _converted(convert: _Convert | None, column: tuple[Any, ...]) -> Sequence[Any]:
+    """``column``'s values converted, each distinct value once (a batch's outcomes share
+    their arrival time)."""
+    if convert is None:
+        return column
+    once = {value: convert(value) for value in set(column)}
+    return [once[value] for value in column]
 
 
 def _columns(rows: Sequence[sa.Row[Any]], width: int) -> list[tuple[Any, ...]]:
