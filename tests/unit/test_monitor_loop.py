@@ -27,6 +27,7 @@ from monitor.cli import app
 from monitor.loop import Monitor
 from monitor.measures import compare, measure
 from monitor.metrics import Metrics
+from monitor.records import sort_batch
 from monitor.settings import Settings
 from monitor.store import Store
 from training.evaluation import CostMatrix, expected_cost
@@ -188,6 +189,22 @@ def test_outcomes_join_whenever_their_prediction_arrives_and_duplicates_count_on
     assert metrics.fairness_available._value.get() == 0  # no personal fields: no gap at all
     assert list(metrics.fairness.collect()[0].samples) == []
     assert kafka.offsets == {("loan-outcomes", 0): 4, ("loan-predictions", 0): 2}
+
+
+def test_of_the_worker_s_records_only_the_fields_the_monitor_stores_are_validated(
+    settings: Settings,
+) -> None:
+    topics = Topics()
+    late_clock = json.loads(_prediction("a", 0.3)) | {"scored_at": "not a time"}
+    messages = [
+        topics.message("loan-predictions", json.dumps(late_clock).encode()),
+        topics.message("loan-predictions", _prediction("b", 1.5)),  # not a probability
+    ]
+
+    batch = sort_batch(messages, settings.topics(), max_value_bytes=65_536, now=_NOW)  # type: ignore[arg-type]
+
+    assert [row["application_id"] for row in batch.predictions] == ["a"]
+    assert batch.unreadable_predictions == 1
 
 
 def test_a_pending_outcome_expires_after_the_documented_delay(
