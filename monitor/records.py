@@ -5,24 +5,51 @@ A prediction's personal fields become a row of their own only when the worker se
 
 A malformed outcome becomes a dead letter built by the worker's own ``dead_letter_record``
 (same headers, key and value byte for byte).
+
+Predictions and shadow scores are the worker's own output: of those the monitor validates
+only the fields it stores, by the contract's own definitions (a score outside [0, 1] is
+unreadable, an unparsable ``scored_at`` is not its concern). Whole-record validation was a
+third of their decoding time (benchmarks/README.md, finding 10). Outcomes and applications
+come from outside and are validated whole.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 from confluent_kafka import Message
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from consumer.decoding import DecodeFailure, decode
 from consumer.records import OutboundRecord, dead_letter_record
 from contracts import FEATURE_COLUMNS, PERSONAL_FIELDS, LoanApplication
 from contracts.outcome import LoanOutcome
 from contracts.score import PredictionRecord, ShadowScore
+
+
+def _reader(message: type[BaseModel], *names: str) -> type[BaseModel]:
+    """A model validating only ``names`` of ``message``, as ``message`` defines them, and
+    ignoring its other fields."""
+    fields: dict[str, Any] = {
+        name: (message.model_fields[name].annotation, message.model_fields[name]) for name in names
+    }
+    config = ConfigDict(extra="ignore", frozen=True)
+    return create_model(f"Stored{message.__name__}", __config__=config, **fields)
+
+
+_SCORE_FIELDS = (
+    "application_id",
+    "model_version",
+    "model_run_id",
+    "default_probability",
+    "threshold",
+)
+_PREDICTION: Final = _reader(PredictionRecord, *_SCORE_FIELDS, "personal_fields")
+_SHADOW_SCORE: Final = _reader(ShadowScore, *_SCORE_FIELDS, "champion_version")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +99,7 @@ def sort_batch(
                 )  # fmt: skip
         elif topic == topics.predictions:
             try:
-                prediction = PredictionRecord.model_validate_json(value or b"")
+                prediction: Any = _PREDICTION.model_validate_json(value or b"")
             except ValidationError:
                 batch.unreadable_predictions += 1  # the worker's own output: counted, not fatal
                 continue
@@ -90,7 +117,7 @@ def sort_batch(
                 )  # fmt: skip
         elif topic == topics.shadow_scores:
             try:
-                shadow = ShadowScore.model_validate_json(value or b"")
+                shadow: Any = _SHADOW_SCORE.model_validate_json(value or b"")
             except ValidationError:
                 batch.unreadable_predictions += 1  # the worker's own output, like a prediction
                 continue

@@ -14,8 +14,9 @@ batch; ``monitor.loop`` explains why that makes the Kafka side exactly-once.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+import operator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,6 +44,7 @@ from monitor.tables import (
 )
 
 Row = Mapping[str, Any]
+_Convert = Callable[[Any], Any]
 ScoredRows = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 """(scores, thresholds), one per row."""
 
@@ -139,11 +142,15 @@ class StoreTransaction:
         query = sa.select(outcomes.c.application_id, outcomes.c.received_at).where(~match)
         if among is not None:
             query = query.where(outcomes.c.application_id.in_(among))
-        self._insert_new(unjoined_outcomes, [row._asdict() for row in self._db.execute(query)])
+        # One statement: the listed rows never pass through Python.
+        dialect = sqlite if self._db.dialect.name == "sqlite" else postgresql
+        columns = ["application_id", "received_at"]
+        listing = dialect.insert(unjoined_outcomes).from_select(columns, query)
+        self._db.execute(listing.on_conflict_do_nothing())
 
     def add_feature_rows(self, rows: Mapping[str, Sequence[float]], keep: int) -> None:
         """Add application feature vectors by source position; keep only the last ``keep``."""
-        values = [{"source": src, "vector": json.dumps(list(v))} for src, v in rows.items()]
+        values = [{"source": src, "vector": orjson.dumps(v).decode()} for src, v in rows.items()]
         self._insert_new(feature_window, values)
         newest = self._db.execute(sa.select(sa.func.max(feature_window.c.seq))).scalar() or 0
         self._db.execute(sa.delete(feature_window).where(feature_window.c.seq <= newest - keep))
@@ -154,7 +161,7 @@ class StoreTransaction:
         vectors: sa.ScalarResult[str] = self._db.execute(query).scalars()
         # One JSON document for the whole window: a json.loads per row cost ~34 ms a measure
         # (cProfile of a 20,000-application burst, benchmarks/README.md finding 10).
-        return np.array(json.loads(f"[{','.join(vectors)}]"), dtype=np.float64)
+        return np.array(orjson.loads(f"[{','.join(vectors)}]"), dtype=np.float64)
 
     def score_window(self, size: int) -> tuple[npt.NDArray[np.float64], str | None]:
         """The last ``size`` scores, and the run id of the newest prediction's model."""
@@ -183,13 +190,16 @@ class StoreTransaction:
             )
         )
         rows = self._db.execute(_newest_first(query).limit(limit)).all()[::-1]
+        defaulted, scores, thresholds, run_ids, *personal_values = _columns(rows, 4 + len(personal))
         return JoinedRows(
-            defaulted=np.array([r.defaulted for r in rows], dtype=bool),
-            scores=np.array([r.score for r in rows], dtype=float),
-            thresholds=np.array([r.threshold for r in rows], dtype=float),
-            run_ids=[str(r.model_run_id) for r in rows],
+            defaulted=np.array(defaulted, dtype=bool),
+            scores=np.array(scores, dtype=float),
+            thresholds=np.array(thresholds, dtype=float),
+            run_ids=[str(run_id) for run_id in run_ids],
             personal=pd.DataFrame(
-                [r[4:] for r in rows], columns=list(PERSONAL_COLUMNS), dtype=float
+                dict(zip(PERSONAL_COLUMNS, personal_values, strict=True)),
+                columns=list(PERSONAL_COLUMNS),
+                dtype=float,
             ),
         )
 
@@ -216,20 +226,25 @@ class StoreTransaction:
             )
             .join(predictions, predictions.c.application_id == outcomes.c.application_id)
             .join(shadow, shadow.c.application_id == outcomes.c.application_id)
-            .where(predictions.c.model_version == champion_version)
-            .where(shadow.c.champion_version == champion_version)
-            .where(shadow.c.model_version == challenger_version)
         )
-        rows = self._db.execute(_newest_first(query).limit(limit)).all()[::-1]
+        versions = [
+            predictions.c.model_version == champion_version,
+            shadow.c.champion_version == champion_version,
+            shadow.c.model_version == challenger_version,
+        ]
+        if self._db.dialect.name == "sqlite":
+            # Else SQLite's planner takes the versions for selective, scans every prediction
+            # and sorts all paired rows: a measure cost O(history), 74 ms at 40,000 stored
+            # against 20 ms read by the arrival index (EXPLAIN QUERY PLAN, finding 10).
+            versions = [sa.func.likely(condition) for condition in versions]
+        rows = self._db.execute(_newest_first(query.where(*versions)).limit(limit)).all()[::-1]
+        defaulted, champion, threshold, challenger, challenger_threshold = _columns(rows, 5)
         return PairedRows(
-            defaulted=np.array([r.defaulted for r in rows], dtype=bool),
-            champion=(
-                np.array([r.score for r in rows], dtype=float),
-                np.array([r.threshold for r in rows], dtype=float),
-            ),
+            defaulted=np.array(defaulted, dtype=bool),
+            champion=(np.array(champion, dtype=float), np.array(threshold, dtype=float)),
             challenger=(
-                np.array([r.shadow_score for r in rows], dtype=float),
-                np.array([r.shadow_threshold for r in rows], dtype=float),
+                np.array(challenger, dtype=float),
+                np.array(challenger_threshold, dtype=float),
             ),
         )
 
@@ -294,10 +309,61 @@ class StoreTransaction:
     def _insert_new(self, table: sa.Table, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
-        dialect = sqlite if self._db.dialect.name == "sqlite" else postgresql
-        statement = dialect.insert(table).on_conflict_do_nothing()
-        # One executemany; both drivers sum rowcount over it, and a skipped conflict is no row.
-        return int(self._db.execute(statement, list(rows)).rowcount)
+        dialect = self._db.dialect
+        if dialect.name != "sqlite":
+            # PostgreSQL: SQLAlchemy's executemany batches the rows into a few statements
+            # (insertmanyvalues), a round trip each; both drivers sum rowcount over it.
+            statement = postgresql.insert(table).on_conflict_do_nothing()
+            return int(self._db.execute(statement, list(rows)).rowcount)
+        # SQLite: the driver's own executemany on tuples. SQLAlchemy's per-row parameter
+        # handling was 13% of the monitor's time over a burst (py-spy, benchmarks/README.md
+        # finding 10); only the columns that need a conversion (dates, booleans) get one.
+        sql, keys, convert = _positional_insert(table, dialect, tuple(rows[0]))
+        values = list(map(_values_of(keys), rows))
+        if convert is not None:
+            columns = zip(*values, strict=True)
+            values = list(zip(*map(_converted, convert, columns), strict=True))
+        # A skipped conflict is no row: rowcount, summed over the executemany, counts new ones.
+        return int(self._db.exec_driver_sql(sql, values).rowcount)
+
+
+@functools.lru_cache(maxsize=32)
+def _positional_insert(
+    table: sa.Table, dialect: sa.Dialect, keys: tuple[str, ...]
+) -> tuple[str, tuple[str, ...], tuple[_Convert | None, ...] | None]:
+    """SQLite's keyed insert of ``keys`` into ``table``: its SQL, the order of its
+    parameters, and each one's conversion (None when no column needs one)."""
+    compiled = (
+        sqlite.insert(table)
+        .on_conflict_do_nothing()
+        .compile(dialect=dialect, column_keys=list(keys))
+    )
+    order = tuple(compiled.positiontup or ())
+    convert = tuple(
+        table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order
+    )
+    return str(compiled), order, (convert if any(convert) else None)
+
+
+def _values_of(keys: tuple[str, ...]) -> Callable[[Row], tuple[Any, ...]]:
+    """A row's values under ``keys`` as one tuple, in C (``itemgetter`` of several keys)."""
+    if len(keys) == 1:
+        return lambda row: (row[keys[0]],)
+    return operator.itemgetter(*keys)
+
+
+def _converted(convert: _Convert | None, column: tuple[Any, ...]) -> Sequence[Any]:
+    """``column``'s values converted, each distinct value once (a batch's outcomes share
+    their arrival time)."""
+    if convert is None:
+        return column
+    once = {value: convert(value) for value in set(column)}
+    return [once[value] for value in column]
+
+
+def _columns(rows: Sequence[sa.Row[Any]], width: int) -> list[tuple[Any, ...]]:
+    """``rows`` (of ``width`` values) as one tuple per column; ``width`` empty ones if none."""
+    return list(zip(*rows, strict=True)) if rows else [()] * width
 
 
 def _newest_first(query: sa.Select[Any]) -> sa.Select[Any]:

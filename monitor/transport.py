@@ -21,11 +21,18 @@ from monitor.settings import Settings
 _client_log = logging.getLogger("monitor.librdkafka")
 _OP_TIMEOUT_S: Final = 10.0
 _QUEUE_FULL_POLL_S: Final = 0.05
-# librdkafka prefetches up to 64 MiB by default: over a 100,000-application burst the
-# monitor grew from 435 to 513 MB (benchmarks/README.md, finding 10). 16 MiB still holds
-# three 10,000-record batches; a 10 ms fetch backoff resumes fetching as soon as there is
-# room (the worker's setting, consumer/transport.py, explains the default's 1 s stall).
-_PREFETCH_KBYTES: Final = 16_384
+# librdkafka's fetch buffers are the monitor's largest allocation after its imports: a
+# fetch response (up to 1 MiB a partition, 50 MiB in all by default) is one buffer, held
+# until the last of its messages is dropped, and the prefetch queue defaults to 64 MiB.
+# In-process against a local broker over a 100,000-application backlog (24 partitions),
+# RSS rose by 81 MB during the first consume and peaked at 413 MB with a 16 MiB queue
+# alone; with these bounds, at 339 MB, consume waited no longer (benchmarks/README.md,
+# finding 10). 4 MiB still holds about a 10,000-record batch of the worker's records;
+# a 10 ms fetch backoff resumes fetching as soon as there is room (the worker's setting,
+# consumer/transport.py, explains the default's 1 s stall).
+_PREFETCH_KBYTES: Final = 4_096
+_FETCH_MAX_BYTES: Final = 2 * 1024 * 1024
+_PARTITION_FETCH_MAX_BYTES: Final = 256 * 1024
 _FETCH_QUEUE_BACKOFF_MS: Final = 10
 
 PartitionKey = tuple[str, int]
@@ -61,6 +68,8 @@ class KafkaTransport:
                 {
                     "queued.max.messages.kbytes": _PREFETCH_KBYTES,  # MONITOR_KAFKA_EXTRA wins
                     "fetch.queue.backoff.ms": _FETCH_QUEUE_BACKOFF_MS,
+                    "fetch.max.bytes": _FETCH_MAX_BYTES,
+                    "max.partition.fetch.bytes": _PARTITION_FETCH_MAX_BYTES,
                     **common,
                     "group.id": settings.group_id,
                     "isolation.level": "read_committed",

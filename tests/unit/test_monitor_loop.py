@@ -27,6 +27,7 @@ from monitor.cli import app
 from monitor.loop import Monitor
 from monitor.measures import compare, measure
 from monitor.metrics import Metrics
+from monitor.records import sort_batch
 from monitor.settings import Settings
 from monitor.store import Store
 from training.evaluation import CostMatrix, expected_cost
@@ -188,6 +189,22 @@ def test_outcomes_join_whenever_their_prediction_arrives_and_duplicates_count_on
     assert metrics.fairness_available._value.get() == 0  # no personal fields: no gap at all
     assert list(metrics.fairness.collect()[0].samples) == []
     assert kafka.offsets == {("loan-outcomes", 0): 4, ("loan-predictions", 0): 2}
+
+
+def test_of_the_worker_s_records_only_the_fields_the_monitor_stores_are_validated(
+    settings: Settings,
+) -> None:
+    topics = Topics()
+    late_clock = json.loads(_prediction("a", 0.3)) | {"scored_at": "not a time"}
+    messages = [
+        topics.message("loan-predictions", json.dumps(late_clock).encode()),
+        topics.message("loan-predictions", _prediction("b", 1.5)),  # not a probability
+    ]
+
+    batch = sort_batch(messages, settings.topics(), max_value_bytes=65_536, now=_NOW)  # type: ignore[arg-type]
+
+    assert [row["application_id"] for row in batch.predictions] == ["a"]
+    assert batch.unreadable_predictions == 1
 
 
 def test_a_pending_outcome_expires_after_the_documented_delay(
@@ -425,6 +442,22 @@ def test_live_measures_count_only_the_most_recent_joined_outcomes(
         everything = compare(tx, CostMatrix(5, 1), "1", "2")
     assert everything.rows == 200
     assert everything.champion.roc_auc == pytest.approx(0.5)
+    # Both live windows are read by the arrival index, however many outcomes are stored:
+    # no scan of the history, no sort of it (SQLite's planner scanned every prediction
+    # for the shadow comparison until told its version filters match most rows).
+    store, reads = Store(settings.database_url), []
+    sa.event.listen(store._engine, "before_cursor_execute", lambda *call: reads.append(call[2:4]))
+    measure(store, lambda _: profile, settings)
+    windows = [(sql, params) for sql, params in reads if "ORDER BY outcomes.received_at" in sql]
+    with store.transaction() as tx:
+        plans = [
+            [row[3] for row in tx._db.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+            for sql, params in windows
+        ]
+    assert len(plans) == 2
+    for plan in plans:
+        assert plan[0] == "SCAN outcomes USING INDEX ix_outcomes_arrival", plan
+        assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
 def test_live_fairness_is_measured_where_the_worker_sent_personal_fields(

@@ -95,6 +95,31 @@ def test_live_performance_is_sklearn_s_on_the_same_rows() -> None:
     assert rates[-1] > rates[0]  # the scores mean something: higher decile, more defaults
 
 
+@pytest.mark.parametrize(
+    "scores",
+    [
+        np.random.default_rng(5).beta(2, 6, size=1_000),
+        np.array([0.1, 0.2, 0.2, 0.2, 0.5, 0.5, 0.5, 0.5, 0.9, 0.9, 0.9]),  # ties split an edge
+        np.full(50, 0.3),  # one score: no bin at all, as pandas cuts it
+    ],
+)
+def test_calibration_bins_are_pandas_score_deciles(scores: np.ndarray) -> None:
+    defaulted = np.random.default_rng(6).uniform(size=scores.size) < scores
+    deciles = pd.qcut(scores, 10, labels=False, duplicates="drop")
+    expected = (
+        pd.DataFrame({"decile": deciles, "score": scores, "defaulted": defaulted})
+        .groupby("decile")
+        .agg(rows=("score", "size"), mean=("score", "mean"), rate=("defaulted", "mean"))
+    )
+    costs = CostMatrix(false_negative=5, false_positive=1)
+
+    measured = live_performance(defaulted, scores, np.full(scores.size, 0.5), costs).calibration
+
+    assert [b.rows for b in measured] == expected["rows"].tolist()
+    assert [b.mean_score for b in measured] == pytest.approx(expected["mean"].tolist())
+    assert [b.default_rate for b in measured] == pytest.approx(expected["rate"].tolist())
+
+
 def test_auc_waits_for_both_classes() -> None:
     costs = CostMatrix(false_negative=5, false_positive=1)
     assert math.isnan(live_performance([True, True], [0.2, 0.9], [0.5, 0.5], costs).roc_auc)
