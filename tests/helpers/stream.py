@@ -121,9 +121,11 @@ class PacedPublisher:
         return list(self._ids)
 
     def abandon(self) -> None:
-        """Teardown: stop publishing, checking nothing (the broker may be down)."""
+        """Stop publishing, checking nothing (the broker may be down). Records still queued
+        are dropped, so none of them can reach the topic later, after a test has read it."""
         self._stopping.set()
         self._thread.join(timeout=30)
+        self._producer.purge(in_queue=True, in_flight=False)
         self._producer.flush(5)
 
     def _run(self) -> None:
