@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from consumer.settings import Settings as WorkerSettings
 from contracts.model_names import SHADOW_ALIAS
 from devstack import DevstackError, MonitorProcess, ScorerTopics, WorkerProcess, unique_name
 from devstack.champion import name_shadow_challenger, train_signed_champion
+from devstack.processes import ModuleProcess, wait_until
 from monitor.settings import Settings as MonitorSettings
 from training import CandidateResult
 
@@ -155,8 +156,10 @@ class Run:
             workers.append(WorkerProcess(env, self.logs / f"{worker_id}.log"))
             self.services.callback(workers[-1].terminate)
         with self.step(f"{name}: starting {processes} worker(s)"):
-            late = f"{name}: workers not all ready"
-            _wait(workers, lambda: all(w.get("/readyz")[0] == 200 for w in workers), late)
+            failure = f"{name}: not all ready"
+            wait_until(
+                lambda: all(w.ready() for w in workers), PHASE_TIMEOUT_S, failure, watch=workers
+            )
         return workers
 
 
@@ -187,15 +190,13 @@ def drain(
     poll_s = _PROFILE_POLL_S if profile else _POLL_S
     with run.step(f"{name}: draining"), sampled:
         traffic.release(held)
-        _wait(workers, lambda: _scored(workers), f"nothing scored by {name}", poll_s)
+        _wait_scored(name, workers, 1, poll_s)
         with run.cores(**{w.worker_id: w.pid for w in workers}) as cores:  # from the 1st score
-            late = f"fewer than {count:,} scored by {name}"
-            _wait(workers, lambda: _scored(workers) >= count, late, poll_s)
+            _wait_scored(name, workers, count, poll_s)
     metrics = [w.metrics() for w in workers]
     peaks = {w.worker_id: measure.memory_mb(w.pid, "VmHWM") for w in workers}
     for worker in workers:
-        if (code := worker.terminate()) != 0:
-            raise BenchmarkError(f"worker {worker.worker_id} exited with {code} when stopped")
+        _stop(worker)
     traffic.read_topic(run.servers, topics.scores, expected=count)
     by_worker = traffic.read_topic(run.servers, topics.predictions, expected=count, label=_writer)
     # Microseconds per application in each stage, from the workers' histograms; ``other``
@@ -245,21 +246,21 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
     process = MonitorProcess(settings, run.logs / "monitor.log")
     run.services.callback(process.terminate)
     with run.step(f"monitor: {4 * count:,} records"):
-        late = "the monitor committed no batch"
-        _wait([process], lambda: process.metrics().get(_BATCHES), late, _MONITOR_POLL_S)
+        wait_until(
+            lambda: process.metrics().get(_BATCHES),
+            PHASE_TIMEOUT_S,
+            "the monitor committed no batch",
+            watch=[process],
+            poll_s=_MONITOR_POLL_S,
+        )
         with run.cores(monitor=process.pid) as cores:
-            started = time.monotonic()
-            # Still lagging at the limit is a missed target, not a failed run.
-            limit = out.MONITOR_CATCH_UP_S
-            caught_up = _wait([process], process.caught_up, "", _MONITOR_POLL_S, limit)
-            took = time.monotonic() - started
+            caught_up_s = _caught_up_s(process)
     peak = measure.memory_mb(process.pid, "VmHWM")
-    if (code := process.terminate()) != 0:
-        raise BenchmarkError(f"the monitor exited with {code} when stopped")
+    _stop(process)
     return out.MonitorRun(
         applications=count,
         records=4 * count,  # its application, prediction, shadow score and outcome
-        caught_up_s=took if caught_up else None,
+        caught_up_s=caught_up_s,
         peak_rss_mb=peak,
         cores=cores,
     )
@@ -278,13 +279,12 @@ def latency(run: Run) -> tuple[list[out.LatencyPoint], float]:
             pids = {worker.worker_id: worker.pid, "harness": os.getpid()}
             with run.step(f"latency at {rate:,}/s"), run.cores(**pids) as cores:
                 achieved, latencies = recorder.measure(
-                    records, rate, run.config.warmup_seconds, _VISIBLE_TIMEOUT_S
+                    records, rate, run.config.warmup_seconds, _VISIBLE_TIMEOUT_S, watch=[worker]
                 )
-            _check_alive([worker])
             measured = {"achieved_rate": achieved, "cores": cores, **latencies.model_dump()}
             points.append(out.LatencyPoint(rate=rate, **measured))
     peak = measure.memory_mb(worker.pid, "VmHWM")
-    worker.terminate()
+    _stop(worker)
     return points, peak
 
 
@@ -307,37 +307,36 @@ def _shadow_topic(topics: ScorerTopics) -> str:
     return f"{topics.scores}-s"
 
 
-def _check_alive(processes: Sequence[WorkerProcess | MonitorProcess]) -> None:
-    """Raise ``DevstackError`` (naming its log) when one of ``processes`` has exited."""
-    for process in processes:
-        if not process.running:
-            name = getattr(process, "worker_id", "the monitor")
-            code = process.process.returncode
-            raise DevstackError(f"{name} exited with {code}", process.log_path)
+def _wait_scored(name: str, workers: Sequence[WorkerProcess], count: int, poll_s: float) -> None:
+    """Return once the ``workers`` of drain ``name`` scored ``count`` applications between
+    them; ``DevstackError`` when one exits first or the phase times out."""
+
+    def scored() -> bool:
+        metrics = [w.metrics() for w in workers]
+        return sum(m.get("scorer_applications_scored_total", 0) for m in metrics) >= count
+
+    failure = f"{name}: fewer than {count:,} scored"
+    wait_until(scored, PHASE_TIMEOUT_S, failure, watch=workers, poll_s=poll_s)
 
 
-def _wait(
-    processes: Sequence[WorkerProcess | MonitorProcess],
-    done: Callable[[], object],
-    late: str,
-    poll_s: float = _POLL_S,
-    timeout_s: float = PHASE_TIMEOUT_S,
-) -> bool:
-    """Poll until ``done()``: True then; ``DevstackError`` when one of ``processes`` exits
-    first; after ``timeout_s``, ``BenchmarkError(late)``, or False when ``late`` is empty."""
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        _check_alive(processes)
-        if time.monotonic() > deadline:
-            if late:
-                raise BenchmarkError(f"{late} (timed out)")
-            return False
-        time.sleep(poll_s)
-    return True
+def _caught_up_s(monitor: MonitorProcess) -> float | None:
+    """Seconds until ``monitor`` committed every record (``MonitorProcess.caught_up``);
+    None when it still lags after ``MONITOR_CATCH_UP_S``: a missed target, not a failed run."""
+    try:
+        return wait_until(
+            monitor.caught_up, out.MONITOR_CATCH_UP_S, "", watch=[monitor], poll_s=_MONITOR_POLL_S
+        )
+    except DevstackError:
+        if not monitor.running:
+            raise
+        return None
 
 
-def _scored(workers: Sequence[WorkerProcess]) -> int:
-    return int(sum(w.metrics().get("scorer_applications_scored_total", 0) for w in workers))
+def _stop(process: ModuleProcess) -> None:
+    """SIGTERM ``process``; ``DevstackError`` naming its log unless it exits 0."""
+    if (code := process.terminate()) != 0:
+        failure = f"python -m {process.module} (pid {process.pid}) exited with {code} when stopped"
+        raise DevstackError(failure, process.log_path)
 
 
 def _writer(message: Message) -> str:

@@ -30,6 +30,7 @@ from benchmarks.measure import Percentiles, percentiles
 from contracts import LoanApplication
 from contracts.outcome import LoanOutcome
 from devstack import unique_name
+from devstack.processes import ModuleProcess, wait_until
 from producer import Publishable, Settings, create_producer, publish, synthetic_applications
 
 _HELD_MS: Final = 600_000  # transaction.timeout.ms of a held-back preload
@@ -210,20 +211,28 @@ class LatencyRecorder:
             self.error = exc
 
     def measure(
-        self, records: Sequence[LoanApplication], rate: int, warmup_s: float, timeout_s: float
+        self,
+        records: Sequence[LoanApplication],
+        rate: int,
+        warmup_s: float,
+        timeout_s: float,
+        *,
+        watch: Sequence[ModuleProcess],
     ) -> tuple[float, Percentiles]:
         """Publish ``records`` at ``rate`` per second; the rate achieved, and the latencies of
-        those sent after the warm-up. ``BenchmarkError`` if a score is not visible in time."""
+        those sent after the warm-up. ``BenchmarkError`` if the reader fails, ``DevstackError``
+        if a score is not visible ``timeout_s`` after publishing or a process of ``watch``
+        exits first."""
         send(self._bootstrap_servers, self._topics[0], records, count=len(records), rate=rate)
         keys = [application.application_id.encode() for application in records]
-        deadline = time.monotonic() + timeout_s
-        while missing := [k for k in keys if k not in self.visible_s or k not in self.sent_ms]:
-            if self.error is not None or time.monotonic() > deadline:
-                raise BenchmarkError(
-                    f"{len(missing)} of {len(keys)} scores not visible {timeout_s:.0f}s after "
-                    f"publishing ended (reader error: {self.error})"
-                )
-            time.sleep(_POLL_S)
+
+        def all_visible() -> bool:
+            if self.error is not None:
+                raise BenchmarkError(f"reading {self._topics}: {self.error}")
+            return all(k in self.visible_s and k in self.sent_ms for k in keys)
+
+        failure = f"rate {rate}/s: not every score visible after publishing"
+        wait_until(all_visible, timeout_s, failure, watch=watch, poll_s=_POLL_S)
         sent = [self.sent_ms[k] for k in keys]
         first, last = min(sent), max(sent)
         steady = [k for k in keys if self.sent_ms[k] >= first + warmup_s * 1000]
