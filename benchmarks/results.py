@@ -1,8 +1,6 @@
 """What a run measured (one JSON-ready model), the targets it is judged against, and the
-numbers table: ``results.md`` and the block between the README's markers.
-
-The tool writes numbers only. What they mean is written by people, in the README's
-findings: a generated explanation would say the same thing again and drift from it.
+numbers table: ``results.md`` and the block between the README's markers. Numbers only:
+what they mean is written by people, in the README's findings.
 """
 
 from __future__ import annotations
@@ -62,7 +60,7 @@ class Throughput(BaseModel):
     name: str
     processes: int
     records: int
-    rate: float  # records per second in the steady window (stats.steady_window)
+    rate: float  # records per second in the steady window (measure.steady_window)
     window_s: float
     drain_s: float  # first output record to last, all writers
     cores: dict[str, float]  # average cores per process, others, and the whole machine
@@ -73,34 +71,19 @@ class Throughput(BaseModel):
     reason_codes: bool = True  # the workers' SCORER_REASON_CODES
 
     @classmethod
-    def of(
-        cls,
-        name: str,
-        processes: int,
-        by_writer: dict[str, list[int]],
-        cores: dict[str, float],
-        **more: Any,
-    ) -> Throughput:
-        """A drain timed from its output records' timestamps, grouped by writer."""
+    def of(cls, by_writer: dict[str, list[int]], **fields: Any) -> Throughput:
+        """Timed from its output records' timestamps, grouped by writer; ``fields``: the rest."""
         window, every = steady_window(by_writer), [t for ts in by_writer.values() for t in ts]
+        drain_s = span(every).seconds
         return cls(
-            name=name,
-            processes=processes,
-            records=len(every),
-            rate=window.rate,
-            window_s=window.seconds,
-            drain_s=span(every).seconds,
-            cores=cores,
-            **more,
+            records=len(every), rate=window.rate, window_s=window.seconds, drain_s=drain_s, **fields
         )
 
 
 class StageCosts(BaseModel):
-    """Ceiling B: microseconds per row of each in-process stage, at one batch size (median
-    of calls). The ``*_us_per_row`` figures are CPU time (``time.process_time``): on a shared
-    machine, wall time also counts the time spent waiting for a core. The model's wall
-    time is kept alongside for comparison.
-    """
+    """Ceiling B: microseconds per row of each in-process stage at one batch size, median
+    call. ``*_us_per_row`` is CPU time: on a shared machine wall time also counts waiting
+    for a core (the model's is kept beside it)."""
 
     batch_size: int
     calls: int
@@ -271,21 +254,13 @@ def markdown(results: BenchResults) -> str:
         "",
         "| rate (target) | achieved | samples | p50 | p95 | p99 | max | cores |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-        *(
-            f"| {p.rate:,}/s | {p.achieved_rate:,.0f}/s | {p.count:,} | {p.p50_ms:.0f} ms | "
-            f"{p.p95_ms:.0f} ms | {p.p99_ms:.0f} ms | {p.max_ms:.0f} ms | {_cores(p.cores)} |"
-            for p in results.latency
-        ),
+        *(_latency_row(p) for p in results.latency),
         "",
         f"Latency worker's peak RSS: {results.latency_peak_rss_mb:.0f} MB.",
         "",
         "| target | goal | measured | status |",
         "| --- | --- | --- | --- |",
-        *(
-            f"| {t.name} | {t.goal} | {t.measured} | "
-            f"{t.status if t.status == 'not measured' else f'**{t.status}**'} |"
-            for t in results.targets
-        ),
+        *(_target_row(t) for t in results.targets),
         "",
         f"Profile ({results.profile_note}):"
         if results.profile
@@ -294,6 +269,20 @@ def markdown(results: BenchResults) -> str:
         *(f"- {100 * f.share:.1f}% `{f.function}`" for f in results.profile),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _row(*cells: str) -> str:
+    return f"| {' | '.join(cells)} |"
+
+
+def _latency_row(p: LatencyPoint) -> str:
+    ms = (f"{value:.0f} ms" for value in (p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms))
+    return _row(f"{p.rate:,}/s", f"{p.achieved_rate:,.0f}/s", f"{p.count:,}", *ms, _cores(p.cores))
+
+
+def _target_row(t: Target) -> str:
+    verdict = t.status if t.status == "not measured" else f"**{t.status}**"
+    return _row(t.name, t.goal, t.measured, verdict)
 
 
 def _cores(values: dict[str, float], shown: str = ".2f") -> str:
@@ -314,7 +303,7 @@ def _drain_row(label: str, run: Throughput, unit: str) -> str:
     if run.stage_us:
         notes.append(f"µs/application: {_cores(run.stage_us, '.1f')}")
     notes.append(f"cores: {_cores(run.cores)}")
-    return f"| {label} | {run.rate:,.0f} {unit} | {'; '.join(notes)} |"
+    return _row(label, f"{run.rate:,.0f} {unit}", "; ".join(notes))
 
 
 def _monitor_row(run: MonitorRun) -> str:

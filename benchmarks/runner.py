@@ -205,10 +205,10 @@ def drain(
     busy_s = sum(measure.span(ts).seconds for ts in by_worker.values())
     seconds["other"] = max(0.0, busy_s - sum(seconds.values()))
     return out.Throughput.of(
-        f"worker x {processes}" + (out.SHADOW_SUFFIX if shadow is not None else ""),
-        processes,
         by_worker,
-        cores,
+        name=f"worker x {processes}" + (out.SHADOW_SUFFIX if shadow is not None else ""),
+        processes=processes,
+        cores=cores,
         ready_rss_mb=ready,
         peak_rss_mb=peaks,
         stage_us={stage: round(s / count * 1e6, 2) for stage, s in seconds.items()},
