@@ -37,7 +37,6 @@ from training import CandidateResult
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
-_VISIBLE_TIMEOUT_S: Final = 60.0
 _POLL_S: Final = 0.5
 _MONITOR_POLL_S: Final = 0.1
 # Sampling stops at the first poll that sees the drain done: poll often, so idle time
@@ -270,17 +269,15 @@ def latency(run: Run) -> tuple[list[out.LatencyPoint], float]:
     """Latency points per rate, and the serving worker's peak resident memory."""
     topics = run.topics("latency")
     (worker,) = run.ready_workers("latency", 1, topics, reason_codes=True)
-    points = []
+    pids = {worker.worker_id: worker.pid, "harness": os.getpid()}
+    warmup_s, points = run.config.warmup_seconds, []
     recorder = traffic.LatencyRecorder(run.servers, topics.applications, topics.scores)
     with closing(recorder):
         for index, rate in enumerate(run.config.rates):
             total = max(1, round(rate * run.config.latency_seconds))
             records = list(traffic.applications(total, traffic.SEED + 1 + index))
-            pids = {worker.worker_id: worker.pid, "harness": os.getpid()}
             with run.step(f"latency at {rate:,}/s"), run.cores(**pids) as cores:
-                achieved, latencies = recorder.measure(
-                    records, rate, run.config.warmup_seconds, _VISIBLE_TIMEOUT_S, watch=[worker]
-                )
+                achieved, latencies = recorder.measure(records, rate, warmup_s, worker)
             measured = {"achieved_rate": achieved, "cores": cores, **latencies.model_dump()}
             points.append(out.LatencyPoint(rate=rate, **measured))
     peak = measure.memory_mb(worker.pid, "VmHWM")

@@ -36,6 +36,7 @@ from producer import Publishable, Settings, create_producer, publish, synthetic_
 _HELD_MS: Final = 600_000  # transaction.timeout.ms of a held-back preload
 _TRANSACTION_CALL_TIMEOUT_S: Final = 60.0
 _METADATA_TIMEOUT_S: Final = 30.0
+_VISIBLE_TIMEOUT_S: Final = 60.0
 _READ_BATCH: Final = 10_000
 _POLL_S: Final = 0.2
 _DEFAULT_RATE: Final = 0.22
@@ -54,14 +55,11 @@ def outcomes(count: int, seed: int) -> Iterator[LoanOutcome]:
     """The observed outcome of each of ``applications(count, seed)``: defaulted about as
     often as in the dataset (22%), drawn with ``seed``."""
     draw, today = random.Random(seed), datetime.now(UTC).date()
-    return (
-        LoanOutcome(
-            application_id=a.application_id,
-            defaulted=draw.random() < _DEFAULT_RATE,
-            observed_on=today,
+    for application in applications(count, seed):
+        defaulted = draw.random() < _DEFAULT_RATE
+        yield LoanOutcome(
+            application_id=application.application_id, defaulted=defaulted, observed_on=today
         )
-        for a in applications(count, seed)
-    )
 
 
 def send(
@@ -111,7 +109,7 @@ def release(producer: Producer) -> None:
         raise BenchmarkError(f"cannot commit the preload transaction: {exc}") from exc
 
 
-def committed_reader(bootstrap_servers: str, topics: Iterable[str], *, eof: bool) -> Consumer:
+def _committed_reader(bootstrap_servers: str, topics: Iterable[str], *, eof: bool) -> Consumer:
     """A consumer assigned every partition of ``topics`` from the beginning, committed
     records only; with ``eof`` it reports the end of each partition."""
     consumer = Consumer(
@@ -150,7 +148,7 @@ def read_topic(
     timestamps: dict[str, list[int]] = defaultdict(list)
     keys: set[bytes] = set()
     try:
-        with closing(committed_reader(bootstrap_servers, [topic], eof=True)) as consumer:
+        with closing(_committed_reader(bootstrap_servers, [topic], eof=True)) as consumer:
             pending = {tp.partition for tp in consumer.assignment()}
             deadline = time.monotonic() + timeout_s
             while pending and time.monotonic() < deadline:
@@ -186,7 +184,7 @@ class LatencyRecorder:
         self.visible_s: dict[bytes, float] = {}
         self.error: Exception | None = None
         self._stopping = threading.Event()
-        self._consumer = committed_reader(bootstrap_servers, self._topics, eof=False)
+        self._consumer = _committed_reader(bootstrap_servers, self._topics, eof=False)
         self._thread = threading.Thread(target=self._run, name="latency-reader", daemon=True)
         self._thread.start()
 
@@ -211,18 +209,12 @@ class LatencyRecorder:
             self.error = exc
 
     def measure(
-        self,
-        records: Sequence[LoanApplication],
-        rate: int,
-        warmup_s: float,
-        timeout_s: float,
-        *,
-        watch: Sequence[ModuleProcess],
+        self, records: Sequence[LoanApplication], rate: int, warmup_s: float, worker: ModuleProcess
     ) -> tuple[float, Percentiles]:
         """Publish ``records`` at ``rate`` per second; the rate achieved, and the latencies of
         those sent after the warm-up. ``BenchmarkError`` if the reader fails, ``DevstackError``
-        if a score is not visible ``timeout_s`` after publishing or a process of ``watch``
-        exits first."""
+        if the ``worker`` scoring them exits or a score is still not visible
+        ``_VISIBLE_TIMEOUT_S`` after publishing."""
         send(self._bootstrap_servers, self._topics[0], records, count=len(records), rate=rate)
         keys = [application.application_id.encode() for application in records]
 
@@ -232,7 +224,7 @@ class LatencyRecorder:
             return all(k in self.visible_s and k in self.sent_ms for k in keys)
 
         failure = f"rate {rate}/s: not every score visible after publishing"
-        wait_until(all_visible, timeout_s, failure, watch=watch, poll_s=_POLL_S)
+        wait_until(all_visible, _VISIBLE_TIMEOUT_S, failure, watch=[worker], poll_s=_POLL_S)
         sent = [self.sent_ms[k] for k in keys]
         first, last = min(sent), max(sent)
         steady = [k for k in keys if self.sent_ms[k] >= first + warmup_s * 1000]
