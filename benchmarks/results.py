@@ -254,13 +254,21 @@ def markdown(results: BenchResults) -> str:
         "",
         "| rate (target) | achieved | samples | p50 | p95 | p99 | max | cores |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-        *(_latency_row(p) for p in results.latency),
+        *(
+            f"| {p.rate:,}/s | {p.achieved_rate:,.0f}/s | {p.count:,} | {p.p50_ms:.0f} ms | "
+            f"{p.p95_ms:.0f} ms | {p.p99_ms:.0f} ms | {p.max_ms:.0f} ms | {_cores(p.cores)} |"
+            for p in results.latency
+        ),
         "",
         f"Latency worker's peak RSS: {results.latency_peak_rss_mb:.0f} MB.",
         "",
         "| target | goal | measured | status |",
         "| --- | --- | --- | --- |",
-        *(_target_row(t) for t in results.targets),
+        *(
+            f"| {t.name} | {t.goal} | {t.measured} | "
+            f"{t.status if t.status == 'not measured' else f'**{t.status}**'} |"
+            for t in results.targets
+        ),
         "",
         f"Profile ({results.profile_note}):"
         if results.profile
@@ -269,20 +277,6 @@ def markdown(results: BenchResults) -> str:
         *(f"- {100 * f.share:.1f}% `{f.function}`" for f in results.profile),
     ]
     return "\n".join(lines) + "\n"
-
-
-def _row(*cells: str) -> str:
-    return f"| {' | '.join(cells)} |"
-
-
-def _latency_row(p: LatencyPoint) -> str:
-    ms = (f"{value:.0f} ms" for value in (p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms))
-    return _row(f"{p.rate:,}/s", f"{p.achieved_rate:,.0f}/s", f"{p.count:,}", *ms, _cores(p.cores))
-
-
-def _target_row(t: Target) -> str:
-    verdict = t.status if t.status == "not measured" else f"**{t.status}**"
-    return _row(t.name, t.goal, t.measured, verdict)
 
 
 def _cores(values: dict[str, float], shown: str = ".2f") -> str:
@@ -303,7 +297,7 @@ def _drain_row(label: str, run: Throughput, unit: str) -> str:
     if run.stage_us:
         notes.append(f"µs/application: {_cores(run.stage_us, '.1f')}")
     notes.append(f"cores: {_cores(run.cores)}")
-    return _row(label, f"{run.rate:,.0f} {unit}", "; ".join(notes))
+    return f"| {label} | {run.rate:,.0f} {unit} | {'; '.join(notes)} |"
 
 
 def _monitor_row(run: MonitorRun) -> str:
