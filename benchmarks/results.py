@@ -314,12 +314,8 @@ def _monitor_row(run: MonitorRun) -> str:
 
 
 def write(results: BenchResults, directory: Path, readme: Path | None) -> Path:
-    """``results.json`` and ``results.md`` in ``directory``; the same table between
-    ``readme``'s markers when given. Returns the markdown file.
-
-    Raises ``BenchmarkError`` when ``readme`` has no markers: where the numbers go is its
-    choice (the files in ``directory`` are written first).
-    """
+    """``results.json`` and ``results.md`` in ``directory``, then the same table between
+    ``readme``'s markers when given (``BenchmarkError`` if it has none); the markdown file."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(results.model_dump_json(indent=2) + "\n")
     (table := directory / "results.md").write_text(markdown(results))

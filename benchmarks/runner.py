@@ -135,8 +135,8 @@ class Run:
     ) -> list[WorkerProcess]:
         """``processes`` workers in one new group, with this process's ``SCORER_*`` settings,
         ``settings`` and the run's broker, registry and topics; returned once all are ready
-        at the same time: each with its partitions (a worker joining later revokes the
-        others'). Each is stopped (SIGTERM) when the services close if not before."""
+        at once (a worker joining later revokes the others' partitions). The services' close
+        stops any still running."""
         group = unique_name(f"bench-{name}")
         workers = []
         for worker_id in (f"bench-{name}-{k + 1}" for k in range(processes)):
@@ -171,12 +171,11 @@ def drain(
     shadow: ScorerTopics | None = None,
     profile: Path | None = None,
 ) -> out.Throughput:
-    """``processes`` workers in one group drain the run's applications, written inside one
-    open transaction and released once every worker is ready, so none starts late; each
-    application must come out exactly once. ``reason_codes`` off: the workers' scores carry
-    none. ``shadow``: the topics to use (created by the caller), the workers also scoring the
-    shadow challenger, into ``_shadow_topic(shadow)``. ``profile``: where py-spy writes
-    the raw stacks of the first worker while it drains at most ``_PROFILE_MESSAGES``."""
+    """``processes`` workers in one group drain the run's applications, held back until all
+    are ready, so none starts late; each must come out exactly once. ``shadow``: the topics
+    to use, the workers also scoring the challenger into ``_shadow_topic(shadow)``.
+    ``profile``: where py-spy writes the first worker's stacks while it drains at most
+    ``_PROFILE_MESSAGES``."""
     count = min(_PROFILE_MESSAGES, run.config.messages) if profile else run.config.messages
     topics, held = run.load(name, count, hold=True, topics=shadow)
     settings: dict[str, object] = {"reason_codes": reason_codes}
@@ -351,10 +350,8 @@ def run_benchmark(
     console: Console,
 ) -> Path:
     """Run every phase, write the results under ``results_dir`` (and the table into
-    ``readme`` when given); returns the markdown table's file.
-
-    Raises ``BenchmarkError`` or ``DevstackError``; whatever was started is stopped
-    first, also on ``KeyboardInterrupt``.
+    ``readme`` when given); returns the markdown table's file. Raises ``BenchmarkError`` or
+    ``DevstackError``; whatever was started is stopped first, also on ``KeyboardInterrupt``.
     """
     if not (data := data.resolve()).is_file():
         raise BenchmarkError(f"dataset not found: {data} (set RUMOS_DATA or pass --data)")

@@ -45,8 +45,8 @@ SEED: Final = 7
 
 
 def applications(count: int, seed: int) -> Iterator[LoanApplication]:
-    """``count`` valid synthetic applications with ids unique to ``seed``, generated lazily
-    (a full run's 200,000 would take hundreds of MB held in a list)."""
+    """``count`` valid synthetic applications with ids unique to ``seed``, lazily (a full
+    run's 200,000 in a list would take hundreds of MB)."""
     generated = synthetic_applications(count, seed)
     return (record for record in generated if isinstance(record, LoanApplication))
 
