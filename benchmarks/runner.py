@@ -192,9 +192,7 @@ def drain(
         with run.cores(**{w.worker_id: w.pid for w in workers}) as cores:  # from the 1st score
             _wait_scored(name, workers, count, poll_s)
     metrics = [w.metrics() for w in workers]
-    peaks = {w.worker_id: measure.memory_mb(w.pid, "VmHWM") for w in workers}
-    for worker in workers:
-        _stop(worker)
+    peaks = {w.worker_id: _stop(w) for w in workers}
     traffic.read_topic(run.servers, topics.scores, expected=count)
     by_worker = traffic.read_topic(run.servers, topics.predictions, expected=count, label=_writer)
     # Microseconds per application in each stage, from the workers' histograms; ``other``
@@ -253,8 +251,7 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
         )
         with run.cores(monitor=process.pid) as cores:
             caught_up_s = _caught_up_s(process)
-    peak = measure.memory_mb(process.pid, "VmHWM")
-    _stop(process)
+    peak = _stop(process)
     return out.MonitorRun(
         applications=count,
         records=4 * count,  # its application, prediction, shadow score and outcome
@@ -279,9 +276,7 @@ def latency(run: Run) -> tuple[list[out.LatencyPoint], float]:
                 achieved, latencies = recorder.measure(records, rate, warmup_s, worker)
             measured = {"achieved_rate": achieved, "cores": cores, **latencies.model_dump()}
             points.append(out.LatencyPoint(rate=rate, **measured))
-    peak = measure.memory_mb(worker.pid, "VmHWM")
-    _stop(worker)
-    return points, peak
+    return points, _stop(worker)
 
 
 def profile(run: Run) -> tuple[list[profiling.FunctionShare], str]:
@@ -328,11 +323,14 @@ def _caught_up_s(monitor: MonitorProcess) -> float | None:
         return None
 
 
-def _stop(process: ModuleProcess) -> None:
-    """SIGTERM ``process``; ``DevstackError`` naming its log unless it exits 0."""
+def _stop(process: ModuleProcess) -> float:
+    """Stop ``process`` (SIGTERM) and return its peak resident memory, MB; ``DevstackError``
+    naming its log unless it exits 0."""
+    peak = measure.memory_mb(process.pid, "VmHWM")
     if (code := process.terminate()) != 0:
         failure = f"python -m {process.module} (pid {process.pid}) exited with {code} when stopped"
         raise DevstackError(failure, process.log_path)
+    return peak
 
 
 def _writer(message: Message) -> str:
