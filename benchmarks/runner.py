@@ -287,10 +287,7 @@ def profile(run: Run) -> tuple[list[profiling.FunctionShare], str]:
         return [], "not profiled: py-spy is not installed"
     output = run.logs.parent / "worker-profile.txt"
     drained = drain(run, "profile", 1, profile=output)
-    note = (
-        f"py-spy, {drained.records:,} applications drained by one worker; inclusive share of "
-        f"the main thread's samples, waits included (raw stacks: {output.name})"
-    )
+    note = f"py-spy, one worker, {drained.records:,} applications (raw stacks: {output.name})"
     return profiling.summarize(output.read_text()), note
 
 

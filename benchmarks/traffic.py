@@ -37,6 +37,7 @@ _HELD_MS: Final = 600_000  # transaction.timeout.ms of a held-back preload
 _TRANSACTION_CALL_TIMEOUT_S: Final = 60.0
 _METADATA_TIMEOUT_S: Final = 30.0
 _VISIBLE_TIMEOUT_S: Final = 60.0
+_READ_TIMEOUT_S: Final = 300.0
 _READ_BATCH: Final = 10_000
 _POLL_S: Final = 0.2
 _DEFAULT_RATE: Final = 0.22
@@ -138,7 +139,6 @@ def read_topic(
     *,
     expected: int,
     label: Callable[[Message], str] = lambda _message: "all",
-    timeout_s: float = 300.0,
 ) -> dict[str, list[int]]:
     """The timestamps (ms) of every committed record of ``topic``, grouped by ``label``,
     read until each partition reports its end; ``BenchmarkError`` unless there are
@@ -150,7 +150,7 @@ def read_topic(
     try:
         with closing(_committed_reader(bootstrap_servers, [topic], eof=True)) as consumer:
             pending = {tp.partition for tp in consumer.assignment()}
-            deadline = time.monotonic() + timeout_s
+            deadline = time.monotonic() + _READ_TIMEOUT_S
             while pending and time.monotonic() < deadline:
                 for message in consumer.consume(_READ_BATCH, _POLL_S):
                     if (error := message.error()) is None:
