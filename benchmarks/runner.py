@@ -310,9 +310,14 @@ def _wait_scored(name: str, workers: Sequence[WorkerProcess], count: int, poll_s
 def _caught_up_s(monitor: MonitorProcess) -> float | None:
     """Seconds until ``monitor`` committed every record (``MonitorProcess.caught_up``);
     None when it still lags after ``MONITOR_CATCH_UP_S``: a missed target, not a failed run."""
+    failure = "the monitor did not catch up"
     try:
         return wait_until(
-            monitor.caught_up, out.MONITOR_CATCH_UP_S, "", watch=[monitor], poll_s=_MONITOR_POLL_S
+            monitor.caught_up,
+            out.MONITOR_CATCH_UP_S,
+            failure,
+            watch=[monitor],
+            poll_s=_MONITOR_POLL_S,
         )
     except DevstackError:
         if not monitor.running:
