@@ -287,7 +287,7 @@ def profile(run: Run) -> tuple[list[profiling.FunctionShare], str]:
         return [], "not profiled: py-spy is not installed"
     output = run.logs.parent / "worker-profile.txt"
     drained = drain(run, "profile", 1, profile=output)
-    note = f"py-spy, one worker, {drained.records:,} applications (raw stacks: {output.name})"
+    note = f"py-spy, one worker, {drained.records:,} applications; raw stacks in {output.name}"
     return profiling.summarize(output.read_text()), note
 
 
