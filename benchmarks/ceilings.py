@@ -90,7 +90,12 @@ def ceiling_a(run: Run) -> Throughput:
     written = traffic.read_topic(run.servers, topics.scores, expected=expected)
     stage_us = {step: round(s / expected * 1e6, 2) for step, s in seconds.items()}
     return Throughput.of(
-        "ceiling A", 1, written, cores, transactions=transactions, stage_us=stage_us
+        written,
+        name="ceiling A",
+        processes=1,
+        cores=cores,
+        transactions=transactions,
+        stage_us=stage_us,
     )
 
 

@@ -1,13 +1,10 @@
 """``python -m benchmarks`` (``make bench``): run every phase, write the numbers, print them.
 
-Every option can also be set as ``BENCH_<OPTION>`` (``BENCH_QUICK=1``, ``BENCH_RATES=500``);
-``--quick`` only changes the defaults of the sizes, anything given explicitly wins. The
-worker's own knobs are the ``SCORER_*`` variables it reads; they apply to every worker and
-to the passthrough alike, and are checked before anything starts.
-
-Exit codes: 0 after a complete run (missed targets included: they are findings, not
-failures), 1 when the stack or a phase failed, 2 for invalid options or settings, 130 on
-Ctrl-C or SIGTERM. Whatever the run started is stopped before it exits, in every case.
+Options can also be ``BENCH_<OPTION>`` variables; ``--quick`` changes only the sizes'
+defaults. The workers' knobs are their own ``SCORER_*`` variables, checked before anything
+starts. Exit codes: 0 after a complete run (missed targets are findings, not failures), 1
+when a phase failed, 2 for invalid options or settings, 130 on Ctrl-C or SIGTERM; what the
+run started is stopped first in every case.
 """
 
 from __future__ import annotations

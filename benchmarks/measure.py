@@ -53,8 +53,8 @@ def machine_info(root: Path) -> MachineInfo:
 
 
 def load_average() -> tuple[float, float, float]:
-    one, five, fifteen = os.getloadavg()
-    return (round(one, 2), round(five, 2), round(fifteen, 2))
+    one, five, fifteen = (round(load, 2) for load in os.getloadavg())
+    return one, five, fifteen
 
 
 def _fields(name: str, prefix: str = "") -> list[list[str]]:
@@ -162,15 +162,9 @@ class Window(NamedTuple):
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
-def _window(timestamps: Sequence[int], start_ms: int, end_ms: int) -> Window:
-    return Window(start_ms, end_ms, sum(1 for t in timestamps if start_ms < t <= end_ms))
-
-
 def span(timestamps: Sequence[int]) -> Window:
     """From the first record to the last (the whole drain). Raises ``ValueError`` if empty."""
-    if not timestamps:
-        raise ValueError("no records to time")
-    return _window(timestamps, min(timestamps), max(timestamps))
+    return steady_window({"all": timestamps})
 
 
 def steady_window(by_writer: Mapping[str, Sequence[int]]) -> Window:
@@ -183,11 +177,12 @@ def steady_window(by_writer: Mapping[str, Sequence[int]]) -> Window:
     all records when the writers never overlapped. Raises ``ValueError`` if empty.
     """
     series = [ts for ts in by_writer.values() if ts]
-    everything = [t for ts in series for t in ts]
     if not series:
         raise ValueError("no records to time")
     start, end = max(min(ts) for ts in series), min(max(ts) for ts in series)
-    return _window(everything, start, end) if end > start else span(everything)
+    if end <= start:  # never overlapped (or one writer with one instant): all of them
+        start, end = min(min(ts) for ts in series), max(max(ts) for ts in series)
+    return Window(start, end, sum(start < t <= end for ts in series for t in ts))
 
 
 def ratio(numerator: float, denominator: float) -> float | None:

@@ -26,7 +26,7 @@ from benchmarks import BenchmarkError
 _SAMPLES_PER_S: Final = 100
 _STOP_TIMEOUT_S: Final = 60.0
 _LINE_NUMBER: Final = re.compile(r":\d+\)$")
-MAIN_THREAD: Final = "MainThread"
+_MAIN_THREAD: Final = "MainThread"
 # Functions on (almost) every sample are the loop's enclosing frames: no information.
 _ENCLOSING_SHARE: Final = 0.95
 
@@ -80,7 +80,7 @@ def summarize(collapsed: str, *, package: str = "consumer/", top: int = 12) -> l
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
         thread, _, frames = stack.partition(";")
-        if not count.isdigit() or not thread.endswith(f": {MAIN_THREAD}"):
+        if not count.isdigit() or not thread.endswith(f": {_MAIN_THREAD}"):
             continue
         samples = int(count)
         total += samples

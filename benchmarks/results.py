@@ -1,8 +1,6 @@
 """What a run measured (one JSON-ready model), the targets it is judged against, and the
-numbers table: ``results.md`` and the block between the README's markers.
-
-The tool writes numbers only. What they mean is written by people, in the README's
-findings: a generated explanation would say the same thing again and drift from it.
+numbers table: ``results.md`` and the block between the README's markers. Numbers only:
+what they mean is written by people, in the README's findings.
 """
 
 from __future__ import annotations
@@ -62,7 +60,7 @@ class Throughput(BaseModel):
     name: str
     processes: int
     records: int
-    rate: float  # records per second in the steady window (stats.steady_window)
+    rate: float  # records per second in the steady window (measure.steady_window)
     window_s: float
     drain_s: float  # first output record to last, all writers
     cores: dict[str, float]  # average cores per process, others, and the whole machine
@@ -73,34 +71,19 @@ class Throughput(BaseModel):
     reason_codes: bool = True  # the workers' SCORER_REASON_CODES
 
     @classmethod
-    def of(
-        cls,
-        name: str,
-        processes: int,
-        by_writer: dict[str, list[int]],
-        cores: dict[str, float],
-        **more: Any,
-    ) -> Throughput:
-        """A drain timed from its output records' timestamps, grouped by writer."""
+    def of(cls, by_writer: dict[str, list[int]], **fields: Any) -> Throughput:
+        """Timed from its output records' timestamps, grouped by writer; ``fields``: the rest."""
         window, every = steady_window(by_writer), [t for ts in by_writer.values() for t in ts]
+        drain_s = span(every).seconds
         return cls(
-            name=name,
-            processes=processes,
-            records=len(every),
-            rate=window.rate,
-            window_s=window.seconds,
-            drain_s=span(every).seconds,
-            cores=cores,
-            **more,
+            records=len(every), rate=window.rate, window_s=window.seconds, drain_s=drain_s, **fields
         )
 
 
 class StageCosts(BaseModel):
-    """Ceiling B: microseconds per row of each in-process stage, at one batch size (median
-    of calls). The ``*_us_per_row`` figures are CPU time (``time.process_time``): on a shared
-    machine, wall time also counts the time spent waiting for a core. The model's wall
-    time is kept alongside for comparison.
-    """
+    """Ceiling B: microseconds per row of each in-process stage at one batch size, median
+    call. ``*_us_per_row`` is CPU time: on a shared machine wall time also counts waiting
+    for a core (the model's is kept beside it)."""
 
     batch_size: int
     calls: int
@@ -331,12 +314,8 @@ def _monitor_row(run: MonitorRun) -> str:
 
 
 def write(results: BenchResults, directory: Path, readme: Path | None) -> Path:
-    """``results.json`` and ``results.md`` in ``directory``; the same table between
-    ``readme``'s markers when given. Returns the markdown file.
-
-    Raises ``BenchmarkError`` when ``readme`` has no markers: where the numbers go is its
-    choice (the files in ``directory`` are written first).
-    """
+    """``results.json`` and ``results.md`` in ``directory``, then the same table between
+    ``readme``'s markers when given (``BenchmarkError`` if it has none); the markdown file."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(results.model_dump_json(indent=2) + "\n")
     (table := directory / "results.md").write_text(markdown(results))

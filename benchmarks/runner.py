@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,12 +31,12 @@ from consumer.settings import Settings as WorkerSettings
 from contracts.model_names import SHADOW_ALIAS
 from devstack import DevstackError, MonitorProcess, ScorerTopics, WorkerProcess, unique_name
 from devstack.champion import name_shadow_challenger, train_signed_champion
+from devstack.processes import ModuleProcess, wait_until
 from monitor.settings import Settings as MonitorSettings
 from training import CandidateResult
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
-_VISIBLE_TIMEOUT_S: Final = 60.0
 _POLL_S: Final = 0.5
 _MONITOR_POLL_S: Final = 0.1
 # Sampling stops at the first poll that sees the drain done: poll often, so idle time
@@ -135,8 +135,8 @@ class Run:
     ) -> list[WorkerProcess]:
         """``processes`` workers in one new group, with this process's ``SCORER_*`` settings,
         ``settings`` and the run's broker, registry and topics; returned once all are ready
-        at the same time: each with its partitions (a worker joining later revokes the
-        others'). Each is stopped (SIGTERM) when the services close if not before."""
+        at once (a worker joining later revokes the others' partitions). The services' close
+        stops any still running."""
         group = unique_name(f"bench-{name}")
         workers = []
         for worker_id in (f"bench-{name}-{k + 1}" for k in range(processes)):
@@ -155,8 +155,10 @@ class Run:
             workers.append(WorkerProcess(env, self.logs / f"{worker_id}.log"))
             self.services.callback(workers[-1].terminate)
         with self.step(f"{name}: starting {processes} worker(s)"):
-            late = f"{name}: workers not all ready"
-            _wait(workers, lambda: all(w.get("/readyz")[0] == 200 for w in workers), late)
+            failure = f"{name}: not all ready"
+            wait_until(
+                lambda: all(w.ready() for w in workers), PHASE_TIMEOUT_S, failure, watch=workers
+            )
         return workers
 
 
@@ -169,12 +171,11 @@ def drain(
     shadow: ScorerTopics | None = None,
     profile: Path | None = None,
 ) -> out.Throughput:
-    """``processes`` workers in one group drain the run's applications, written inside one
-    open transaction and released once every worker is ready, so none starts late; each
-    application must come out exactly once. ``reason_codes`` off: the workers' scores carry
-    none. ``shadow``: the topics to use (created by the caller), the workers also scoring the
-    shadow challenger, into ``_shadow_topic(shadow)``. ``profile``: where py-spy writes
-    the raw stacks of the first worker while it drains at most ``_PROFILE_MESSAGES``."""
+    """``processes`` workers in one group drain the run's applications, held back until all
+    are ready, so none starts late; each must come out exactly once. ``shadow``: the topics
+    to use, the workers also scoring the challenger into ``_shadow_topic(shadow)``.
+    ``profile``: where py-spy writes the first worker's stacks while it drains at most
+    ``_PROFILE_MESSAGES``."""
     count = min(_PROFILE_MESSAGES, run.config.messages) if profile else run.config.messages
     topics, held = run.load(name, count, hold=True, topics=shadow)
     settings: dict[str, object] = {"reason_codes": reason_codes}
@@ -187,15 +188,11 @@ def drain(
     poll_s = _PROFILE_POLL_S if profile else _POLL_S
     with run.step(f"{name}: draining"), sampled:
         traffic.release(held)
-        _wait(workers, lambda: _scored(workers), f"nothing scored by {name}", poll_s)
+        _wait_scored(name, workers, 1, poll_s)
         with run.cores(**{w.worker_id: w.pid for w in workers}) as cores:  # from the 1st score
-            late = f"fewer than {count:,} scored by {name}"
-            _wait(workers, lambda: _scored(workers) >= count, late, poll_s)
+            _wait_scored(name, workers, count, poll_s)
     metrics = [w.metrics() for w in workers]
-    peaks = {w.worker_id: measure.memory_mb(w.pid, "VmHWM") for w in workers}
-    for worker in workers:
-        if (code := worker.terminate()) != 0:
-            raise BenchmarkError(f"worker {worker.worker_id} exited with {code} when stopped")
+    peaks = {w.worker_id: _stop(w) for w in workers}
     traffic.read_topic(run.servers, topics.scores, expected=count)
     by_worker = traffic.read_topic(run.servers, topics.predictions, expected=count, label=_writer)
     # Microseconds per application in each stage, from the workers' histograms; ``other``
@@ -204,10 +201,10 @@ def drain(
     busy_s = sum(measure.span(ts).seconds for ts in by_worker.values())
     seconds["other"] = max(0.0, busy_s - sum(seconds.values()))
     return out.Throughput.of(
-        f"worker x {processes}" + (out.SHADOW_SUFFIX if shadow is not None else ""),
-        processes,
         by_worker,
-        cores,
+        name=f"worker x {processes}" + (out.SHADOW_SUFFIX if shadow is not None else ""),
+        processes=processes,
+        cores=cores,
         ready_rss_mb=ready,
         peak_rss_mb=peaks,
         stage_us={stage: round(s / count * 1e6, 2) for stage, s in seconds.items()},
@@ -245,21 +242,20 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
     process = MonitorProcess(settings, run.logs / "monitor.log")
     run.services.callback(process.terminate)
     with run.step(f"monitor: {4 * count:,} records"):
-        late = "the monitor committed no batch"
-        _wait([process], lambda: process.metrics().get(_BATCHES), late, _MONITOR_POLL_S)
+        wait_until(
+            lambda: process.metrics().get(_BATCHES),
+            PHASE_TIMEOUT_S,
+            "the monitor committed no batch",
+            watch=[process],
+            poll_s=_MONITOR_POLL_S,
+        )
         with run.cores(monitor=process.pid) as cores:
-            started = time.monotonic()
-            # Still lagging at the limit is a missed target, not a failed run.
-            limit = out.MONITOR_CATCH_UP_S
-            caught_up = _wait([process], process.caught_up, "", _MONITOR_POLL_S, limit)
-            took = time.monotonic() - started
-    peak = measure.memory_mb(process.pid, "VmHWM")
-    if (code := process.terminate()) != 0:
-        raise BenchmarkError(f"the monitor exited with {code} when stopped")
+            caught_up_s = _caught_up_s(process)
+    peak = _stop(process)
     return out.MonitorRun(
         applications=count,
         records=4 * count,  # its application, prediction, shadow score and outcome
-        caught_up_s=took if caught_up else None,
+        caught_up_s=caught_up_s,
         peak_rss_mb=peak,
         cores=cores,
     )
@@ -269,23 +265,18 @@ def latency(run: Run) -> tuple[list[out.LatencyPoint], float]:
     """Latency points per rate, and the serving worker's peak resident memory."""
     topics = run.topics("latency")
     (worker,) = run.ready_workers("latency", 1, topics, reason_codes=True)
-    points = []
+    pids = {worker.worker_id: worker.pid, "harness": os.getpid()}
+    warmup_s, points = run.config.warmup_seconds, []
     recorder = traffic.LatencyRecorder(run.servers, topics.applications, topics.scores)
     with closing(recorder):
         for index, rate in enumerate(run.config.rates):
             total = max(1, round(rate * run.config.latency_seconds))
             records = list(traffic.applications(total, traffic.SEED + 1 + index))
-            pids = {worker.worker_id: worker.pid, "harness": os.getpid()}
             with run.step(f"latency at {rate:,}/s"), run.cores(**pids) as cores:
-                achieved, latencies = recorder.measure(
-                    records, rate, run.config.warmup_seconds, _VISIBLE_TIMEOUT_S
-                )
-            _check_alive([worker])
+                achieved, latencies = recorder.measure(records, rate, warmup_s, worker)
             measured = {"achieved_rate": achieved, "cores": cores, **latencies.model_dump()}
             points.append(out.LatencyPoint(rate=rate, **measured))
-    peak = measure.memory_mb(worker.pid, "VmHWM")
-    worker.terminate()
-    return points, peak
+    return points, _stop(worker)
 
 
 def profile(run: Run) -> tuple[list[profiling.FunctionShare], str]:
@@ -296,10 +287,7 @@ def profile(run: Run) -> tuple[list[profiling.FunctionShare], str]:
         return [], "not profiled: py-spy is not installed"
     output = run.logs.parent / "worker-profile.txt"
     drained = drain(run, "profile", 1, profile=output)
-    note = (
-        f"py-spy, {drained.records:,} applications drained by one worker; inclusive share of "
-        f"the main thread's samples, waits included (raw stacks: {output.name})"
-    )
+    note = f"py-spy, one worker, {drained.records:,} applications; raw stacks in {output.name}"
     return profiling.summarize(output.read_text()), note
 
 
@@ -307,37 +295,44 @@ def _shadow_topic(topics: ScorerTopics) -> str:
     return f"{topics.scores}-s"
 
 
-def _check_alive(processes: Sequence[WorkerProcess | MonitorProcess]) -> None:
-    """Raise ``DevstackError`` (naming its log) when one of ``processes`` has exited."""
-    for process in processes:
-        if not process.running:
-            name = getattr(process, "worker_id", "the monitor")
-            code = process.process.returncode
-            raise DevstackError(f"{name} exited with {code}", process.log_path)
+def _wait_scored(name: str, workers: Sequence[WorkerProcess], count: int, poll_s: float) -> None:
+    """Return once the ``workers`` of drain ``name`` scored ``count`` applications between
+    them; ``DevstackError`` when one exits first or the phase times out."""
+
+    def scored() -> bool:
+        metrics = [w.metrics() for w in workers]
+        return sum(m.get("scorer_applications_scored_total", 0) for m in metrics) >= count
+
+    failure = f"{name}: fewer than {count:,} scored"
+    wait_until(scored, PHASE_TIMEOUT_S, failure, watch=workers, poll_s=poll_s)
 
 
-def _wait(
-    processes: Sequence[WorkerProcess | MonitorProcess],
-    done: Callable[[], object],
-    late: str,
-    poll_s: float = _POLL_S,
-    timeout_s: float = PHASE_TIMEOUT_S,
-) -> bool:
-    """Poll until ``done()``: True then; ``DevstackError`` when one of ``processes`` exits
-    first; after ``timeout_s``, ``BenchmarkError(late)``, or False when ``late`` is empty."""
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        _check_alive(processes)
-        if time.monotonic() > deadline:
-            if late:
-                raise BenchmarkError(f"{late} (timed out)")
-            return False
-        time.sleep(poll_s)
-    return True
+def _caught_up_s(monitor: MonitorProcess) -> float | None:
+    """Seconds until ``monitor`` committed every record (``MonitorProcess.caught_up``);
+    None when it still lags after ``MONITOR_CATCH_UP_S``: a missed target, not a failed run."""
+    failure = "the monitor did not catch up"
+    try:
+        return wait_until(
+            monitor.caught_up,
+            out.MONITOR_CATCH_UP_S,
+            failure,
+            watch=[monitor],
+            poll_s=_MONITOR_POLL_S,
+        )
+    except DevstackError:
+        if not monitor.running:
+            raise
+        return None
 
 
-def _scored(workers: Sequence[WorkerProcess]) -> int:
-    return int(sum(w.metrics().get("scorer_applications_scored_total", 0) for w in workers))
+def _stop(process: ModuleProcess) -> float:
+    """Stop ``process`` (SIGTERM) and return its peak resident memory, MB; ``DevstackError``
+    naming its log unless it exits 0."""
+    peak = measure.memory_mb(process.pid, "VmHWM")
+    if (code := process.terminate()) != 0:
+        failure = f"python -m {process.module} (pid {process.pid}) exited with {code} when stopped"
+        raise DevstackError(failure, process.log_path)
+    return peak
 
 
 def _writer(message: Message) -> str:
@@ -355,10 +350,8 @@ def run_benchmark(
     console: Console,
 ) -> Path:
     """Run every phase, write the results under ``results_dir`` (and the table into
-    ``readme`` when given); returns the markdown table's file.
-
-    Raises ``BenchmarkError`` or ``DevstackError``; whatever was started is stopped
-    first, also on ``KeyboardInterrupt``.
+    ``readme`` when given); returns the markdown table's file. Raises ``BenchmarkError`` or
+    ``DevstackError``; whatever was started is stopped first, also on ``KeyboardInterrupt``.
     """
     if not (data := data.resolve()).is_file():
         raise BenchmarkError(f"dataset not found: {data} (set RUMOS_DATA or pass --data)")

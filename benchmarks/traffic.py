@@ -30,11 +30,14 @@ from benchmarks.measure import Percentiles, percentiles
 from contracts import LoanApplication
 from contracts.outcome import LoanOutcome
 from devstack import unique_name
+from devstack.processes import ModuleProcess, wait_until
 from producer import Publishable, Settings, create_producer, publish, synthetic_applications
 
 _HELD_MS: Final = 600_000  # transaction.timeout.ms of a held-back preload
 _TRANSACTION_CALL_TIMEOUT_S: Final = 60.0
 _METADATA_TIMEOUT_S: Final = 30.0
+_VISIBLE_TIMEOUT_S: Final = 60.0
+_READ_TIMEOUT_S: Final = 300.0
 _READ_BATCH: Final = 10_000
 _POLL_S: Final = 0.2
 _DEFAULT_RATE: Final = 0.22
@@ -43,8 +46,8 @@ SEED: Final = 7
 
 
 def applications(count: int, seed: int) -> Iterator[LoanApplication]:
-    """``count`` valid synthetic applications with ids unique to ``seed``, generated lazily
-    (a full run's 200,000 would take hundreds of MB held in a list)."""
+    """``count`` valid synthetic applications with ids unique to ``seed``, lazily (a full
+    run's 200,000 in a list would take hundreds of MB)."""
     generated = synthetic_applications(count, seed)
     return (record for record in generated if isinstance(record, LoanApplication))
 
@@ -53,14 +56,11 @@ def outcomes(count: int, seed: int) -> Iterator[LoanOutcome]:
     """The observed outcome of each of ``applications(count, seed)``: defaulted about as
     often as in the dataset (22%), drawn with ``seed``."""
     draw, today = random.Random(seed), datetime.now(UTC).date()
-    return (
-        LoanOutcome(
-            application_id=a.application_id,
-            defaulted=draw.random() < _DEFAULT_RATE,
-            observed_on=today,
+    for application in applications(count, seed):
+        defaulted = draw.random() < _DEFAULT_RATE
+        yield LoanOutcome(
+            application_id=application.application_id, defaulted=defaulted, observed_on=today
         )
-        for a in applications(count, seed)
-    )
 
 
 def send(
@@ -110,7 +110,7 @@ def release(producer: Producer) -> None:
         raise BenchmarkError(f"cannot commit the preload transaction: {exc}") from exc
 
 
-def committed_reader(bootstrap_servers: str, topics: Iterable[str], *, eof: bool) -> Consumer:
+def _committed_reader(bootstrap_servers: str, topics: Iterable[str], *, eof: bool) -> Consumer:
     """A consumer assigned every partition of ``topics`` from the beginning, committed
     records only; with ``eof`` it reports the end of each partition."""
     consumer = Consumer(
@@ -139,7 +139,6 @@ def read_topic(
     *,
     expected: int,
     label: Callable[[Message], str] = lambda _message: "all",
-    timeout_s: float = 300.0,
 ) -> dict[str, list[int]]:
     """The timestamps (ms) of every committed record of ``topic``, grouped by ``label``,
     read until each partition reports its end; ``BenchmarkError`` unless there are
@@ -149,9 +148,9 @@ def read_topic(
     timestamps: dict[str, list[int]] = defaultdict(list)
     keys: set[bytes] = set()
     try:
-        with closing(committed_reader(bootstrap_servers, [topic], eof=True)) as consumer:
+        with closing(_committed_reader(bootstrap_servers, [topic], eof=True)) as consumer:
             pending = {tp.partition for tp in consumer.assignment()}
-            deadline = time.monotonic() + timeout_s
+            deadline = time.monotonic() + _READ_TIMEOUT_S
             while pending and time.monotonic() < deadline:
                 for message in consumer.consume(_READ_BATCH, _POLL_S):
                     if (error := message.error()) is None:
@@ -185,7 +184,7 @@ class LatencyRecorder:
         self.visible_s: dict[bytes, float] = {}
         self.error: Exception | None = None
         self._stopping = threading.Event()
-        self._consumer = committed_reader(bootstrap_servers, self._topics, eof=False)
+        self._consumer = _committed_reader(bootstrap_servers, self._topics, eof=False)
         self._thread = threading.Thread(target=self._run, name="latency-reader", daemon=True)
         self._thread.start()
 
@@ -210,20 +209,22 @@ class LatencyRecorder:
             self.error = exc
 
     def measure(
-        self, records: Sequence[LoanApplication], rate: int, warmup_s: float, timeout_s: float
+        self, records: Sequence[LoanApplication], rate: int, warmup_s: float, worker: ModuleProcess
     ) -> tuple[float, Percentiles]:
         """Publish ``records`` at ``rate`` per second; the rate achieved, and the latencies of
-        those sent after the warm-up. ``BenchmarkError`` if a score is not visible in time."""
+        those sent after the warm-up. ``BenchmarkError`` if the reader fails, ``DevstackError``
+        if the ``worker`` scoring them exits or a score is still not visible
+        ``_VISIBLE_TIMEOUT_S`` after publishing."""
         send(self._bootstrap_servers, self._topics[0], records, count=len(records), rate=rate)
         keys = [application.application_id.encode() for application in records]
-        deadline = time.monotonic() + timeout_s
-        while missing := [k for k in keys if k not in self.visible_s or k not in self.sent_ms]:
-            if self.error is not None or time.monotonic() > deadline:
-                raise BenchmarkError(
-                    f"{len(missing)} of {len(keys)} scores not visible {timeout_s:.0f}s after "
-                    f"publishing ended (reader error: {self.error})"
-                )
-            time.sleep(_POLL_S)
+
+        def all_visible() -> bool:
+            if self.error is not None:
+                raise BenchmarkError(f"reading {self._topics}: {self.error}")
+            return all(k in self.visible_s and k in self.sent_ms for k in keys)
+
+        failure = f"rate {rate}/s: not every score visible after publishing"
+        wait_until(all_visible, _VISIBLE_TIMEOUT_S, failure, watch=[worker], poll_s=_POLL_S)
         sent = [self.sent_ms[k] for k in keys]
         first, last = min(sent), max(sent)
         steady = [k for k in keys if self.sent_ms[k] >= first + warmup_s * 1000]

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -66,27 +66,36 @@ def log_tail(path: Path, chars: int = _LOG_TAIL_CHARS) -> str:
 
 
 def wait_until(
-    ready: Callable[[], bool],
+    ready: Callable[[], object],
     timeout_s: float,
     failure: str,
     process: subprocess.Popen[bytes] | None = None,
     log_path: Path | None = None,
+    *,
+    watch: Sequence[ModuleProcess] = (),
+    poll_s: float = POLL_S,
 ) -> float:
-    """Return once ``ready()``, the seconds it took. Between tries it waits on ``process``,
-    if given, so that one that exits is noticed at once.
+    """Return once ``ready()``, the seconds it took. Between tries, ``poll_s`` apart, it waits
+    on ``process``, if given, so that one that exits is noticed at once; it also checks that
+    every process in ``watch`` still runs.
 
-    Raises ``DevstackError`` (with ``log_path``): "<failure> within <timeout_s>s", or
-    "<failure>: it exited with <code>".
+    Raises ``DevstackError``: "<failure> within <timeout_s>s" or "<failure>: it exited with
+    <code>" (with ``log_path``), or "<failure>: python -m <module> (pid <pid>) exited with
+    <code>" (with that process's log).
     """
     started = time.monotonic()
     while not ready():
+        for watched in watch:
+            if (code := watched.process.poll()) is not None:
+                exited = f"python -m {watched.module} (pid {watched.pid}) exited with {code}"
+                raise DevstackError(f"{failure}: {exited}", watched.log_path)
         if time.monotonic() - started > timeout_s:
             raise DevstackError(f"{failure} within {timeout_s:.0f}s", log_path)
         if process is None:
-            time.sleep(POLL_S)  # nothing to block on
+            time.sleep(poll_s)  # nothing to block on
             continue
         try:
-            code = process.wait(timeout=POLL_S)
+            code = process.wait(timeout=poll_s)
         except subprocess.TimeoutExpired:
             continue
         raise DevstackError(f"{failure}: it exited with {code}", log_path)

@@ -83,11 +83,15 @@ class WorkerProcess(ModuleProcess):
         """Every ``/metrics`` sample (``scrape``; empty if unreachable)."""
         return scrape(self.url + "/metrics", self._http_timeout_s)
 
+    def ready(self) -> bool:
+        """Whether ``/readyz`` answers 200 (model loaded, partitions assigned)."""
+        return self.get("/readyz")[0] == 200
+
     def wait_ready(self, timeout_s: float = _READY_TIMEOUT_S) -> None:
-        """Return once ``/readyz`` answers 200 (model loaded, partitions assigned);
-        ``DevstackError`` when the process exits first or the deadline passes."""
+        """Return once ``ready()``; ``DevstackError`` when the process exits first or the
+        deadline passes."""
         wait_until(
-            lambda: self.get("/readyz")[0] == 200,
+            self.ready,
             timeout_s,
             "the worker was not ready",
             self.process,

@@ -13,6 +13,7 @@ from contracts.registry_access import PASSWORD_VARIABLE, USERNAME_VARIABLE
 from devstack import DevstackError, ScorerTopics, monitor_env, worker_env
 from devstack.compose import free_ports
 from devstack.container import DEFAULT_IMAGE, kafka_image
+from devstack.processes import ModuleProcess, wait_until
 from monitor.settings import Settings as MonitorSettings
 
 
@@ -123,3 +124,14 @@ def test_compose_host_ports_are_chosen_below_the_ephemeral_range() -> None:
     start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     chosen = [port for _ in range(50) for port in free_ports(6)]
     assert all(20_000 <= port < start for port in chosen), sorted(chosen)[-3:]
+
+
+def test_wait_until_stops_when_a_watched_process_exits(tmp_path: Path) -> None:
+    exits = ModuleProcess("json.tool", {}, tmp_path / "exits.log", "--no-such-option")
+
+    with pytest.raises(
+        DevstackError, match=r"not ready: python -m json.tool \(pid \d+\) exited"
+    ) as caught:
+        wait_until(lambda: False, 60, "not ready", watch=[exits], poll_s=0.01)
+
+    assert caught.value.log_path == exits.log_path
