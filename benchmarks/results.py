@@ -260,7 +260,8 @@ def markdown(results: BenchResults) -> str:
             for p in results.latency
         ),
         "",
-        f"Latency worker's peak RSS: {results.latency_peak_rss_mb:.0f} MB.",
+        f"Latency worker's peak RSS: {results.latency_peak_rss_mb:.0f} MB"
+        + ("; it scored the shadow challenger too." if shadow else "."),
         "",
         "| target | goal | measured | status |",
         "| --- | --- | --- | --- |",

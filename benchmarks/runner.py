@@ -178,11 +178,8 @@ def drain(
     ``_PROFILE_MESSAGES``."""
     count = min(_PROFILE_MESSAGES, run.config.messages) if profile else run.config.messages
     topics, held = run.load(name, count, hold=True, topics=shadow)
-    settings: dict[str, object] = {"reason_codes": reason_codes}
-    if shadow is not None:
-        settings |= {"shadow_alias": SHADOW_ALIAS, "shadow_scores_topic": _shadow_topic(shadow)}
-        devstack.create_topics(run.servers, {_shadow_topic(shadow): processes})
-    workers = run.ready_workers(name, processes, topics, **settings)
+    settings = _shadowing(run, shadow, processes) if shadow is not None else {}
+    workers = run.ready_workers(name, processes, topics, reason_codes=reason_codes, **settings)
     ready = {w.worker_id: measure.memory_mb(w.pid) for w in workers}
     sampled = profiling.profiling(workers[0].pid, profile) if profile else nullcontext()
     poll_s = _PROFILE_POLL_S if profile else _POLL_S
@@ -262,9 +259,12 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
 
 
 def latency(run: Run) -> tuple[list[out.LatencyPoint], float]:
-    """Latency points per rate, and the serving worker's peak resident memory."""
+    """Latency points per rate, and the serving worker's peak resident memory. The worker
+    scores the shadow challenger too when there is one: the champion's latency must hold
+    with it on (issue 13)."""
     topics = run.topics("latency")
-    (worker,) = run.ready_workers("latency", 1, topics, reason_codes=True)
+    settings = _shadowing(run, topics, 1) if run.challenger is not None else {}
+    (worker,) = run.ready_workers("latency", 1, topics, reason_codes=True, **settings)
     pids = {worker.worker_id: worker.pid, "harness": os.getpid()}
     warmup_s, points = run.config.warmup_seconds, []
     recorder = traffic.LatencyRecorder(run.servers, topics.applications, topics.scores)
@@ -293,6 +293,13 @@ def profile(run: Run) -> tuple[list[profiling.FunctionShare], str]:
 
 def _shadow_topic(topics: ScorerTopics) -> str:
     return f"{topics.scores}-s"
+
+
+def _shadowing(run: Run, topics: ScorerTopics, partitions: int) -> dict[str, object]:
+    """Worker settings that score the challenger into ``_shadow_topic(topics)``, created
+    here with ``partitions``."""
+    devstack.create_topics(run.servers, {_shadow_topic(topics): partitions})
+    return {"shadow_alias": SHADOW_ALIAS, "shadow_scores_topic": _shadow_topic(topics)}
 
 
 def _wait_scored(name: str, workers: Sequence[WorkerProcess], count: int, poll_s: float) -> None:

@@ -370,3 +370,14 @@ def test_write_leaves_the_readme_alone_when_told_none(tmp_path: Path) -> None:
     write(with_verdicts(_results()), tmp_path / "run", None)
 
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["results.json", "results.md"]
+
+
+def test_markdown_says_the_latency_worker_scored_the_challenger_when_there_was_one() -> None:
+    results = _results(p99_at_2000=150.0)
+    shadowed = results.model_copy(update={"champion": {**results.champion, "shadow": "svm (6)"}})
+
+    assert "shadow challenger svm (6)." in markdown(shadowed)
+    assert "Latency worker's peak RSS: 310 MB; it scored the shadow challenger too." in (
+        markdown(shadowed)
+    )
+    assert "Latency worker's peak RSS: 310 MB." in markdown(results)
