@@ -21,7 +21,6 @@ from devstack.kafka import (
     LocalBroker,
     ScorerTopics,
     create_topics,
-    topic_led,
 )
 from devstack.mlflow_server import MlflowServer
 from devstack.monitor import MonitorProcess, monitor_env
@@ -30,7 +29,6 @@ from devstack.processes import (
     DevstackError,
     free_port,
     log_tail,
-    stop_process_group,
     unique_name,
 )
 from devstack.worker import WorkerProcess, worker_env
@@ -49,8 +47,6 @@ __all__ = [
     "free_port",
     "log_tail",
     "monitor_env",
-    "stop_process_group",
-    "topic_led",
     "unique_name",
     "worker_env",
 ]
