@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import devstack
+import devstack.champion
 import producer
 from contracts import LoanApplication, topics
 from contracts.alert import AlertKind, ModelAlert
@@ -42,7 +43,6 @@ from contracts.model_names import SHADOW_ALIAS
 from contracts.outcome import LoanOutcome
 from contracts.registry_access import ADMIN_ACCOUNT, SCORER_ACCOUNT, TRAINER_ACCOUNT
 from contracts.score import LoanScore
-from devstack import champion as registry
 from monitor.settings import Settings as MonitorSettings
 from producer.kafka import LIBRDKAFKA_LOGGER, consumer_config
 
@@ -141,14 +141,14 @@ def tell_story(
         done.append(f"Kafka on {servers} (pid {broker.pid})")
 
     with stage("Starting MLflow (SQLite, proxied artifacts, basic-auth accounts)") as done:
-        passwords = registry.new_passwords()
+        passwords = devstack.champion.new_passwords()
         admin, admin_file = passwords[ADMIN_ACCOUNT], run_dir / "mlflow-admin-password"
         admin_file.touch(mode=0o600)  # for the UI of a --keep-running demo
         admin_file.write_text(admin + "\n", encoding="utf-8")
         mlflow = devstack.MlflowServer.start(run_dir / "mlflow", admin_password=admin)
         services.callback(_stop, "MLflow", mlflow.stop)
         summary.mlflow_url, summary.pids["mlflow"] = mlflow.url, mlflow.pid
-        registry.provision(mlflow.url, passwords)
+        devstack.champion.provision(mlflow.url, passwords)
         done.append(f"MLflow on {mlflow.url} (pid {mlflow.pid}), accounts trainer and scorer")
 
     with stage("Creating the worker's and the monitor's topics") as done:
@@ -158,10 +158,10 @@ def tell_story(
 
     with stage("Training in quick mode, signing every version") as done:
         trainer = (TRAINER_ACCOUNT, passwords[TRAINER_ACCOUNT])
-        trained = registry.train_signed_champion(
+        trained = devstack.champion.train_signed_champion(
             mlflow.url, data, run_dir / "model-signing", console=console, account=trainer
         )
-        champion, challenger = trained.champion, registry.name_shadow_challenger(trained)
+        champion, challenger = trained.champion, devstack.champion.name_shadow_challenger(trained)
         if challenger is None:
             raise DemoError("training left no other candidate within the latency budget")
         summary.challenger = {"version": challenger.version, "family": str(challenger.family)}
