@@ -1,13 +1,6 @@
-"""Local services for the demo, the benchmarks and the tests: one launcher per service.
-
-- ``kafka``: a ``scripts/kafka-local`` broker, a broker managed elsewhere, a worker's topics.
-- ``container``: a Kafka container through testcontainers (needs a container engine).
-- ``compose``: docker-compose.yml as one project on free host ports, and ``make demo-compose``.
-- ``mlflow_server``: ``mlflow server`` with a SQLite store and proxied artifacts.
-- ``worker``: ``python -m consumer`` processes and the environment they are given.
-- ``monitor``: ``python -m monitor`` processes on given settings, and whether they caught up.
-- ``champion``: a registry's accounts and a quick-trained, signed champion (import it on
-  its own: it loads training and MLflow).
+"""Local services for the demo, the benchmarks and the tests: one launcher per service, a
+module each (``kafka``, ``container``, ``compose``, ``mlflow_server``, ``worker``, ``monitor``;
+``champion``, imported on its own, loads training and MLflow).
 
 Every ``start`` returns only once the service answers its own readiness check and raises
 ``DevstackError`` otherwise; every ``stop`` is safe on a service that already exited.
@@ -21,7 +14,6 @@ from devstack.kafka import (
     LocalBroker,
     ScorerTopics,
     create_topics,
-    topic_led,
 )
 from devstack.mlflow_server import MlflowServer
 from devstack.monitor import MonitorProcess, monitor_env
@@ -30,7 +22,6 @@ from devstack.processes import (
     DevstackError,
     free_port,
     log_tail,
-    stop_process_group,
     unique_name,
 )
 from devstack.worker import WorkerProcess, worker_env
@@ -49,8 +40,6 @@ __all__ = [
     "free_port",
     "log_tail",
     "monitor_env",
-    "stop_process_group",
-    "topic_led",
     "unique_name",
     "worker_env",
 ]

@@ -1,10 +1,7 @@
-"""A registry ready for workers: its accounts as compose provisions them, a signed champion.
+"""A registry ready for workers: its accounts as compose provisions them (``python -m
+training accounts``'s own code), a champion trained as production trains it (``python -m
+training --quick``), every version signed, and a shadow challenger among the others.
 
-The demo, the benchmarks and the authenticated-registry tests set a registry up the same
-way: the trainer's and the scorer's accounts made by ``python -m training accounts``'s own
-code, and a champion trained as production trains it (``python -m training --quick``: every
-family, the registry's own selection promoting one), each version signed so that workers
-verify it; the demo and the benchmarks then name a shadow challenger among the others.
 Import it on its own: it imports training, and with it MLflow, which ``import devstack``
 does not.
 """
@@ -74,14 +71,13 @@ def provision(
 
 @dataclass(frozen=True)
 class SignedChampion:
-    """What ``train_signed_champion`` left in the registry."""
+    """What ``train_signed_champion`` left in the registry: every candidate (``report``), each
+    a signed version; ``public_key`` verifies them (``SCORER_MODEL_SIGNING_PUBLIC_KEY``)."""
 
     champion: CandidateResult
     report: TrainingReport
-    """Every candidate trained, each a signed version (a challenger can be picked from them)."""
     settings: TrainingSettings
     public_key: Path
-    """The key workers verify versions with (``SCORER_MODEL_SIGNING_PUBLIC_KEY``)."""
 
 
 def train_signed_champion(
@@ -94,12 +90,10 @@ def train_signed_champion(
 ) -> SignedChampion:
     """Train every family in quick mode on ``data``, asking as ``account`` (name, password)
     if given, each version signed with a new key pair written to ``key_dir``; the champion
-    the registry's selection promoted. Training's report goes to ``console``, and so does
-    what MLflow prints (its run links); its event messages ("Created version 3 ...") are
-    muted. Raises ``DevstackError`` when training fails or promotes nothing.
-
-    MLflow's counting context mutes the events: its own nested uses re-enable a plain
-    ``disable_logging()`` when they exit.
+    the registry's selection promoted. Training's report and MLflow's prints go to
+    ``console``; MLflow's event messages ("Created version 3 ...") are muted, by its counting
+    context (its own nested uses re-enable a plain ``disable_logging()`` when they exit).
+    ``DevstackError`` when training fails or promotes nothing.
     """
     keys = keygen(key_dir)
     username, password = account or (None, None)
@@ -128,12 +122,12 @@ def name_shadow_challenger(trained: SignedChampion) -> CandidateResult | None:
     """Give ``SHADOW_ALIAS`` to the cheapest other candidate fast enough to be champion
     (within training's latency budget), asking as training asked, and return it; None, and
     no alias, when training left no such candidate."""
-    settings = trained.settings
-    report, budget_us = trained.report, settings.latency_budget_us
+    settings, champion = trained.settings, trained.champion
     others = [
         candidate
-        for candidate in report.candidates
-        if candidate is not report.champion and candidate.inference_us_per_row <= budget_us
+        for candidate in trained.report.candidates
+        if candidate is not champion
+        and candidate.inference_us_per_row <= settings.latency_budget_us
     ]
     challenger = min(others, key=lambda c: c.expected_cost, default=None)
     if challenger is not None:

@@ -30,19 +30,15 @@ _TOPIC_TIMEOUT_S: Final = 30.0
 
 
 class Broker(Protocol):
-    """A broker as its users see it. ``stop()`` and ``start()`` keep its address and data."""
+    """A broker as its users see it: ``start()`` (again) returns once it answers a metadata
+    request, ``stop()`` keeps its address and data for the next start, ``close()`` releases
+    it for good."""
 
     @property
     def bootstrap_servers(self) -> str: ...
-
-    def start(self) -> None:
-        """Start it (again); return once it answers a metadata request."""
-
-    def stop(self) -> None:
-        """Stop it, keeping its data for the next ``start()``."""
-
-    def close(self) -> None:
-        """Release it for good."""
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class LocalBroker:
@@ -63,8 +59,7 @@ class LocalBroker:
         config: Sequence[Path] = (),
         scram: Sequence[str] = (),
     ) -> None:
-        self.directory = directory
-        self.port = port or free_port()
+        self.directory, self.port = directory, port or free_port()
         self.controller_port = controller_port or free_port()
         while self.controller_port == self.port:
             self.controller_port = free_port()
@@ -92,42 +87,38 @@ class LocalBroker:
     def start(self, timeout_s: int = _START_TIMEOUT_S) -> None:
         """Start the broker (a no-op while it runs); return once it answers metadata."""
         ports = ["--port", str(self.port), "--controller-port", str(self.controller_port)]
-        arguments = [*ports, "--dir", str(self.directory), *self._extra_args]
-        timeout = ["--timeout", str(timeout_s)]
-        self._kafka_local("start", *arguments, *timeout, timeout_s=timeout_s + _MAVEN_ALLOWANCE_S)
+        self._kafka_local("start", timeout_s, *ports, *self._extra_args)
 
     def stop(self, timeout_s: int = _STOP_TIMEOUT_S) -> None:
         """Stop the broker (controlled shutdown; SIGKILL after ``timeout_s``)."""
-        self._kafka_local(
-            "stop", "--dir", str(self.directory), "--timeout", str(timeout_s), timeout_s=timeout_s
-        )
+        self._kafka_local("stop", timeout_s)
 
     def close(self) -> None:
         self.stop()
 
-    def _kafka_local(self, *args: str, timeout_s: float) -> None:
+    def _kafka_local(self, command: str, timeout_s: int, *args: str) -> None:
+        """``kafka-local <command>``; ``DevstackError`` with the line where it says what went
+        wrong (it then quotes the broker log)."""
+        arguments = [command, "--dir", str(self.directory), "--timeout", str(timeout_s), *args]
         # The readiness probe runs with this interpreter, which has confluent_kafka.
         env = {**os.environ, "KAFKA_LOCAL_PYTHON": sys.executable}
+        allowance = _MAVEN_ALLOWANCE_S if command == "start" else 0
         try:
             result = subprocess.run(  # noqa: S603 (the project's own script, no shell)
-                [str(KAFKA_LOCAL), *args],
+                [str(KAFKA_LOCAL), *arguments],
                 capture_output=True,
                 text=True,
                 env=env,
-                timeout=timeout_s + 30,
+                timeout=timeout_s + allowance + 30,
                 check=False,
                 start_new_session=True,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DevstackError(f"scripts/kafka-local {args[0]} failed: {exc}") from exc
+            raise DevstackError(f"scripts/kafka-local {command} failed: {exc}") from exc
+        reasons = [line for line in result.stderr.splitlines() if line.startswith("kafka-local:")]
         if result.returncode != 0:
-            raise DevstackError(_first_reason(result.stderr, args[0]), self.log_path)
-
-
-def _first_reason(stderr: str, command: str) -> str:
-    """The line where ``kafka-local`` says what went wrong (it then quotes the broker log)."""
-    lines = [line for line in stderr.splitlines() if line.startswith("kafka-local:")]
-    return lines[0] if lines else f"scripts/kafka-local {command} failed"
+            failed = reasons[0] if reasons else f"scripts/kafka-local {command} failed"
+            raise DevstackError(failed, self.log_path)
 
 
 class ExternalBroker:
@@ -144,7 +135,7 @@ class ExternalBroker:
         raise DevstackError(f"the broker at {self.bootstrap_servers} cannot be stopped here")
 
     def close(self) -> None:
-        """Nothing to release: the broker is not ours."""
+        pass  # nothing to release: the broker is not ours
 
 
 def wait_until_serving(
@@ -186,13 +177,13 @@ def create_topics(
     except KafkaException as exc:
         raise DevstackError(f"cannot create topics {sorted(partitions_by_topic)}: {exc}") from exc
     wait_until(
-        lambda: all(topic_led(admin, name, n) for name, n in partitions_by_topic.items()),
+        lambda: all(_led(admin, name, n) for name, n in partitions_by_topic.items()),
         timeout_s,
         f"topics {sorted(partitions_by_topic)} had no leaders",
     )
 
 
-def topic_led(admin: AdminClient, topic: str, partitions: int) -> bool:
+def _led(admin: AdminClient, topic: str, partitions: int) -> bool:
     """``topic`` exists with ``partitions`` partitions, each with a leader and no error."""
     try:
         metadata = admin.list_topics(topic=topic, timeout=_METADATA_TIMEOUT_S).topics.get(topic)

@@ -38,13 +38,12 @@ AUTH_CONFIG: Final = ROOT / "docker" / "mlflow-auth.ini"
 
 
 class MlflowServer:
-    """A running ``mlflow server`` on 127.0.0.1; ``stop()`` then ``restart()`` keeps its URL,
-    store and artifacts. Logs go to ``root/server-<n>.log``, one per launch."""
+    """A running ``mlflow server`` on 127.0.0.1, made by ``start``; ``stop()`` then
+    ``restart()`` keeps its URL, store and artifacts. Logs go to ``root/server-<n>.log``, one
+    per launch."""
 
-    def __init__(self, root: Path, port: int, admin_password: str | None = None) -> None:
-        """Describe the server; ``start`` builds and launches one, use that."""
-        self.root = root
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, root: Path, port: int, admin_password: str | None) -> None:
+        self.root, self.url = root, f"http://127.0.0.1:{port}"
         self._auth_env = {} if admin_password is None else _auth_env(root, admin_password)
         options = {
             "--backend-store-uri": f"sqlite:///{root / 'mlflow.db'}",
@@ -60,32 +59,25 @@ class MlflowServer:
         self._server: ModuleProcess | None = None
 
     @classmethod
-    def start(
-        cls,
-        root: Path,
-        *,
-        attempts: int = _START_ATTEMPTS,
-        ready_timeout_s: float = _READY_TIMEOUT_S,
-        admin_password: str | None = None,
-    ) -> MlflowServer:
+    def start(cls, root: Path, *, admin_password: str | None = None) -> MlflowServer:
         """Start a server on a free port and return once ``GET /health`` answers 200.
 
         With ``admin_password`` it authenticates every request (basic-auth app; the admin
         account is ``admin``). A failed attempt (the port was taken between probing and
-        binding) is retried on a fresh port; the last failure is raised.
+        binding) is retried on a fresh port, ``_START_ATTEMPTS`` in all; the last failure
+        is raised.
         """
         root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
-        failure = DevstackError("mlflow server was not started (no attempts)")
-        for _ in range(attempts):
+        for attempt in range(1, _START_ATTEMPTS + 1):
             server = cls(root, free_port(), admin_password)
             try:
-                server.restart(ready_timeout_s)
-            except DevstackError as exc:
-                failure = exc
-                continue
-            return server
-        raise failure
+                server.restart()
+                return server
+            except DevstackError:
+                if attempt == _START_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     @property
     def pid(self) -> int:
@@ -95,17 +87,13 @@ class MlflowServer:
         return self._server.pid
 
     @property
-    def running(self) -> bool:
-        return self._server is not None and self._server.running
-
-    @property
     def log_path(self) -> Path:
         """The log of the latest launch."""
         return self.root / f"server-{self._launches}.log"
 
-    def restart(self, ready_timeout_s: float = _READY_TIMEOUT_S) -> None:
+    def restart(self) -> None:
         """Launch the same command again (a no-op while it runs); return once it is healthy."""
-        if self.running:
+        if self._server is not None and self._server.running:
             return
         self._launches += 1
         # The job runner (a pool of huey processes for MLflow's GenAI jobs) is of no use to
@@ -114,7 +102,7 @@ class MlflowServer:
         server = ModuleProcess("mlflow", env, self.log_path, *self._arguments, cwd=self.root)
         self._server, failure = server, f"mlflow server at {self.url} was not healthy"
         try:
-            wait_until(self._healthy, ready_timeout_s, failure, server.process, self.log_path)
+            wait_until(self._healthy, _READY_TIMEOUT_S, failure, server.process, self.log_path)
         except DevstackError:
             self.stop()
             raise

@@ -25,7 +25,7 @@ from devstack.processes import (
     wait_until,
 )
 
-_HTTP_TIMEOUT_S: Final = 5.0
+_HTTP_TIMEOUT_S: Final = 5.0  # for each probe: a worker at full load answers slowly
 _READY_TIMEOUT_S: Final = 180.0
 _STACKS_END: Final = "Current thread"
 # A deployed worker is told only the tracking URI; an inherited registry URI would win.
@@ -58,20 +58,16 @@ def worker_env(inherit_settings: bool = False, /, **settings: object) -> dict[st
 class WorkerProcess(ModuleProcess):
     """One ``python -m consumer`` process (``ModuleProcess``) and its HTTP endpoints."""
 
-    def __init__(
-        self, env: Mapping[str, str], log_path: Path, *, http_timeout_s: float = _HTTP_TIMEOUT_S
-    ) -> None:
-        """Start the worker with exactly ``env``; ``http_timeout_s`` bounds each probe (a
-        worker at full load answers slowly)."""
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        """Start the worker with exactly ``env``."""
         self.worker_id = env.get(f"{ENV_PREFIX}WORKER_ID", "")
         self.url = f"http://{env[f'{ENV_PREFIX}HTTP_HOST']}:{env[f'{ENV_PREFIX}HTTP_PORT']}"
-        self._http_timeout_s = http_timeout_s
         super().__init__("consumer", env, log_path)
 
     def get(self, path: str) -> tuple[int, Any]:
         """``(status, parsed JSON or text)`` of ``GET path``; ``(0, reason)`` if nobody answers."""
         try:
-            response = requests.get(self.url + path, timeout=self._http_timeout_s)
+            response = requests.get(self.url + path, timeout=_HTTP_TIMEOUT_S)
         except requests.RequestException as exc:
             return 0, str(exc)
         try:
@@ -81,7 +77,7 @@ class WorkerProcess(ModuleProcess):
 
     def metrics(self) -> dict[str, float]:
         """Every ``/metrics`` sample (``scrape``; empty if unreachable)."""
-        return scrape(self.url + "/metrics", self._http_timeout_s)
+        return scrape(self.url + "/metrics", _HTTP_TIMEOUT_S)
 
     def ready(self) -> bool:
         """Whether ``/readyz`` answers 200 (model loaded, partitions assigned)."""

@@ -1,17 +1,14 @@
 """``python -m scripts.demo`` (``make demo``): the main job end to end on this machine, no Docker.
 
-Kafka and MLflow (every request authenticated, accounts as in compose) on free ports;
-training in quick mode; the worker with a shadow challenger; the monitor; COUNT applications
-published and followed until each has its outcome. Then the monitor's scenario: a batch with
-credit limits four times the dataset's and the drift alert it raises, every application's
-real outcome, the live ROC-AUC of champion and challenger, and the monitor's report.
+Kafka and MLflow (accounts as in compose) on free ports; quick training; the worker with a
+shadow challenger; the monitor; COUNT applications followed until each has its outcome. Then
+the monitor's scenario: credit limits four times the dataset's and the drift alert they raise,
+every real outcome, the live ROC-AUC of champion and challenger, the monitor's report.
 
 Every service joins one ``ExitStack`` as it is launched, so whatever ends the story (success,
 a failed stage, Ctrl-C, or SIGTERM, mapped to ``KeyboardInterrupt``) stops them in reverse
-order. ``--keep-running`` leaves them up and prints the command that stops them.
-
-Exit codes: 0 every application had its outcome; 1 a stage failed (its reason in one line on
-stderr); 2 bad options; 130 or 143 interrupted by SIGINT or SIGTERM.
+order. Exit codes: 0 every application had its outcome; 1 a stage failed (its reason in one
+line on stderr); 2 bad options; 130 or 143 interrupted by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -128,7 +125,7 @@ def stage(title: str) -> Iterator[list[str]]:
 def tell_story(
     data: Path, count: int, run_dir: Path, services: ExitStack, summary: Summary
 ) -> None:
-    """Every stage, in order; each service is pushed on ``services`` as it is launched."""
+    """Every stage, in order; each service joins ``services`` as it is launched."""
     with stage("Checking the data") as done:
         loaded = _load_applications(data, count + 2 * SCENARIO_BATCH)
         applications, scenario = loaded[:count], loaded[count:]
@@ -137,35 +134,32 @@ def tell_story(
     run_dir.mkdir(parents=True, exist_ok=True)
     broker = devstack.LocalBroker(run_dir / "kafka")  # stop() needs only its directory
     services.callback(_stop, "Kafka", broker.stop)
-    summary.kafka_dir = str(broker.directory)
+    summary.kafka_dir, servers = str(broker.directory), broker.bootstrap_servers
     with stage("Starting Kafka (scripts/kafka-local; Maven fetches it once)") as done:
         broker.start()
         summary.pids["broker"] = broker.pid or 0
-        done.append(f"Kafka on {broker.bootstrap_servers} (pid {broker.pid})")
+        done.append(f"Kafka on {servers} (pid {broker.pid})")
 
     with stage("Starting MLflow (SQLite, proxied artifacts, basic-auth accounts)") as done:
         passwords = devstack.champion.new_passwords()
-        admin_file = run_dir / "mlflow-admin-password"  # for the UI of a --keep-running demo
-        admin_file.touch(mode=0o600)
-        admin_file.write_text(passwords[ADMIN_ACCOUNT] + "\n", encoding="utf-8")
-        mlflow = devstack.MlflowServer.start(
-            run_dir / "mlflow", admin_password=passwords[ADMIN_ACCOUNT]
-        )
+        admin, admin_file = passwords[ADMIN_ACCOUNT], run_dir / "mlflow-admin-password"
+        admin_file.touch(mode=0o600)  # for the UI of a --keep-running demo
+        admin_file.write_text(admin + "\n", encoding="utf-8")
+        mlflow = devstack.MlflowServer.start(run_dir / "mlflow", admin_password=admin)
         services.callback(_stop, "MLflow", mlflow.stop)
         summary.mlflow_url, summary.pids["mlflow"] = mlflow.url, mlflow.pid
         devstack.champion.provision(mlflow.url, passwords)
         done.append(f"MLflow on {mlflow.url} (pid {mlflow.pid}), accounts trainer and scorer")
 
     with stage("Creating the worker's and the monitor's topics") as done:
-        TOPICS.create(broker.bootstrap_servers, partitions=3)
-        devstack.create_topics(broker.bootstrap_servers, MONITOR_TOPICS)
+        TOPICS.create(servers, partitions=3)
+        devstack.create_topics(servers, MONITOR_TOPICS)
         done.append(f"topics {', '.join([*TOPICS.names, *MONITOR_TOPICS])}")
 
     with stage("Training in quick mode, signing every version") as done:
         trainer = (TRAINER_ACCOUNT, passwords[TRAINER_ACCOUNT])
-        keys = run_dir / "model-signing"
         trained = devstack.champion.train_signed_champion(
-            mlflow.url, data, keys, console=console, account=trainer
+            mlflow.url, data, run_dir / "model-signing", console=console, account=trainer
         )
         champion, challenger = trained.champion, devstack.champion.name_shadow_challenger(trained)
         if challenger is None:
@@ -178,7 +172,7 @@ def tell_story(
 
     with stage("Starting the worker (python -m consumer), the challenger in its shadow") as done:
         env = devstack.worker_env(
-            kafka_bootstrap_servers=broker.bootstrap_servers,
+            kafka_bootstrap_servers=servers,
             mlflow_tracking_uri=mlflow.url,
             worker_id="demo",
             model_cache_dir=run_dir / "model-cache",
@@ -202,14 +196,12 @@ def tell_story(
             "expected_cost": champion.expected_cost,
             "threshold": float(model["threshold"]),
         }
-        done.append(
-            f"worker ready on {worker.url} (pid {worker.pid}), "
-            f"serving {model['name']} version {champion.version}"
-        )
+        serving = f"serving {model['name']} version {champion.version}"
+        done.append(f"worker ready on {worker.url} (pid {worker.pid}), {serving}")
 
     with stage("Starting the monitor (python -m monitor, SQLite in the run directory)") as done:
         watching = MonitorSettings(
-            kafka_bootstrap_servers=broker.bootstrap_servers,
+            kafka_bootstrap_servers=servers,
             tracking_uri=mlflow.url,
             tracking_username=SCORER_ACCOUNT,
             tracking_password=SecretStr(passwords[SCORER_ACCOUNT]),
@@ -223,7 +215,7 @@ def tell_story(
         summary.pids["monitor"] = monitor.pid
         done.append(f"monitor started (pid {monitor.pid}), its database monitor.db")
 
-    kafka = producer.Settings(kafka_bootstrap_servers=broker.bootstrap_servers)
+    kafka = producer.Settings(kafka_bootstrap_servers=servers)
     published_at = datetime.now(UTC)
     with stage(f"Publishing {count:,} applications") as done:
         report = _publish(kafka, applications, topics.APPLICATIONS_TOPIC)
@@ -233,10 +225,8 @@ def tell_story(
     with stage("Following the outcomes (read_committed)") as done:
         scores, followed = _follow(kafka, count)
         summary.scores = len({score.application_id for score in scores})
-        summary.dead_letters, summary.duplicates = (
-            followed.dead_letters,
-            len(scores) - summary.scores,
-        )
+        summary.dead_letters = followed.dead_letters
+        summary.duplicates = len(scores) - summary.scores
         if summary.duplicates or followed.invalid:
             raise DemoError(f"{summary.duplicates} duplicate scores, {followed.invalid} not scores")
         summary.predicted_default_rate = sum(s.predicted_default for s in scores) / len(scores)
@@ -244,19 +234,18 @@ def tell_story(
         # group only after publishing, which would add its join.
         last = max(score.scored_at for score in scores)
         summary.end_to_end_s = round((last - published_at).total_seconds(), 3)
-        threshold = summary.champion["threshold"]
         done.append(
             f"{summary.scores:,} scores, {summary.dead_letters:,} dead letters, "
-            f"{summary.duplicates:,} duplicates; the last {summary.end_to_end_s:.2f} s after "
-            f"the first publish; {summary.predicted_default_rate:.1%} flagged (≥ {threshold:.3f})"
+            f"{summary.duplicates:,} duplicates; the last {summary.end_to_end_s:.2f} s after the "
+            f"first publish; {summary.predicted_default_rate:.1%} flagged "
+            f"(≥ {summary.champion['threshold']:.3f})"
         )
 
-    drifted, plain = scenario[:SCENARIO_BATCH], scenario[SCENARIO_BATCH:]
-    every = [*applications, *scenario]
+    drifted, plain, every = scenario[:SCENARIO_BATCH], scenario[SCENARIO_BATCH:], loaded
     with stage(f"Publishing {len(drifted):,} applications, credit limits x{DRIFT_FACTOR}") as done:
         changed = [a.model_copy(update={"limit_bal": a.limit_bal * DRIFT_FACTOR}) for a in drifted]
         _publish(kafka, changed, topics.APPLICATIONS_TOPIC)
-        _follow(kafka, len(applications) + len(drifted))
+        _follow(kafka, count + len(drifted))
         monitor.wait_caught_up(MONITOR_TIMEOUT_S)
         for alert in _alerts(kafka):
             if alert.kind is AlertKind.PSI:
@@ -338,10 +327,8 @@ def _follow(
     if report.stopped == "interrupted":
         raise KeyboardInterrupt  # follow_scores ends on it; the demo ends altogether
     if report.stopped == "timeout":
-        outcomes = len(scores) + report.dead_letters
-        raise DemoError(
-            f"only {outcomes:,} of {count:,} outcomes within {OUTCOMES_TIMEOUT_S:.0f} s"
-        )
+        got = len(scores) + report.dead_letters
+        raise DemoError(f"only {got:,} of {count:,} outcomes within {OUTCOMES_TIMEOUT_S:.0f} s")
     return scores, report
 
 
@@ -387,22 +374,33 @@ def _failure(exc: BaseException) -> tuple[str, int]:
     return f"{where}: {exc}" + (f" (log: {_relative(log)})" if log else ""), EXIT_FAILED
 
 
-def _print_summary(summary: Summary, total_s: float) -> None:
-    """Where to look next, once the stages have said what happened."""
-    ui = (
-        "log in as admin: mlflow-admin-password in the run directory"
-        if summary.kept_running
-        else "stopped with the demo: --keep-running keeps it"
-    )
-    console.print(f" [bold]MLflow UI[/]      {escape(f'{summary.mlflow_url} ({ui})')}")
-    console.print(f" [bold]run directory[/]  {escape(_relative(Path(summary.run_dir)))}")
-    console.print(f" [bold]total time[/]     {total_s:.0f} s")
-
-
 def _relative(path: Path) -> str:
     """``path`` relative to the working directory when it lies inside it."""
     absolute, here = Path(os.path.abspath(path)), Path.cwd()
     return str(absolute.relative_to(here) if absolute.is_relative_to(here) else absolute)
+
+
+def _print_where(summary: Summary, total_s: float) -> None:
+    """Where to look next, once the stages have said what happened; with ``--keep-running``
+    the command that stops what still runs (MLflow's group holds its uvicorn workers)."""
+    ui = "log in as admin: mlflow-admin-password in the run directory"
+    ui = ui if summary.kept_running else "stopped with the demo: --keep-running keeps it"
+    for label, value in (
+        ("MLflow UI", f"{summary.mlflow_url} ({ui})"),
+        ("run directory", _relative(Path(summary.run_dir))),
+        ("total time", f"{total_s:.0f} s"),
+    ):
+        console.print(f" [bold]{label:<15}[/]{escape(value)}")
+    if summary.kept_running:
+        pids, kafka_local = summary.pids, _relative(devstack.ROOT / "scripts" / "kafka-local")
+        console.print(
+            "Kafka, MLflow, the worker and the monitor are still running. Stop them with:"
+        )
+        command = (
+            f"kill {pids['monitor']} {pids['worker']} && kill -- -{pids['mlflow']} "
+            f"&& {kafka_local} stop --dir {_relative(Path(summary.kafka_dir or ''))}"
+        )
+        console.print(f"  {escape(command)}", soft_wrap=True)
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -411,9 +409,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 @app.command()
 def demo(
     count: Annotated[int, typer.Option(min=1, help="Applications to publish.")] = 1_000,
-    data: Annotated[
-        Path, typer.Option(envvar="RUMOS_DATA", help="The dataset CSV.")
-    ] = DEFAULT_DATA,
+    data: Annotated[Path, typer.Option(envvar="RUMOS_DATA", help="The dataset.")] = DEFAULT_DATA,
     keep_running: Annotated[
         bool,
         typer.Option("--keep-running", help="Leave Kafka, MLflow, the worker and the monitor up."),
@@ -450,17 +446,7 @@ def demo(
     finally:
         if summary_json is not None:
             summary_json.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
-    _print_summary(summary, time.monotonic() - started)
-    if keep_running:  # MLflow's group holds its uvicorn workers
-        pids, kafka_local = summary.pids, _relative(devstack.ROOT / "scripts" / "kafka-local")
-        console.print(
-            "Kafka, MLflow, the worker and the monitor are still running. Stop them with:"
-        )
-        command = (
-            f"kill {pids['monitor']} {pids['worker']} && kill -- -{pids['mlflow']} "
-            f"&& {kafka_local} stop --dir {_relative(Path(summary.kafka_dir or ''))}"
-        )
-        console.print(f"  {escape(command)}", soft_wrap=True)
+    _print_where(summary, time.monotonic() - started)
 
 
 if __name__ == "__main__":
