@@ -160,7 +160,7 @@ class StoreTransaction:
     def window_features(self) -> npt.NDArray[np.float64]:
         """The window's feature vectors, one row each, oldest first."""
         query = sa.select(feature_window.c.vector).order_by(feature_window.c.seq)
-        vectors: sa.ScalarResult[str] = self._db.execute(query).scalars()
+        vectors = (vector for (vector,) in self._rows(query))
         # One JSON document for the whole window: a json.loads per row cost ~34 ms a measure
         # (cProfile of a 20,000-application burst, benchmarks/README.md finding 10).
         return np.array(orjson.loads(f"[{','.join(vectors)}]"), dtype=np.float64)
@@ -168,8 +168,8 @@ class StoreTransaction:
     def score_window(self, size: int) -> tuple[npt.NDArray[np.float64], str | None]:
         """The last ``size`` scores, and the run id of the newest prediction's model."""
         query = sa.select(predictions.c.score, predictions.c.model_run_id)
-        rows = self._db.execute(query.order_by(predictions.c.seq.desc()).limit(size)).all()
-        return np.array([r.score for r in rows], dtype=float), (rows[0][1] if rows else None)
+        rows = self._rows(query.order_by(predictions.c.seq.desc()).limit(size))
+        return np.array([r[0] for r in rows], dtype=float), (rows[0][1] if rows else None)
 
     def joined(self, limit: int) -> JoinedRows:
         """The ``limit`` most recently arrived outcomes whose prediction is in, oldest first.
@@ -191,7 +191,7 @@ class StoreTransaction:
                 personal_fields, personal_fields.c.application_id == outcomes.c.application_id
             )
         )
-        rows = self._db.execute(_newest_first(query).limit(limit)).all()[::-1]
+        rows = self._rows(_newest_first(query).limit(limit))[::-1]
         defaulted, scores, thresholds, run_ids, *personal_values = _columns(rows, 4 + len(personal))
         return JoinedRows(
             defaulted=np.array(defaulted, dtype=bool),
@@ -239,7 +239,7 @@ class StoreTransaction:
             # and sorts all paired rows: a measure cost O(history), 74 ms at 40,000 stored
             # against 20 ms read by the arrival index (EXPLAIN QUERY PLAN, finding 10).
             versions = [sa.func.likely(condition) for condition in versions]
-        rows = self._db.execute(_newest_first(query.where(*versions)).limit(limit)).all()[::-1]
+        rows = self._rows(_newest_first(query.where(*versions)).limit(limit))[::-1]
         defaulted, champion, threshold, challenger, challenger_threshold = _columns(rows, 5)
         return PairedRows(
             defaulted=np.array(defaulted, dtype=bool),
@@ -307,6 +307,17 @@ class StoreTransaction:
     def clear_outbox(self) -> None:
         self._db.execute(sa.delete(outbox))
         self._db.execute(sa.delete(outbox_offsets))
+
+    def _rows(self, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        """``query``'s rows as the driver returns them: plain tuples, no conversion (a
+        boolean comes as 0 or 1 from SQLite). Building SQLAlchemy's row objects cost a
+        microsecond a row, a third of a live measure's reads over a 10,000-row window
+        (cProfile, benchmarks/README.md finding 10)."""
+        result = self._db.execute(query)
+        try:
+            return list(result.cursor.fetchall())
+        finally:
+            result.close()
 
     def _insert_new(self, table: sa.Table, rows: Sequence[Row]) -> int:
         if not rows:
@@ -380,7 +391,7 @@ def _converted(convert: _Convert | None, column: tuple[Any, ...]) -> Sequence[An
     return [once[value] for value in column]
 
 
-def _columns(rows: Sequence[sa.Row[Any]], width: int) -> list[tuple[Any, ...]]:
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
     """``rows`` (of ``width`` values) as one tuple per column; ``width`` empty ones if none."""
     return list(zip(*rows, strict=True)) if rows else [()] * width
 
