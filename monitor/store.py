@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,11 +116,15 @@ class StoreTransaction:
     def add_predictions(self, rows: Sequence[Row]) -> int:
         """Insert predictions not seen before; how many were new. Their outcomes, if they
         were waiting, are joined now."""
-        ids = [row["application_id"] for row in rows]
-        if ids:
-            waiting = unjoined_outcomes.c.application_id.in_(ids)
+        before = self._db.execute(sa.select(sa.func.max(predictions.c.seq))).scalar() or 0
+        added = self._insert_new(predictions, rows)
+        if added:
+            # The new ones are those past ``before``: no list of the batch's ids, which
+            # SQLAlchemy renders as one parameter each (2,500 a batch) on every batch.
+            new = sa.select(predictions.c.application_id).where(predictions.c.seq > before)
+            waiting = unjoined_outcomes.c.application_id.in_(new.scalar_subquery())
             self._db.execute(sa.delete(unjoined_outcomes).where(waiting))
-        return self._insert_new(predictions, rows)
+        return added
 
     def add_personal_fields(self, rows: Sequence[Row]) -> int:
         """Insert predictions' personal fields not seen before; how many were new."""
@@ -134,16 +138,23 @@ class StoreTransaction:
         """Insert outcomes not seen before; how many were new (duplicates are ignored).
         Those whose prediction is not in yet are listed as waiting."""
         added = self._insert_new(outcomes, rows)
-        if rows:
-            self.list_unjoined([row["application_id"] for row in rows])
+        if added:
+            self.list_unjoined(arrived={row["received_at"] for row in rows})
         return added
 
-    def list_unjoined(self, among: Sequence[str] | None = None) -> None:
-        """List the outcomes without a prediction (of ``among``, or all) as waiting."""
+    def list_unjoined(self, arrived: Set[datetime] | None = None) -> None:
+        """List the outcomes without a prediction (that ``arrived`` at one of those times,
+        or all) as waiting.
+
+        Selected by arrival time, one or two values a batch, read by the arrival index,
+        not by a list of the batch's ids to bind. An older outcome of the same arrival time
+        changes nothing: one without a prediction is already listed (or was expired with
+        its listing), one with a prediction is not waiting.
+        """
         match = sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
         query = sa.select(outcomes.c.application_id, outcomes.c.received_at).where(~match)
-        if among is not None:
-            query = query.where(outcomes.c.application_id.in_(among))
+        if arrived is not None:
+            query = query.where(outcomes.c.received_at.in_(arrived))
         # One statement: the listed rows never pass through Python.
         dialect = sqlite if self._db.dialect.name == "sqlite" else postgresql
         columns = ["application_id", "received_at"]
