@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from consumer.records import OutboundRecord
-from contracts import FEATURE_COLUMNS
+from contracts import FEATURE_COLUMNS, LoanApplication
 from contracts.alert import AlertKind, ModelAlert
 from contracts.outcome import LoanOutcome
 from contracts.profile import ReferenceProfile
@@ -205,6 +206,33 @@ def test_of_the_worker_s_records_only_the_fields_the_monitor_stores_are_validate
 
     assert [row["application_id"] for row in batch.predictions] == ["a"]
     assert batch.unreadable_predictions == 1
+
+
+def test_an_application_enters_the_drift_window_only_with_every_feature_as_the_contract_says(
+    settings: Settings,
+) -> None:
+    valid = {name: 1 for name in FEATURE_COLUMNS} | {"limit_bal": 20_000.0, "age": 30}
+    faults = [
+        {"limit_bal": "20000"}, {"limit_bal": 0}, {"age": 17}, {"pay_0": 1.5},
+        {"bill_amt1": 1e300}, {"sex": None},
+    ]  # fmt: skip
+    topics = Topics()
+    good = topics.message(
+        "loan-applications", json.dumps({"application_id": "a", **valid}).encode()
+    )
+    # Its id and unknown fields are the worker's to judge: the features alone are read.
+    unknown = valid | {"application_id": "", "note": "x"}
+    odd = topics.message("loan-applications", json.dumps(unknown).encode())
+    wrong = [json.dumps({"application_id": "b", **valid, **fault}).encode() for fault in faults]
+    bad = [topics.message("loan-applications", value) for value in wrong]
+
+    batch = sort_batch([good, odd, *bad], settings.topics(), max_value_bytes=65_536, now=_NOW)  # type: ignore[arg-type]
+
+    expected = LoanApplication.model_validate({"application_id": "a", **valid}).features()
+    assert batch.features == {"loan-applications/0/0": expected, "loan-applications/0/1": expected}
+    for message in bad:  # each fault breaks the contract itself too
+        with pytest.raises(ValidationError):
+            LoanApplication.model_validate_json(message.value() or b"")
 
 
 def test_a_pending_outcome_expires_after_the_documented_delay(
