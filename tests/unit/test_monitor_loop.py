@@ -23,7 +23,7 @@ from contracts import FEATURE_COLUMNS, LoanApplication
 from contracts.alert import AlertKind, ModelAlert
 from contracts.outcome import LoanOutcome
 from contracts.profile import ReferenceProfile
-from contracts.topics import ERROR_TYPE_HEADER
+from contracts.topics import ERROR_MESSAGE_HEADER, ERROR_TYPE_HEADER
 from monitor.cli import app
 from monitor.loop import Monitor
 from monitor.measures import compare, measure
@@ -254,14 +254,18 @@ def test_a_malformed_outcome_is_dead_lettered_with_the_worker_s_headers(
     settings: Settings, profile: ReferenceProfile
 ) -> None:
     topics, kafka = Topics(), FakeKafka()
-    kafka.batches = [[topics.message("loan-outcomes", b'{"application_id": "a"}')]]
+    not_a_flag = _outcome("b", True).replace(b"true", b"1")
+    kafka.batches = [
+        [topics.message("loan-outcomes", v) for v in (b'{"application_id": "a"}', not_a_flag)]
+    ]
 
     _drain(_monitor(settings, kafka, profile))
 
-    (letter,) = kafka.written
-    assert letter.topic == settings.outcomes_dead_letter_topic
-    assert letter.value == b'{"application_id": "a"}'
-    assert dict(letter.headers)[ERROR_TYPE_HEADER] == b"validation"
+    missing, wrong = kafka.written
+    assert missing.topic == wrong.topic == settings.outcomes_dead_letter_topic
+    assert missing.value == b'{"application_id": "a"}'
+    assert dict(missing.headers)[ERROR_TYPE_HEADER] == b"validation"
+    assert dict(wrong.headers)[ERROR_MESSAGE_HEADER].startswith(b"defaulted: ")
 
 
 def _stream(
