@@ -243,8 +243,6 @@ def _freeze_heap() -> None:
 
 
 def _next_offsets(messages: list[Message]) -> dict[PartitionKey, int]:
-    offsets: dict[PartitionKey, int] = {}
-    for message in messages:
-        key = (message.topic() or "", message.partition() or 0)
-        offsets[key] = max(offsets.get(key, 0), (message.offset() or 0) + 1)
-    return offsets
+    """Each partition's offset after its last message: a consumer delivers a partition's
+    messages in offset order, so the last one written into the dict is the highest."""
+    return {(m.topic() or "", m.partition() or 0): (m.offset() or 0) + 1 for m in messages}
