@@ -79,7 +79,6 @@ from monitor.measures import (
     ProfileSource,
     drift_now,
     live_now,
-    shadow_comparison,
     version_auc,
 )
 from monitor.metrics import Metrics
@@ -188,7 +187,7 @@ class Monitor:
         live = live_now(tx, s)
         self._metrics.show_performance(live.performance)
         self._metrics.show_fairness(live.fairness)
-        self._metrics.show_comparison(shadow_comparison(tx, s))
+        self._metrics.show_comparison(live.comparison)
         drift = drift_now(tx, self._profiles, s)
         if drift is not None:
             self._metrics.show_drift(drift.psi)
