@@ -367,6 +367,13 @@ class StoreTransaction:
         return int(self._db.exec_driver_sql(sql, values).rowcount)
 
 
+# A checkpoint copies the log's pages into the database and syncs it. At SQLite's default
+# (every 1,000 pages, 4 MB) that was nearly every batch: committing was 8% of the monitor's
+# wall time under the benchmark's burst, 3% with checkpoints every 40 MB (py-spy --idle,
+# benchmarks/README.md finding 10), a page rewritten by several batches copied once.
+_CHECKPOINT_PAGES: Final = 10_000
+
+
 def _sqlite_durable_enough(connection: Any, _record: Any) -> None:
     """Write-ahead log, synced at checkpoints rather than at every commit.
 
@@ -381,6 +388,7 @@ def _sqlite_durable_enough(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
     cursor.close()
 
 
