@@ -61,6 +61,7 @@ database: the group gives failover, not sharding.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -78,7 +79,6 @@ from monitor.measures import (
     ProfileSource,
     drift_now,
     live_now,
-    shadow_comparison,
     version_auc,
 )
 from monitor.metrics import Metrics
@@ -113,13 +113,20 @@ class Monitor:
         self._now = now
         self._unmeasured = 0
         """Records committed since the last measure."""
+        self._measures = 0
+        """Batches measured since the start."""
 
     def run(self, stop: threading.Event) -> None:
         """Start, recover an unfinished batch, then process batches until ``stop`` is set."""
         self._transport.start()
         self.recover()
+        _freeze_heap()
+        frozen_after_measure = False
         while not stop.is_set():
             self.step()
+            if self._measures and not frozen_after_measure:
+                _freeze_heap()  # what the first measure loaded: MLflow, the reference profile
+                frozen_after_measure = True
 
     def recover(self) -> None:
         """Finish the Kafka side of a batch the database committed before a crash."""
@@ -157,6 +164,7 @@ class Monitor:
             tx.clear_outbox()
         if due:
             self._unmeasured = 0
+            self._measures += 1
         self._metrics.batches.inc()
         self._metrics.dead_letters.inc(len(batch.dead_letters))
         return len(messages)
@@ -179,7 +187,7 @@ class Monitor:
         live = live_now(tx, s)
         self._metrics.show_performance(live.performance)
         self._metrics.show_fairness(live.fairness)
-        self._metrics.show_comparison(shadow_comparison(tx, s))
+        self._metrics.show_comparison(live.comparison)
         drift = drift_now(tx, self._profiles, s)
         if drift is not None:
             self._metrics.show_drift(drift.psi)
@@ -220,9 +228,20 @@ class Monitor:
                     raise
 
 
+def _freeze_heap() -> None:
+    """Keep the cyclic collector from scanning what lives as long as the process.
+
+    The libraries (pandas, scikit-learn, MLflow) are millions of objects: unfrozen, the
+    collections that a batch's allocations trigger scanned them, 23% of the monitor's time
+    under the benchmark's burst (py-spy --native, benchmarks/README.md finding 10). The
+    worker freezes its heap for the same reason. Garbage is collected first, or it would
+    stay frozen too.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _next_offsets(messages: list[Message]) -> dict[PartitionKey, int]:
-    offsets: dict[PartitionKey, int] = {}
-    for message in messages:
-        key = (message.topic() or "", message.partition() or 0)
-        offsets[key] = max(offsets.get(key, 0), (message.offset() or 0) + 1)
-    return offsets
+    """Each partition's offset after its last message: a consumer delivers a partition's
+    messages in offset order, so the last one written into the dict is the highest."""
+    return {(m.topic() or "", m.partition() or 0): (m.offset() or 0) + 1 for m in messages}

@@ -15,7 +15,7 @@ from monitor.fairness import LiveFairness, live_fairness
 from monitor.performance import LivePerformance, live_performance
 from monitor.records import feature_columns
 from monitor.settings import Settings
-from monitor.store import JoinedRows, Store, StoreTransaction
+from monitor.store import JoinedRows, PairedRows, Store, StoreTransaction
 from training.evaluation import CostMatrix
 
 ProfileSource = Callable[[str], ReferenceProfile]
@@ -43,21 +43,31 @@ def drift_now(tx: StoreTransaction, profiles: ProfileSource, settings: Settings)
 
 @dataclass(frozen=True, slots=True)
 class Live:
-    """Live performance and fairness, both over ``window``."""
+    """Live performance and fairness, both over ``window``, and the shadow comparison on
+    its rows that the versions of the newest shadow score both scored (None before the
+    first shadow score)."""
 
     window: JoinedRows
     performance: LivePerformance
     fairness: LiveFairness
+    comparison: ShadowComparison | None
 
 
 def live_now(tx: StoreTransaction, settings: Settings) -> Live:
     """Live measures over the ``performance_window_rows`` most recent joined outcomes."""
-    window = tx.joined(settings.performance_window_rows)
+    pair = tx.newest_shadow_pair()
+    window = tx.joined(settings.performance_window_rows, pair)
     decided = (window.defaulted, window.scores, window.thresholds)
+    costs = costs_of(settings)
     return Live(
         window=window,
-        performance=live_performance(*decided, costs_of(settings)),
+        performance=live_performance(*decided, costs),
         fairness=live_fairness(*decided, window.personal),
+        comparison=(
+            _compared(*pair, window.paired, costs)
+            if pair is not None and window.paired is not None
+            else None
+        ),
     )
 
 
@@ -107,31 +117,24 @@ class ShadowComparison:
 
 
 def compare(
-    tx: StoreTransaction,
-    costs: CostMatrix,
-    champion_version: str,
-    challenger_version: str,
-    limit: int | None = None,
+    tx: StoreTransaction, costs: CostMatrix, champion_version: str, challenger_version: str
 ) -> ShadowComparison:
-    """Both versions' live performance on the applications ``champion_version`` scored
-    officially and ``challenger_version`` in the shadow, whose outcome is known: the
-    ``limit`` most recent outcomes, or (promote's evidence) all of them."""
-    rows = tx.paired(champion_version, challenger_version, limit)
+    """Both versions' live performance on every application ``champion_version`` scored
+    officially and ``challenger_version`` in the shadow, whose outcome is known (promote's
+    evidence; ``live_now`` compares them over the live window)."""
+    rows = tx.paired(champion_version, challenger_version)
+    return _compared(champion_version, challenger_version, rows, costs)
+
+
+def _compared(
+    champion_version: str, challenger_version: str, rows: PairedRows, costs: CostMatrix
+) -> ShadowComparison:
     return ShadowComparison(
         champion_version=champion_version,
         challenger_version=challenger_version,
         champion=live_performance(rows.defaulted, *rows.champion, costs),
         challenger=live_performance(rows.defaulted, *rows.challenger, costs),
     )
-
-
-def shadow_comparison(tx: StoreTransaction, settings: Settings) -> ShadowComparison | None:
-    """``compare`` for the versions of the newest shadow score, over the live window
-    (``performance_window_rows``); None before the first shadow score."""
-    pair = tx.newest_shadow_pair()
-    if pair is None:
-        return None
-    return compare(tx, costs_of(settings), *pair, limit=settings.performance_window_rows)
 
 
 def costs_of(settings: Settings) -> CostMatrix:
@@ -149,5 +152,5 @@ def measure(
             drift_now(tx, profiles, settings),
             live.performance,
             live.fairness,
-            shadow_comparison(tx, settings),
+            live.comparison,
         )

@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     batch_max_messages: int = Field(
         default=10_000,
         ge=1,
-        # A batch's ids are bound one parameter each (``IN (...)``): SQLite takes 32,766.
+        # A batch's messages and rows are all held at once (the monitor's memory target).
         le=20_000,
         description="Records per batch: one database and one Kafka transaction each.",
     )

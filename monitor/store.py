@@ -14,9 +14,10 @@ batch; ``monitor.loop`` explains why that makes the Kafka side exactly-once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,6 +72,8 @@ class JoinedRows:
     run_ids: list[str]
     personal: pd.DataFrame
     """``PERSONAL_COLUMNS`` by row, all NaN where the worker sent no personal fields."""
+    paired: PairedRows | None = None
+    """Those of the rows the ``pair`` given to ``joined`` scored, champion and challenger."""
 
 
 class Store:
@@ -79,6 +82,8 @@ class Store:
     def __init__(self, url: str) -> None:
         try:
             self._engine = sa.create_engine(url)
+            if self._engine.dialect.name == "sqlite":
+                sa.event.listen(self._engine, "connect", _sqlite_durable_enough)
             waiting_listed = sa.inspect(self._engine).has_table(unjoined_outcomes.name)
             metadata.create_all(self._engine)
             with self._engine.begin() as connection:
@@ -114,11 +119,15 @@ class StoreTransaction:
     def add_predictions(self, rows: Sequence[Row]) -> int:
         """Insert predictions not seen before; how many were new. Their outcomes, if they
         were waiting, are joined now."""
-        ids = [row["application_id"] for row in rows]
-        if ids:
-            waiting = unjoined_outcomes.c.application_id.in_(ids)
+        before = self._db.execute(sa.select(sa.func.max(predictions.c.seq))).scalar() or 0
+        added = self._insert_new(predictions, rows)
+        if added:
+            # The new ones are those past ``before``: no list of the batch's ids, which
+            # SQLAlchemy renders as one parameter each (2,500 a batch) on every batch.
+            new = sa.select(predictions.c.application_id).where(predictions.c.seq > before)
+            waiting = unjoined_outcomes.c.application_id.in_(new.scalar_subquery())
             self._db.execute(sa.delete(unjoined_outcomes).where(waiting))
-        return self._insert_new(predictions, rows)
+        return added
 
     def add_personal_fields(self, rows: Sequence[Row]) -> int:
         """Insert predictions' personal fields not seen before; how many were new."""
@@ -132,16 +141,23 @@ class StoreTransaction:
         """Insert outcomes not seen before; how many were new (duplicates are ignored).
         Those whose prediction is not in yet are listed as waiting."""
         added = self._insert_new(outcomes, rows)
-        if rows:
-            self.list_unjoined([row["application_id"] for row in rows])
+        if added:
+            self.list_unjoined(arrived={row["received_at"] for row in rows})
         return added
 
-    def list_unjoined(self, among: Sequence[str] | None = None) -> None:
-        """List the outcomes without a prediction (of ``among``, or all) as waiting."""
+    def list_unjoined(self, arrived: Set[datetime] | None = None) -> None:
+        """List the outcomes without a prediction (that ``arrived`` at one of those times,
+        or all) as waiting.
+
+        Selected by arrival time, one or two values a batch, read by the arrival index,
+        not by a list of the batch's ids to bind. An older outcome of the same arrival time
+        changes nothing: one without a prediction is already listed (or was expired with
+        its listing), one with a prediction is not waiting.
+        """
         match = sa.exists().where(predictions.c.application_id == outcomes.c.application_id)
         query = sa.select(outcomes.c.application_id, outcomes.c.received_at).where(~match)
-        if among is not None:
-            query = query.where(outcomes.c.application_id.in_(among))
+        if arrived is not None:
+            query = query.where(outcomes.c.received_at.in_(arrived))
         # One statement: the listed rows never pass through Python.
         dialect = sqlite if self._db.dialect.name == "sqlite" else postgresql
         columns = ["application_id", "received_at"]
@@ -158,7 +174,7 @@ class StoreTransaction:
     def window_features(self) -> npt.NDArray[np.float64]:
         """The window's feature vectors, one row each, oldest first."""
         query = sa.select(feature_window.c.vector).order_by(feature_window.c.seq)
-        vectors: sa.ScalarResult[str] = self._db.execute(query).scalars()
+        vectors = (vector for (vector,) in self._rows(query))
         # One JSON document for the whole window: a json.loads per row cost ~34 ms a measure
         # (cProfile of a 20,000-application burst, benchmarks/README.md finding 10).
         return np.array(orjson.loads(f"[{','.join(vectors)}]"), dtype=np.float64)
@@ -166,32 +182,42 @@ class StoreTransaction:
     def score_window(self, size: int) -> tuple[npt.NDArray[np.float64], str | None]:
         """The last ``size`` scores, and the run id of the newest prediction's model."""
         query = sa.select(predictions.c.score, predictions.c.model_run_id)
-        rows = self._db.execute(query.order_by(predictions.c.seq.desc()).limit(size)).all()
-        return np.array([r.score for r in rows], dtype=float), (rows[0][1] if rows else None)
+        rows = self._rows(query.order_by(predictions.c.seq.desc()).limit(size))
+        return np.array([r[0] for r in rows], dtype=float), (rows[0][1] if rows else None)
 
-    def joined(self, limit: int) -> JoinedRows:
-        """The ``limit`` most recently arrived outcomes whose prediction is in, oldest first.
+    def joined(self, limit: int, pair: tuple[str, str] | None = None) -> JoinedRows:
+        """The ``limit`` most recently arrived outcomes whose prediction is in, oldest first;
+        with ``pair`` (champion version, challenger version), also those of them that the
+        champion scored officially and the challenger in the shadow (``paired``).
 
         Read by the outcomes' arrival index and stopped at ``limit``: the cost is the
-        window's, not the history's.
+        window's, not the history's. The pairs come with the same read: a second one for
+        the shadow comparison cost as much again (22 ms a 10,000-row window, finding 10).
         """
         personal = [personal_fields.c[name] for name in PERSONAL_COLUMNS]
         query = (
-            sa.select(
-                outcomes.c.defaulted,
-                predictions.c.score,
-                predictions.c.threshold,
-                predictions.c.model_run_id,
-                *personal,
-            )
+            sa.select(outcomes.c.defaulted, predictions.c.score, predictions.c.threshold,
+                      predictions.c.model_run_id, *personal)
             .join(predictions, predictions.c.application_id == outcomes.c.application_id)
             .outerjoin(
                 personal_fields, personal_fields.c.application_id == outcomes.c.application_id
             )
-        )
-        rows = self._db.execute(_newest_first(query).limit(limit)).all()[::-1]
-        defaulted, scores, thresholds, run_ids, *personal_values = _columns(rows, 4 + len(personal))
-        return JoinedRows(
+        )  # fmt: skip
+        if pair is not None:
+            shadow = shadow_scores.c
+            scored_by_both = sa.and_(
+                shadow.application_id == outcomes.c.application_id,
+                shadow.champion_version == pair[0],
+                shadow.model_version == pair[1],
+                predictions.c.model_version == pair[0],
+            )
+            query = query.outerjoin(shadow_scores, scored_by_both)
+            query = query.add_columns(shadow.score, shadow.threshold)
+        rows = self._rows(_newest_first(query).limit(limit))[::-1]
+        width = 4 + len(personal)
+        columns = _columns(rows, width + (2 if pair else 0))
+        defaulted, scores, thresholds, run_ids, *personal_values = columns[:width]
+        window = JoinedRows(
             defaulted=np.array(defaulted, dtype=bool),
             scores=np.array(scores, dtype=float),
             thresholds=np.array(thresholds, dtype=float),
@@ -202,6 +228,16 @@ class StoreTransaction:
                 dtype=float,
             ),
         )
+        if pair is None:
+            return window
+        shadow_score, shadow_threshold = (np.array(c, dtype=float) for c in columns[width:])
+        both = ~np.isnan(shadow_score)  # NULL: not scored by both
+        paired = PairedRows(
+            defaulted=window.defaulted[both],
+            champion=(window.scores[both], window.thresholds[both]),
+            challenger=(shadow_score[both], shadow_threshold[both]),
+        )
+        return dataclasses.replace(window, paired=paired)
 
     def newest_shadow_pair(self) -> tuple[str, str] | None:
         """(champion version, challenger version) of the newest shadow score; None if none."""
@@ -209,12 +245,10 @@ class StoreTransaction:
         row = self._db.execute(query.order_by(shadow_scores.c.seq.desc()).limit(1)).first()
         return (str(row[0]), str(row[1])) if row else None
 
-    def paired(
-        self, champion_version: str, challenger_version: str, limit: int | None = None
-    ) -> PairedRows:
-        """The applications that ``champion_version`` scored officially, ``challenger_version``
-        in the shadow, and whose outcome is known, oldest outcome first: the ``limit`` most
-        recent (by the arrival index, as ``joined``), or all of them."""
+    def paired(self, champion_version: str, challenger_version: str) -> PairedRows:
+        """All the applications that ``champion_version`` scored officially,
+        ``challenger_version`` in the shadow, and whose outcome is known, oldest outcome
+        first (``joined`` gives those of the live window)."""
         shadow = shadow_scores
         query = (
             sa.select(
@@ -232,12 +266,7 @@ class StoreTransaction:
             shadow.c.champion_version == champion_version,
             shadow.c.model_version == challenger_version,
         ]
-        if self._db.dialect.name == "sqlite":
-            # Else SQLite's planner takes the versions for selective, scans every prediction
-            # and sorts all paired rows: a measure cost O(history), 74 ms at 40,000 stored
-            # against 20 ms read by the arrival index (EXPLAIN QUERY PLAN, finding 10).
-            versions = [sa.func.likely(condition) for condition in versions]
-        rows = self._db.execute(_newest_first(query.where(*versions)).limit(limit)).all()[::-1]
+        rows = self._rows(_newest_first(query.where(*versions)))[::-1]
         defaulted, champion, threshold, challenger, challenger_threshold = _columns(rows, 5)
         return PairedRows(
             defaulted=np.array(defaulted, dtype=bool),
@@ -306,6 +335,17 @@ class StoreTransaction:
         self._db.execute(sa.delete(outbox))
         self._db.execute(sa.delete(outbox_offsets))
 
+    def _rows(self, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+        """``query``'s rows as the driver returns them: plain tuples, no conversion (a
+        boolean comes as 0 or 1 from SQLite). Building SQLAlchemy's row objects cost a
+        microsecond a row, a third of a live measure's reads over a 10,000-row window
+        (cProfile, benchmarks/README.md finding 10)."""
+        result = self._db.execute(query)
+        try:
+            return list(result.cursor.fetchall())
+        finally:
+            result.close()
+
     def _insert_new(self, table: sa.Table, rows: Sequence[Row]) -> int:
         if not rows:
             return 0
@@ -325,6 +365,31 @@ class StoreTransaction:
             values = list(zip(*map(_converted, convert, columns), strict=True))
         # A skipped conflict is no row: rowcount, summed over the executemany, counts new ones.
         return int(self._db.exec_driver_sql(sql, values).rowcount)
+
+
+# A checkpoint copies the log's pages into the database and syncs it. At SQLite's default
+# (every 1,000 pages, 4 MB) that was nearly every batch: committing was 8% of the monitor's
+# wall time under the benchmark's burst, 3% with checkpoints every 40 MB (py-spy --idle,
+# benchmarks/README.md finding 10), a page rewritten by several batches copied once.
+_CHECKPOINT_PAGES: Final = 10_000
+
+
+def _sqlite_durable_enough(connection: Any, _record: Any) -> None:
+    """Write-ahead log, synced at checkpoints rather than at every commit.
+
+    A committed transaction is in the log once ``COMMIT`` returns, so it survives the
+    process dying at any instant (kill -9 included: the operating system still holds the
+    written pages), which is what the outbox and the keyed joins rely on. It does not
+    survive the machine losing power before the next checkpoint: the database could come
+    back a few batches older than Kafka's committed offsets; the issue asks for kill -9.
+    The default (a rollback journal, the disk synced at every commit) copies each changed
+    page to the journal first and waits on the disk twice a batch.
+    """
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+    cursor.close()
 
 
 @functools.lru_cache(maxsize=32)
@@ -361,7 +426,7 @@ def _converted(convert: _Convert | None, column: tuple[Any, ...]) -> Sequence[An
     return [once[value] for value in column]
 
 
-def _columns(rows: Sequence[sa.Row[Any]], width: int) -> list[tuple[Any, ...]]:
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
     """``rows`` (of ``width`` values) as one tuple per column; ``width`` empty ones if none."""
     return list(zip(*rows, strict=True)) if rows else [()] * width
 
