@@ -4,8 +4,7 @@ Exactly once, per batch::
 
     messages = consume(up to N, at most W ms)   # rebalances happen here, never mid-transaction
     decode each; score the valid ones in ONE model call (and explain them in one more)
-    shadow challenger configured and loaded: score the same ones in ONE call of it, on a
-    thread of its own while the champion's records are built
+    shadow challenger configured and loaded: score the same ones in ONE call of it
     begin; produce scores + prediction records + shadow scores + dead letters;
     send the next offsets (with the consumer's group metadata); commit
 
@@ -42,7 +41,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -347,37 +345,25 @@ class Worker:
         decoded = self._clock()
         applications = [application for _, application in accepted]
         scores = score_applications(applications, model)
-        # The challenger scores on a thread of its own while this one explains the scores
-        # and builds their records: its model call is native code that releases the GIL,
-        # so on a second core it costs the batch only what outlasts the champion's work.
-        # One pool per batch (a thread only when there is a challenger to score): no thread
-        # outlives the batch, whatever ends the loop.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow") as pool:
-            shadowing = (
-                pool.submit(self._score_shadow, applications, scores, model)
-                if self._shadow is not None
-                else None
-            )
-            explained = self._reasons(scores, model) if self._settings.reason_codes else None
-            scored = self._clock()
-            info = BatchInfo(
-                scored_at=datetime.now(UTC),
-                size=len(accepted),
-                latency_ms=(scored - started) * 1000,
-                worker_id=self._settings.worker_id,
-            )
-            records = scored_records(
-                accepted,
-                scores,
-                model,
-                info,
-                self._topics,
-                with_personal_fields=self._settings.monitor_personal_fields,
-                reasons=explained,
-            )
-            built = self._clock()
-            shadowed = shadowing.result() if shadowing is not None else None
+        explained = self._reasons(scores, model) if self._settings.reason_codes else None
+        scored = self._clock()
+        shadowed = self._score_shadow(applications, scores, model)
         shadow_done = self._clock()
+        info = BatchInfo(
+            scored_at=datetime.now(UTC),
+            size=len(accepted),
+            latency_ms=(scored - started) * 1000,
+            worker_id=self._settings.worker_id,
+        )
+        records = scored_records(
+            accepted,
+            scores,
+            model,
+            info,
+            self._topics,
+            with_personal_fields=self._settings.monitor_personal_fields,
+            reasons=explained,
+        )
         if shadowed is not None:
             challenger, shadow_scores = shadowed
             topic = self._topics.shadow_scores
@@ -393,7 +379,7 @@ class Worker:
             produced is not None,
             len(shadowed[1]) if shadowed else 0,
         )
-        marks = (started, decoded, scored, built, shadow_done, produced, self._clock())
+        marks = (started, decoded, scored, shadow_done, produced, self._clock())
         self._observe(outcome, model, marks)
         return outcome
 
@@ -553,20 +539,18 @@ class Worker:
         self,
         outcome: BatchOutcome,
         model: LoadedModel,
-        marks: tuple[float, float, float, float, float, float | None, float],
+        marks: tuple[float, float, float, float, float | None, float],
     ) -> None:
-        started, decoded, scored, built, shadowed, produced, finished = marks
+        started, decoded, scored, shadowed, produced, finished = marks
         metrics = self._metrics
         metrics.consumed.inc(outcome.consumed)
         metrics.batch_size.observe(outcome.consumed)
         metrics.stage_latency.labels("decode").observe(decoded - started)
         metrics.stage_latency.labels("score").observe(scored - decoded)
         if self._shadow is not None:
-            # The wait for the challenger once the champion's records were built.
-            metrics.stage_latency.labels("shadow").observe(shadowed - built)
+            metrics.stage_latency.labels("shadow").observe(shadowed - scored)
         if produced is not None:
-            building = built - scored
-            metrics.stage_latency.labels("produce").observe(building + produced - shadowed)
+            metrics.stage_latency.labels("produce").observe(produced - shadowed)
             metrics.stage_latency.labels("commit").observe(finished - produced)
             metrics.scored.inc(outcome.scored)
             metrics.shadow_scored.inc(outcome.shadow_scored)

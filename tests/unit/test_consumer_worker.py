@@ -25,7 +25,7 @@ from consumer.explaining import build_explainer, top_reasons
 from consumer.liveness import GroupProgress, PartitionProgress
 from consumer.model import LoadedModel
 from consumer.ops import Metrics
-from consumer.records import OutboundRecord, scored_records
+from consumer.records import OutboundRecord
 from consumer.settings import Settings
 from consumer.transport import PartitionKey
 from consumer.worker import EXIT_STUCK, WATCHDOG_THREAD, Worker
@@ -894,42 +894,6 @@ def test_the_challenger_scores_the_same_batch_in_the_same_transaction(
     assert challenger.pipeline.calls == 1  # type: ignore[attr-defined]  # one call per batch
     assert metrics.shadow_scored._value.get() == 9
     assert worker.shadow_failure is None
-
-
-class _WaitingPipeline:
-    """Scores only once ``ready`` is set: a challenger that needs the champion's work to
-    run alongside its own."""
-
-    def __init__(self, pipeline: object, ready: threading.Event) -> None:
-        self._pipeline, self._ready = pipeline, ready
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:  # noqa: N803
-        if not self._ready.wait(timeout=30):
-            raise TimeoutError("the champion's records were not built while the challenger ran")
-        return self._pipeline.predict_proba(X)  # type: ignore[attr-defined, no-any-return]
-
-
-def test_the_challenger_scores_while_the_champion_s_records_are_built(
-    pipeline: object,
-    feature_frame: pd.DataFrame,
-    applications: list[LoanApplication],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """One batch's two model calls overlap the champion's record building (a second core
-    for the challenger's native code): a challenger scored after it would time out."""
-    built = threading.Event()
-
-    def building(*args: object, **kwargs: object) -> list[OutboundRecord]:
-        built.set()
-        return scored_records(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr("consumer.worker.scored_records", building)
-    other = fit_tiny_pipeline(feature_frame, seed=1)
-    challenger = LoadedModel("credit-default", "2", "run-2", 0.35, _WaitingPipeline(other, built))
-    transport, worker, _ = _shadow_run(_model(pipeline), challenger, applications[:5])
-
-    assert worker.shadow_failure is None
-    assert len(_on(transport.committed, SHADOW_SCORES_TOPIC)) == 5
 
 
 def test_a_challenger_that_fails_to_score_costs_the_champion_nothing(
