@@ -115,8 +115,9 @@ class LocalBroker:
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DevstackError(f"scripts/kafka-local {command} failed: {exc}") from exc
-        reasons = [line for line in result.stderr.splitlines() if line.startswith("kafka-local:")]
         if result.returncode != 0:
+            lines = result.stderr.splitlines()
+            reasons = [line for line in lines if line.startswith("kafka-local:")]
             failed = reasons[0] if reasons else f"scripts/kafka-local {command} failed"
             raise DevstackError(failed, self.log_path)
 
