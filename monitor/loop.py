@@ -17,7 +17,7 @@ Per batch::
 Why exactly-once holds, and no join is lost: the database commits first, so whatever
 Kafka has committed is also in the database. A crash before the database commit loses
 nothing: Kafka's offsets have not moved, the batch is read again. A crash after it
-leaves the outbox full; at start ``recover()`` asks the group's committed offsets,
+leaves the outbox full; at start ``start()`` asks the group's committed offsets,
 which move only with the outbox's own transaction: if they reached the outbox's
 offsets, that transaction committed and the outbox is just cleared; else it is
 produced, with those offsets, in a new transaction. Either way each dead letter and
@@ -49,7 +49,7 @@ lose one; but a drift that comes and goes between two measures of a backlog (a s
 stretch shorter than the interval, already history) raises none. A backlog is measured
 when its last batch comes short, the usual end of a burst; one that ends exactly on a full
 batch is measured with the next batch (measuring when idle would need a Kafka transaction
-without input offsets, which ``recover()`` cannot check).
+without input offsets, which ``start()`` cannot check).
 
 Champion and challenger are compared on the same applications by construction: the
 worker writes an application's shadow score in the transaction of its official score,
@@ -117,9 +117,8 @@ class Monitor:
         """Batches measured since the start."""
 
     def run(self, stop: threading.Event) -> None:
-        """Start, recover an unfinished batch, then process batches until ``stop`` is set."""
-        self._transport.start()
-        self.recover()
+        """Start, then process batches until ``stop`` is set."""
+        self.start()
         _freeze_heap()
         frozen_after_measure = False
         while not stop.is_set():
@@ -128,7 +127,19 @@ class Monitor:
                 _freeze_heap()  # what the first measure loaded: MLflow, the reference profile
                 frozen_after_measure = True
 
-    def recover(self) -> None:
+    def start(self) -> None:
+        """Fence earlier incarnations, finish their unfinished batch, then join the group.
+
+        Recovery comes before the join: a join waits for every member the group still
+        counts, a killed incarnation's until its session expires (45 s by default), and
+        holds the coordinator's other requests back meanwhile, the offset read with them.
+        Fenced, the earlier incarnation can no longer move the committed offsets.
+        """
+        self._transport.start()
+        self._recover()
+        self._transport.subscribe()
+
+    def _recover(self) -> None:
         """Finish the Kafka side of a batch the database committed before a crash."""
         with self._store.transaction() as tx:
             records, offsets = tx.pending_outbox()
@@ -221,7 +232,7 @@ class Monitor:
                 return
             except (AbortableTransactionError, RetriableTransportError) as exc:
                 _log.warning("transaction failed (attempt %d): %s", attempt, exc)
-                # An abort that fails too ends the process; the next start's recover()
+                # An abort that fails too ends the process; the next start()
                 # finishes this batch from the outbox.
                 self._transport.abort()
                 if attempt == _WRITE_ATTEMPTS:

@@ -42,7 +42,10 @@ class Transport(Protocol):
     """What the monitor needs from Kafka; every method raises ``TransportError`` subclasses."""
 
     def start(self) -> None:
-        """Fence earlier incarnations (init transactions) and subscribe to the inputs."""
+        """Fence earlier incarnations (init transactions)."""
+
+    def subscribe(self) -> None:
+        """Join the group on the inputs; ``consume`` then serves its assignments."""
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]: ...
 
@@ -88,6 +91,8 @@ class KafkaTransport:
             self._producer.init_transactions(_OP_TIMEOUT_S)
         except KafkaException as exc:
             raise translate(exc, "init transactions") from exc
+
+    def subscribe(self) -> None:
         topics = self._topics
         inputs = [topics.predictions, topics.shadow_scores, topics.outcomes, topics.applications]
         self._consumer.subscribe(inputs)

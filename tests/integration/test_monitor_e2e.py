@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -20,6 +22,7 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
+from consumer.records import OutboundRecord
 from contracts import FEATURE_COLUMNS, PERSONAL_FIELDS, TARGET_COLUMN
 from contracts.alert import AlertKind, ModelAlert
 from contracts.outcome import LoanOutcome
@@ -29,6 +32,7 @@ from devstack import MonitorProcess, unique_name
 from monitor.loop import Monitor
 from monitor.measures import measure
 from monitor.metrics import Metrics
+from monitor.outbox import to_outbox
 from monitor.settings import Settings
 from monitor.store import Store
 from monitor.transport import KafkaTransport
@@ -139,8 +143,7 @@ def _start(settings: Settings, profile: ReferenceProfile) -> tuple[Monitor, Kafk
     monitor = Monitor(
         settings, transport, Store(settings.database_url), lambda _run: profile, Metrics()
     )
-    transport.start()
-    monitor.recover()
+    monitor.start()
     return monitor, transport
 
 
@@ -312,6 +315,68 @@ def test_kill_9_mid_stream_loses_no_join_and_double_counts_nothing(
                 for m in written[settings.alerts_topic]]  # fmt: skip
     assert subjects.count("limit_bal") == 1
     assert len(set(subjects)) == len(subjects)
+
+
+# A group member that died without leaving: the group's next join waits for its session to
+# expire, longer than the monitor's 10 s Kafka operation timeout.
+_DEAD_MEMBER = """
+import sys
+from confluent_kafka import Consumer
+consumer = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2],
+                     "session.timeout.ms": 25000})
+consumer.subscribe(sys.argv[3:], on_assign=lambda *_: print("assigned", flush=True))
+while True:
+    consumer.poll(0.2)
+"""
+
+
+def _killed_member(settings: Settings) -> None:
+    """Join the monitor's group as a member that is then killed (SIGKILL), never leaving."""
+    topics = settings.topics()
+    inputs = [topics.predictions, topics.shadow_scores, topics.outcomes, topics.applications]
+    member = subprocess.Popen(
+        [sys.executable, "-c", _DEAD_MEMBER, settings.kafka_bootstrap_servers,
+         settings.group_id, *inputs],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert member.stdout is not None
+        assert member.stdout.readline() == "assigned\n", "the member never joined the group"
+    finally:
+        member.kill()
+        member.wait()
+
+
+def test_a_restart_finishes_the_killed_incarnation_s_batch_while_it_still_holds_the_group(
+    settings: Settings, profile: ReferenceProfile, tmp_path: Path
+) -> None:
+    """kill -9 between the database commit and the Kafka commit leaves the outbox full
+    and the dead incarnation in the group until its session expires: the restart writes
+    the outbox without waiting for the group, then resumes right after the batch.
+
+    A join in flight holds the coordinator's other requests back: a recovery that read
+    the committed offsets after subscribing timed out when the join went first (CI,
+    2026-12-04), so the monitor recovers before it subscribes.
+    """
+    bootstrap = settings.kafka_bootstrap_servers
+    ids = ["app-0", "app-1", "app-2"]
+    publish(bootstrap, settings.outcomes_topic, _outcomes(ids, np.array([True] * 3), 0, 3))
+    letter = OutboundRecord(settings.outcomes_dead_letter_topic, b"app-x", b"{", [])
+    with Store(settings.database_url).transaction() as tx:  # the batch of app-0 and app-1
+        tx.put_outbox([to_outbox(letter)], {(settings.outcomes_topic, 0): 2})
+    _killed_member(settings)
+
+    monitor, transport = _start(settings, profile)
+    try:
+        with Store(settings.database_url).transaction() as tx:
+            assert tx.pending_outbox() == ([], {})
+        written = read_to_end(bootstrap, [settings.outcomes_dead_letter_topic],
+                              group_id=unique_name("read-monitor"))  # fmt: skip
+        assert [m.value() for m in written[settings.outcomes_dead_letter_topic]] == [b"{"]
+        assert _run_until(monitor, 1) == 1
+    finally:
+        transport.close()
+    assert _count(tmp_path / "monitor.db", "unjoined_outcomes") == 1  # app-2 alone
 
 
 def test_a_badly_ranking_unfair_stream_raises_one_auc_alert_and_one_per_fairness_gap(

@@ -76,13 +76,20 @@ class FakeKafka:
     written: list[OutboundRecord] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     die_on_write: bool = False
+    joining: bool = False
 
-    def start(self) -> None: ...
+    def start(self) -> None:
+        self.joining = False  # a new incarnation
+
+    def subscribe(self) -> None:
+        self.joining = True
 
     def consume(self, max_messages: int, timeout_s: float) -> list[FakeMessage]:
         return self.batches.pop(0) if self.batches else []
 
     def committed(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        if self.joining:  # a real join holds this request back until the group settles
+            raise TimeoutError("offset read behind the group's join")
         return {key: self.offsets.get(key, -1) for key in partitions}
 
     def write(
