@@ -17,8 +17,8 @@ Per batch::
 Why exactly-once holds, and no join is lost: the database commits first, so whatever
 Kafka has committed is also in the database. A crash before the database commit loses
 nothing: Kafka's offsets have not moved, the batch is read again. A crash after it
-leaves the outbox full; at start ``start()`` asks the group's committed offsets,
-which move only with the outbox's own transaction: if they reached the outbox's
+leaves the outbox full; ``start()``, before it joins the group, asks the committed
+offsets, which move only with the outbox's own transaction: if they reached the outbox's
 offsets, that transaction committed and the outbox is just cleared; else it is
 produced, with those offsets, in a new transaction. Either way each dead letter and
 alert is committed once, and the inputs resume right after the batch. So a batch is
@@ -133,7 +133,10 @@ class Monitor:
         Recovery comes before the join: a join waits for every member the group still
         counts, a killed incarnation's until its session expires (45 s by default), and
         holds the coordinator's other requests back meanwhile, the offset read with them.
-        Fenced, the earlier incarnation can no longer move the committed offsets.
+        Fenced, the earlier incarnation can no longer move the committed offsets; the
+        recovered batch's transaction commits its offsets without a group generation,
+        which the broker accepts from a transactional producer (test_monitor_e2e.py
+        recovers so while a killed member still holds the group).
         """
         self._transport.start()
         self._recover()
