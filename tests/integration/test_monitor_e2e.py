@@ -319,13 +319,15 @@ def test_kill_9_mid_stream_loses_no_join_and_double_counts_nothing(
 
 # A group member that died without leaving: the group's next join waits for its session to
 # expire, longer than the monitor's 10 s Kafka operation timeout.
+# It gives up after _DEADLINE_S unassigned: the test then reads its end, not "assigned".
 _DEAD_MEMBER = """
-import sys
+import sys, time
 from confluent_kafka import Consumer
 consumer = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2],
                      "session.timeout.ms": 25000})
-consumer.subscribe(sys.argv[3:], on_assign=lambda *_: print("assigned", flush=True))
-while True:
+consumer.subscribe(sys.argv[4:], on_assign=lambda *_: print("assigned", flush=True))
+deadline = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
     consumer.poll(0.2)
 """
 
@@ -336,7 +338,7 @@ def _killed_member(settings: Settings) -> None:
     inputs = [topics.predictions, topics.shadow_scores, topics.outcomes, topics.applications]
     member = subprocess.Popen(
         [sys.executable, "-c", _DEAD_MEMBER, settings.kafka_bootstrap_servers,
-         settings.group_id, *inputs],
+         settings.group_id, str(_DEADLINE_S), *inputs],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
