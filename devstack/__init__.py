@@ -8,22 +8,10 @@ Processes run in sessions of their own, so a Ctrl-C in the terminal reaches only
 caller, which stops them in its own order. Nothing starts at import time.
 """
 
-from devstack.kafka import (
-    Broker,
-    ExternalBroker,
-    LocalBroker,
-    ScorerTopics,
-    create_topics,
-)
+from devstack.kafka import Broker, ExternalBroker, LocalBroker, ScorerTopics, create_topics
 from devstack.mlflow_server import MlflowServer
 from devstack.monitor import MonitorProcess, monitor_env
-from devstack.processes import (
-    ROOT,
-    DevstackError,
-    free_port,
-    log_tail,
-    unique_name,
-)
+from devstack.processes import ROOT, DevstackError, free_port, log_tail, unique_name
 from devstack.worker import WorkerProcess, worker_env
 
 __all__ = [

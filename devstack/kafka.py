@@ -103,6 +103,7 @@ class LocalBroker:
         # The readiness probe runs with this interpreter, which has confluent_kafka.
         env = {**os.environ, "KAFKA_LOCAL_PYTHON": sys.executable}
         allowance = _MAVEN_ALLOWANCE_S if command == "start" else 0
+        failed = f"scripts/kafka-local {command} failed"
         try:
             result = subprocess.run(  # noqa: S603 (the project's own script, no shell)
                 [str(KAFKA_LOCAL), *arguments],
@@ -114,12 +115,11 @@ class LocalBroker:
                 start_new_session=True,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DevstackError(f"scripts/kafka-local {command} failed: {exc}") from exc
+            raise DevstackError(f"{failed}: {exc}") from exc
         if result.returncode != 0:
             lines = result.stderr.splitlines()
-            reasons = [line for line in lines if line.startswith("kafka-local:")]
-            failed = reasons[0] if reasons else f"scripts/kafka-local {command} failed"
-            raise DevstackError(failed, self.log_path)
+            reason = next((line for line in lines if line.startswith("kafka-local:")), failed)
+            raise DevstackError(reason, self.log_path)
 
 
 class ExternalBroker:
@@ -166,8 +166,21 @@ def create_topics(
     partitions_by_topic: Mapping[str, int],
     timeout_s: float = _TOPIC_TIMEOUT_S,
 ) -> None:
-    """Create the topics; return once every partition of each has a leader."""
+    """Create the topics; return once each exists with its partitions, every one led."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+
+    def led(topic: str, partitions: int) -> bool:
+        try:
+            metadata = admin.list_topics(topic=topic, timeout=_METADATA_TIMEOUT_S).topics.get(topic)
+        except KafkaException:
+            return False
+        return (
+            metadata is not None
+            and metadata.error is None
+            and len(metadata.partitions) == partitions
+            and all(p.error is None and p.leader >= 0 for p in metadata.partitions.values())
+        )
+
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=count) for name, count in partitions_by_topic.items()],
         operation_timeout=timeout_s,
@@ -178,23 +191,9 @@ def create_topics(
     except KafkaException as exc:
         raise DevstackError(f"cannot create topics {sorted(partitions_by_topic)}: {exc}") from exc
     wait_until(
-        lambda: all(_led(admin, name, n) for name, n in partitions_by_topic.items()),
+        lambda: all(led(name, n) for name, n in partitions_by_topic.items()),
         timeout_s,
         f"topics {sorted(partitions_by_topic)} had no leaders",
-    )
-
-
-def _led(admin: AdminClient, topic: str, partitions: int) -> bool:
-    """``topic`` exists with ``partitions`` partitions, each with a leader and no error."""
-    try:
-        metadata = admin.list_topics(topic=topic, timeout=_METADATA_TIMEOUT_S).topics.get(topic)
-    except KafkaException:
-        return False
-    return (
-        metadata is not None
-        and metadata.error is None
-        and len(metadata.partitions) == partitions
-        and all(p.error is None and p.leader >= 0 for p in metadata.partitions.values())
     )
 
 
@@ -218,12 +217,8 @@ class ScorerTopics:
 
     def settings(self) -> dict[str, str]:
         """The topics as ``consumer.settings.Settings`` fields (for ``worker_env``)."""
-        return {
-            "input_topic": self.applications,
-            "scores_topic": self.scores,
-            "predictions_topic": self.predictions,
-            "dead_letter_topic": self.dead_letters,
-        }
+        fields = ("input_topic", "scores_topic", "predictions_topic", "dead_letter_topic")
+        return dict(zip(fields, self.names, strict=True))
 
     def create(self, bootstrap_servers: str, partitions: int, *, outputs: int = 1) -> None:
         """Create the four topics: the input with ``partitions``, each output with ``outputs``."""

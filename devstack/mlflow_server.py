@@ -12,20 +12,16 @@ from __future__ import annotations
 import configparser
 import os
 import secrets
+import signal
+import subprocess
+from contextlib import suppress
 from itertools import chain
 from pathlib import Path
 from typing import Final
 
 import requests
 
-from devstack.processes import (
-    ROOT,
-    DevstackError,
-    ModuleProcess,
-    free_port,
-    stop_process_group,
-    wait_until,
-)
+from devstack.processes import ROOT, DevstackError, ModuleProcess, free_port, wait_until
 
 _HTTP_TIMEOUT_S: Final = 2.0
 _READY_TIMEOUT_S: Final = 120.0
@@ -42,6 +38,8 @@ class MlflowServer:
     ``restart()`` keeps its URL, store and artifacts. Logs go to ``root/server-<n>.log``, one
     per launch."""
 
+    _server: ModuleProcess  # the latest launch
+
     def __init__(self, root: Path, port: int, admin_password: str | None) -> None:
         self.root, self.url = root, f"http://127.0.0.1:{port}"
         self._auth_env = {} if admin_password is None else _auth_env(root, admin_password)
@@ -56,34 +54,26 @@ class MlflowServer:
         }
         self._arguments = ["server", "--serve-artifacts", *chain(*options.items())]
         self._launches = 0
-        self._server: ModuleProcess | None = None
+        self._launch()
 
     @classmethod
     def start(cls, root: Path, *, admin_password: str | None = None) -> MlflowServer:
-        """Start a server on a free port and return once ``GET /health`` answers 200.
+        """Start a server on a free port; return once ``GET /health`` answers 200. With
+        ``admin_password`` it authenticates every request (basic-auth app, admin ``admin``).
 
-        With ``admin_password`` it authenticates every request (basic-auth app; the admin
-        account is ``admin``). A failed attempt (the port was taken between probing and
-        binding) is retried on a fresh port, ``_START_ATTEMPTS`` in all; the last failure
-        is raised.
+        A port taken between probing and binding fails the attempt: ``_START_ATTEMPTS`` in
+        all, each on a fresh port, the last one's failure raised.
         """
         root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            server = cls(root, free_port(), admin_password)
-            try:
-                server.restart()
-                return server
-            except DevstackError:
-                if attempt == _START_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        for _ in range(_START_ATTEMPTS - 1):
+            with suppress(DevstackError):
+                return cls(root, free_port(), admin_password)
+        return cls(root, free_port(), admin_password)
 
     @property
     def pid(self) -> int:
         """The server's pid, also its process group (uvicorn's workers belong to it)."""
-        if self._server is None:
-            raise DevstackError(f"the mlflow server for {self.root} was never launched")
         return self._server.pid
 
     @property
@@ -93,16 +83,29 @@ class MlflowServer:
 
     def restart(self) -> None:
         """Launch the same command again (a no-op while it runs); return once it is healthy."""
-        if self._server is not None and self._server.running:
-            return
+        if not self._server.running:
+            self._launch()
+
+    def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
+        """Stop the server and uvicorn's workers: SIGTERM to its process group (its own
+        session), SIGKILL if it still runs ``timeout_s`` later."""
+        process = self._server.process
+        for stop in (signal.SIGTERM, signal.SIGKILL):
+            if process.poll() is not None:
+                return
+            os.killpg(process.pid, stop)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=timeout_s)
+
+    def _launch(self) -> None:
         self._launches += 1
         # The job runner (a pool of huey processes for MLflow's GenAI jobs) is of no use to
         # training or the worker, and starting it costs seconds: off unless asked for.
         env = {_JOBS_ENV: "false", **os.environ, **self._auth_env}
-        server = ModuleProcess("mlflow", env, self.log_path, *self._arguments, cwd=self.root)
-        self._server, failure = server, f"mlflow server at {self.url} was not healthy"
+        self._server = ModuleProcess("mlflow", env, self.log_path, *self._arguments, cwd=self.root)
+        failure = f"mlflow server at {self.url} was not healthy"
         try:
-            wait_until(self._healthy, _READY_TIMEOUT_S, failure, server.process, self.log_path)
+            wait_until(self._healthy, _READY_TIMEOUT_S, failure, watch=[self._server])
         except DevstackError:
             self.stop()
             raise
@@ -112,11 +115,6 @@ class MlflowServer:
             return requests.get(f"{self.url}/health", timeout=_HTTP_TIMEOUT_S).status_code == 200
         except requests.RequestException:
             return False
-
-    def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
-        """Stop the server and its workers (SIGTERM, then SIGKILL if it lingers)."""
-        if self._server is not None:
-            stop_process_group(self._server.process, timeout_s)
 
 
 def _auth_env(root: Path, admin_password: str) -> dict[str, str]:

@@ -7,12 +7,11 @@ so the process runs with exactly the settings the caller validated.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 from typing import Final
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from contracts.registry_access import PASSWORD_VARIABLE, USERNAME_VARIABLE
 from devstack.processes import (
@@ -36,13 +35,8 @@ def monitor_env(settings: Settings) -> dict[str, str]:
     """This process's environment without its ``MONITOR_*`` variables and registry account,
     plus every field of ``settings`` that is set, under the variable the monitor reads it
     from; secrets in clear (never log the result)."""
-    values = {name: getattr(settings, name) for name in Settings.model_fields}
-    return settings_env(
-        Settings,
-        ENV_PREFIX,
-        {name: value for name, value in values.items() if value is not None},
-        lambda name: not name.startswith(ENV_PREFIX) and name not in _NEVER_INHERITED,
-    )
+    values = {name: value for name, value in settings if value is not None}
+    return settings_env(Settings, ENV_PREFIX, values, _NEVER_INHERITED)
 
 
 class MonitorProcess(ModuleProcess):
@@ -78,6 +72,8 @@ class MonitorProcess(ModuleProcess):
             {
                 **s.kafka_common(),
                 "group.id": unique_name("monitor-probe"),
+                # Partitions the monitor has no offset for: this group has none either.
+                "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
@@ -89,9 +85,8 @@ class MonitorProcess(ModuleProcess):
                 for topic in inputs
                 for partition in probe.list_topics(topic, _KAFKA_TIMEOUT_S).topics[topic].partitions
             ]
-            committed = asker.committed(partitions, _KAFKA_TIMEOUT_S)
-            probe.assign([_from(position) for position in committed])
-            return _all_at_end(probe, len(committed))
+            probe.assign(asker.committed(partitions, _KAFKA_TIMEOUT_S))
+            return _all_at_end(probe, len(partitions))
         except KafkaException:
             return False
         finally:
@@ -101,28 +96,17 @@ class MonitorProcess(ModuleProcess):
     def wait_caught_up(self, timeout_s: float) -> float:
         """Return once ``caught_up()``, the seconds it took; ``DevstackError`` naming the log
         when the monitor exits first or ``timeout_s`` passes."""
-        failure = "the monitor did not catch up"
-        return wait_until(self.caught_up, timeout_s, failure, self.process, self.log_path)
+        return wait_until(self.caught_up, timeout_s, "the monitor did not catch up", watch=[self])
 
     def report(self, output: Path) -> Path:
         """``python -m monitor report --output output`` on the same settings (its lines go to
         the log); ``DevstackError`` when it fails."""
-        report = self._spawn("report", "--output", str(output))
-        try:
-            code = report.wait(_REPORT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            report.kill()
-            report.wait()
-            raise DevstackError("the monitor's report took too long", self.log_path) from None
+        arguments = ("report", "--output", str(output))
+        report = ModuleProcess(self.module, self._env, self.log_path, *arguments)
+        code = report.exit_code(_REPORT_TIMEOUT_S, "the monitor's report took too long")
         if code != 0 or not output.is_file():
             raise DevstackError(f"the monitor's report exited with {code}", self.log_path)
         return output
-
-
-def _from(committed: TopicPartition) -> TopicPartition:
-    """Where the group resumes a partition: its committed offset, else the beginning."""
-    offset = committed.offset if committed.offset >= 0 else OFFSET_BEGINNING
-    return TopicPartition(committed.topic, committed.partition, offset)
 
 
 def _all_at_end(probe: Consumer, partitions: int) -> bool:

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Final
 
@@ -69,58 +70,49 @@ def wait_until(
     ready: Callable[[], object],
     timeout_s: float,
     failure: str,
-    process: subprocess.Popen[bytes] | None = None,
-    log_path: Path | None = None,
     *,
     watch: Sequence[ModuleProcess] = (),
     poll_s: float = POLL_S,
 ) -> float:
-    """Return once ``ready()``, the seconds it took. Between tries, ``poll_s`` apart, it waits
-    on ``process``, if given, so that one that exits is noticed at once; it also checks that
-    every process in ``watch`` still runs.
+    """Return once ``ready()``, the seconds it took, trying ``poll_s`` apart.
 
-    Raises ``DevstackError``: "<failure> within <timeout_s>s" or "<failure>: it exited with
-    <code>" (with ``log_path``), or "<failure>: python -m <module> (pid <pid>) exited with
-    <code>" (with that process's log).
+    Raises ``DevstackError``: "<failure>: python -m <module> (pid <pid>) exited with <code>"
+    (with that process's log) as soon as a process in ``watch`` exits, or "<failure> within
+    <timeout_s>s" (with the log of the one process watched, if just one).
     """
     started = time.monotonic()
     while not ready():
+        if len(watch) == 1:  # block on its exit rather than sleep, to notice it at once
+            with suppress(subprocess.TimeoutExpired):
+                watch[0].process.wait(timeout=poll_s)
+        else:
+            time.sleep(poll_s)
         for watched in watch:
             if (code := watched.process.poll()) is not None:
                 exited = f"python -m {watched.module} (pid {watched.pid}) exited with {code}"
                 raise DevstackError(f"{failure}: {exited}", watched.log_path)
         if time.monotonic() - started > timeout_s:
+            log_path = watch[0].log_path if len(watch) == 1 else None
             raise DevstackError(f"{failure} within {timeout_s:.0f}s", log_path)
-        if process is None:
-            time.sleep(poll_s)  # nothing to block on
-            continue
-        try:
-            code = process.wait(timeout=poll_s)
-        except subprocess.TimeoutExpired:
-            continue
-        raise DevstackError(f"{failure}: it exited with {code}", log_path)
     return time.monotonic() - started
 
 
-def stop_process_group(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """SIGTERM the process's group (its own session), then SIGKILL once ``timeout_s`` passes."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout_s)
-
-
 def settings_env(
-    model: type[BaseModel], prefix: str, values: Mapping[str, object], keep: Callable[[str], bool]
+    model: type[BaseModel],
+    prefix: str,
+    values: Mapping[str, object],
+    never: Collection[str],
+    inherit: bool = False,
 ) -> dict[str, str]:
-    """This process's environment, the variables ``keep`` accepts, plus ``values`` by field
-    name of ``model`` under the variable it is read from (the field's alias, else
-    ``<prefix><FIELD>``): dicts and lists as JSON, secrets in clear (never log the result)."""
-    env = {name: value for name, value in os.environ.items() if keep(name)}
+    """This process's environment without the variables in ``never`` and, unless ``inherit``,
+    those starting with ``prefix``; plus ``values`` (by field of ``model``) under the variable
+    each is read from: the field's alias, else ``<prefix><FIELD>``. Dicts and lists as JSON,
+    secrets in clear: never log the result."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in never and (inherit or not name.startswith(prefix))
+    }
     for field, value in values.items():
         alias = model.model_fields[field].validation_alias
         env[alias if isinstance(alias, str) else f"{prefix}{field.upper()}"] = _text(value)
@@ -131,10 +123,8 @@ def settings_env(
 def _text(value: object) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
-    if isinstance(value, dict):
-        return json.dumps(reveal(value))
-    if isinstance(value, list):
-        return json.dumps(value)
+    if isinstance(value, dict | list):
+        return json.dumps(reveal(value) if isinstance(value, dict) else value)
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -162,15 +152,12 @@ class ModuleProcess:
     def __init__(
         self, module: str, env: Mapping[str, str], log_path: Path, *arguments: str, cwd: Path = ROOT
     ) -> None:
-        self.module, self.log_path, self._env, self._cwd = module, log_path, dict(env), cwd
-        self.process = self._spawn(*arguments)
-
-    def _spawn(self, *arguments: str) -> subprocess.Popen[bytes]:
-        with self.log_path.open("ab") as log:
-            return subprocess.Popen(  # noqa: S603 (fixed command, no shell)
-                [sys.executable, "-m", self.module, *arguments],
+        self.module, self.log_path, self._env = module, log_path, dict(env)
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 (fixed command, no shell)
+                [sys.executable, "-m", module, *arguments],
                 env=self._env,
-                cwd=self._cwd,
+                cwd=cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -188,19 +175,21 @@ class ModuleProcess:
         """The end of its log, for failure messages."""
         return log_tail(self.log_path, chars)
 
-    def terminate(self, timeout_s: float = _STOP_TIMEOUT_S) -> int:
-        """SIGTERM (it finishes the batch in hand and exits); the exit code. One still
-        running ``timeout_s`` later is killed and ``DevstackError`` raised."""
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
+    def exit_code(self, timeout_s: float, failure: str) -> int:
+        """Its exit code once it exits; one still running ``timeout_s`` later is killed and
+        ``DevstackError`` raised: ``failure``, naming its log."""
         try:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise DevstackError(
-                f"python -m {self.module} did not exit {timeout_s:.0f}s after SIGTERM",
-                self.log_path,
-            ) from None
+            raise DevstackError(failure, self.log_path) from None
+
+    def terminate(self, timeout_s: float = _STOP_TIMEOUT_S) -> int:
+        """SIGTERM (it finishes the batch in hand and exits); the exit code (``exit_code``)."""
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)
+        failure = f"python -m {self.module} did not exit {timeout_s:.0f}s after SIGTERM"
+        return self.exit_code(timeout_s, failure)
 
     def kill(self, timeout_s: float = _KILL_TIMEOUT_S) -> int:
         """SIGKILL: a crash wherever it is, or a teardown; the exit code."""

@@ -41,25 +41,16 @@ def worker_env(inherit_settings: bool = False, /, **settings: object) -> dict[st
     ``inherit_settings`` (positional, so it never collides with a setting; ``settings``
     still win). Raises ``DevstackError`` naming any key that is not a ``Settings`` field.
     """
-    unknown = sorted(set(settings) - set(Settings.model_fields))
-    if unknown:
+    if unknown := sorted(set(settings) - set(Settings.model_fields)):
         raise DevstackError(f"not worker settings (consumer.settings.Settings): {unknown}")
     chosen = {"http_host": "127.0.0.1", "http_port": free_port(), **settings}
-    return settings_env(
-        Settings,
-        ENV_PREFIX,
-        chosen,
-        lambda name: (
-            name not in _NEVER_INHERITED and (inherit_settings or not name.startswith(ENV_PREFIX))
-        ),
-    )
+    return settings_env(Settings, ENV_PREFIX, chosen, _NEVER_INHERITED, inherit_settings)
 
 
 class WorkerProcess(ModuleProcess):
     """One ``python -m consumer`` process (``ModuleProcess``) and its HTTP endpoints."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
-        """Start the worker with exactly ``env``."""
         self.worker_id = env.get(f"{ENV_PREFIX}WORKER_ID", "")
         self.url = f"http://{env[f'{ENV_PREFIX}HTTP_HOST']}:{env[f'{ENV_PREFIX}HTTP_PORT']}"
         super().__init__("consumer", env, log_path)
@@ -84,15 +75,8 @@ class WorkerProcess(ModuleProcess):
         return self.get("/readyz")[0] == 200
 
     def wait_ready(self, timeout_s: float = _READY_TIMEOUT_S) -> None:
-        """Return once ``ready()``; ``DevstackError`` when the process exits first or the
-        deadline passes."""
-        wait_until(
-            self.ready,
-            timeout_s,
-            "the worker was not ready",
-            self.process,
-            self.log_path,
-        )
+        """Return once ``ready()``; ``DevstackError`` if it exits first or ``timeout_s`` passes."""
+        wait_until(self.ready, timeout_s, "the worker was not ready", watch=[self])
 
     def dump_stacks(self, timeout_s: float = _HTTP_TIMEOUT_S) -> str:
         """Every thread's stack (SIGUSR1, ``consumer.cli.DUMP_STACKS_SIGNAL``), as the worker
