@@ -1,11 +1,10 @@
 """Local services for the demo, the benchmarks and the tests: one launcher per service, a
-module each (``kafka``, ``container``, ``compose``, ``mlflow_server``, ``worker``, ``monitor``;
-``champion``, imported on its own, loads training and MLflow).
+module each (``champion``, imported on its own, loads training and MLflow).
 
-Every ``start`` returns only once the service answers its own readiness check and raises
-``DevstackError`` otherwise; every ``stop`` is safe on a service that already exited.
-Processes run in sessions of their own, so a Ctrl-C in the terminal reaches only the
-caller, which stops them in its own order. Nothing starts at import time.
+Every ``start`` returns only once the service answers its own readiness check, else raises
+``DevstackError``; every ``stop`` is safe on a service that already exited. Processes run in
+sessions of their own, so a Ctrl-C in the terminal reaches only the caller, which stops them
+in its own order. Nothing starts at import time.
 """
 
 from devstack.kafka import Broker, ExternalBroker, LocalBroker, ScorerTopics, create_topics

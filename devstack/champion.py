@@ -88,13 +88,11 @@ def train_signed_champion(
     console: Console,
     account: tuple[str, str] | None = None,
 ) -> SignedChampion:
-    """Train every family in quick mode on ``data``, asking as ``account`` (name, password)
-    if given, each version signed with a new key pair written to ``key_dir``; the champion
-    the registry's selection promoted. Training's report and MLflow's prints go to
-    ``console``; MLflow's event messages ("Created version 3 ...") are muted, by its counting
-    context (its own nested uses re-enable a plain ``disable_logging()`` when they exit).
-    ``DevstackError`` when training fails or promotes nothing.
-    """
+    """Train every family in quick mode on ``data`` as ``account`` (name, password) if given,
+    each version signed with a new key pair in ``key_dir``; the champion the registry's
+    selection promoted, else ``DevstackError``. Training's report and MLflow's prints go to
+    ``console``; MLflow's event messages ("Created version 3 ...") are muted by its counting
+    context (its own nested uses re-enable a plain ``disable_logging()`` when they exit)."""
     keys = keygen(key_dir)
     username, password = account or (None, None)
     try:

@@ -19,8 +19,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from contracts.topics import APPLICATIONS_TOPIC, DEAD_LETTER_TOPIC, PREDICTIONS_TOPIC, SCORES_TOPIC
 from devstack.processes import ROOT, DevstackError, free_port, unique_name, wait_until
 
-KAFKA_LOCAL: Final = ROOT / "scripts" / "kafka-local"
-
 _START_TIMEOUT_S: Final = 120
 _STOP_TIMEOUT_S: Final = 60
 # The first start of a machine resolves the broker's jars with Maven.
@@ -34,8 +32,8 @@ class Broker(Protocol):
     request, ``stop()`` keeps its address and data for the next start, ``close()`` releases
     it for good."""
 
-    @property
-    def bootstrap_servers(self) -> str: ...
+    bootstrap_servers: str
+
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def close(self) -> None: ...
@@ -60,6 +58,7 @@ class LocalBroker:
         scram: Sequence[str] = (),
     ) -> None:
         self.directory, self.port = directory, port or free_port()
+        self.bootstrap_servers, self.log_path = f"127.0.0.1:{self.port}", directory / "kafka.log"
         self.controller_port = controller_port or free_port()
         while self.controller_port == self.port:
             self.controller_port = free_port()
@@ -67,14 +66,6 @@ class LocalBroker:
             *(arg for path in config for arg in ("--config", str(path))),
             *(arg for credential in scram for arg in ("--add-scram", credential)),
         ]
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "kafka.log"
 
     @property
     def pid(self) -> int | None:
@@ -97,8 +88,8 @@ class LocalBroker:
         self.stop()
 
     def _kafka_local(self, command: str, timeout_s: int, *args: str) -> None:
-        """``kafka-local <command>``; ``DevstackError`` with the line where it says what went
-        wrong (it then quotes the broker log)."""
+        """``kafka-local <command>``; ``DevstackError`` with its reason line, not the log tail
+        it quotes next."""
         arguments = [command, "--dir", str(self.directory), "--timeout", str(timeout_s), *args]
         # The readiness probe runs with this interpreter, which has confluent_kafka.
         env = {**os.environ, "KAFKA_LOCAL_PYTHON": sys.executable}
@@ -106,7 +97,7 @@ class LocalBroker:
         failed = f"scripts/kafka-local {command} failed"
         try:
             result = subprocess.run(  # noqa: S603 (the project's own script, no shell)
-                [str(KAFKA_LOCAL), *arguments],
+                [str(ROOT / "scripts" / "kafka-local"), *arguments],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -142,10 +133,8 @@ class ExternalBroker:
 def wait_until_serving(
     bootstrap_servers: str, timeout_s: float, alive: Callable[[], bool] = lambda: True
 ) -> None:
-    """Return once a metadata request to the broker lists at least one broker.
-
-    Raises ``DevstackError`` when ``alive()`` turns false or the deadline passes.
-    """
+    """Return once a metadata request to the broker lists at least one broker;
+    ``DevstackError`` when ``alive()`` turns false or ``timeout_s`` passes."""
     admin = AdminClient(
         {"bootstrap.servers": bootstrap_servers, "reconnect.backoff.max.ms": 250, "log_level": 0}
     )

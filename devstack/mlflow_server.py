@@ -35,10 +35,8 @@ AUTH_CONFIG: Final = ROOT / "docker" / "mlflow-auth.ini"
 
 class MlflowServer:
     """A running ``mlflow server`` on 127.0.0.1, made by ``start``; ``stop()`` then
-    ``restart()`` keeps its URL, store and artifacts. Logs go to ``root/server-<n>.log``, one
-    per launch."""
-
-    _server: ModuleProcess  # the latest launch
+    ``restart()`` keeps its URL, store and artifacts. Each launch logs to a file of its own,
+    ``root/server-<n>.log``; ``log_path`` is the latest."""
 
     def __init__(self, root: Path, port: int, admin_password: str | None) -> None:
         self.root, self.url = root, f"http://127.0.0.1:{port}"
@@ -60,10 +58,8 @@ class MlflowServer:
     def start(cls, root: Path, *, admin_password: str | None = None) -> MlflowServer:
         """Start a server on a free port; return once ``GET /health`` answers 200. With
         ``admin_password`` it authenticates every request (basic-auth app, admin ``admin``).
-
-        A port taken between probing and binding fails the attempt: ``_START_ATTEMPTS`` in
-        all, each on a fresh port, the last one's failure raised.
-        """
+        A port taken between probing and binding fails an attempt: each of the
+        ``_START_ATTEMPTS`` has a fresh port, and the last one's failure is raised."""
         root = root.resolve()
         root.mkdir(parents=True, exist_ok=True)
         for _ in range(_START_ATTEMPTS - 1):
@@ -75,11 +71,6 @@ class MlflowServer:
     def pid(self) -> int:
         """The server's pid, also its process group (uvicorn's workers belong to it)."""
         return self._server.pid
-
-    @property
-    def log_path(self) -> Path:
-        """The log of the latest launch."""
-        return self.root / f"server-{self._launches}.log"
 
     def restart(self) -> None:
         """Launch the same command again (a no-op while it runs); return once it is healthy."""
@@ -99,6 +90,7 @@ class MlflowServer:
 
     def _launch(self) -> None:
         self._launches += 1
+        self.log_path = self.root / f"server-{self._launches}.log"
         # The job runner (a pool of huey processes for MLflow's GenAI jobs) is of no use to
         # training or the worker, and starting it costs seconds: off unless asked for.
         env = {_JOBS_ENV: "false", **os.environ, **self._auth_env}

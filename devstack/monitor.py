@@ -1,9 +1,5 @@
 """The monitor as a process: ``python -m monitor``, observed through its metrics and its
-group's committed offsets; ``python -m monitor report`` on the same settings.
-
-``monitor_env`` writes every field of a ``monitor.settings.Settings`` into the environment,
-so the process runs with exactly the settings the caller validated.
-"""
+group's committed offsets; ``python -m monitor report`` on the same settings."""
 
 from __future__ import annotations
 
@@ -23,7 +19,7 @@ from devstack.processes import (
     unique_name,
     wait_until,
 )
-from monitor.settings import ENV_PREFIX, Settings
+from monitor.settings import Settings
 
 _KAFKA_TIMEOUT_S: Final = 10.0
 _REPORT_TIMEOUT_S: Final = 300.0
@@ -33,10 +29,10 @@ _NEVER_INHERITED: Final = (USERNAME_VARIABLE, PASSWORD_VARIABLE)
 
 def monitor_env(settings: Settings) -> dict[str, str]:
     """This process's environment without its ``MONITOR_*`` variables and registry account,
-    plus every field of ``settings`` that is set, under the variable the monitor reads it
-    from; secrets in clear (never log the result)."""
+    plus every field of ``settings`` that is set (``settings_env``): the process runs with
+    exactly the settings the caller validated."""
     values = {name: value for name, value in settings if value is not None}
-    return settings_env(Settings, ENV_PREFIX, values, _NEVER_INHERITED)
+    return settings_env(Settings, values, _NEVER_INHERITED, inherit=False)
 
 
 class MonitorProcess(ModuleProcess):
@@ -48,21 +44,18 @@ class MonitorProcess(ModuleProcess):
         super().__init__("monitor", monitor_env(settings), log_path)
 
     def metrics(self) -> dict[str, float]:
-        """Every sample of its metrics endpoint (``scrape``); empty without one
-        (``metrics_port`` 0) or while it does not answer."""
         port = self.settings.metrics_port
         return scrape(f"http://127.0.0.1:{port}/metrics") if port else {}
 
     def caught_up(self) -> bool:
-        """Whether the group committed every record of every input: no committed record is
-        readable (``read_committed``) at or past its committed offsets.
+        """Whether the group committed every record of every input: none is readable
+        (``read_committed``) at or past its committed offsets. False while the brokers cannot
+        say (offsets of a transaction still open).
 
-        Read rather than compared with the topics' ends: the markers that end the
-        workers' transactions occupy offsets the monitor never commits past. The offsets
-        are asked by a client of the group that never joins it, the records read by one of
-        another group: one reading in the monitor's group made its transactions fail
-        (``ILLEGAL_GENERATION``). False while the brokers cannot say (offsets of a
-        transaction still open).
+        Read rather than compared with the topics' ends: the markers that end the workers'
+        transactions occupy offsets the monitor never commits past. The offsets are asked by a
+        client of the group that never joins it, the records read by one of another group: one
+        reading in the monitor's group made its transactions fail (``ILLEGAL_GENERATION``).
         """
         s = self.settings
         inputs = [s.predictions_topic, s.shadow_scores_topic, s.outcomes_topic]
@@ -94,8 +87,7 @@ class MonitorProcess(ModuleProcess):
             probe.close()
 
     def wait_caught_up(self, timeout_s: float) -> float:
-        """Return once ``caught_up()``, the seconds it took; ``DevstackError`` naming the log
-        when the monitor exits first or ``timeout_s`` passes."""
+        """Return once ``caught_up()``, the seconds it took (``wait_until``)."""
         return wait_until(self.caught_up, timeout_s, "the monitor did not catch up", watch=[self])
 
     def report(self, output: Path) -> Path:

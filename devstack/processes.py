@@ -1,9 +1,5 @@
 """What every service shares: the error type, free ports, unique names, logs, waiting,
-environments built from settings, and ``python -m`` processes.
-
-A process started here runs in a session of its own (``start_new_session=True``), so its
-pid is also its process group and one signal reaches its children too.
-"""
+environments built from settings, and ``python -m`` processes (``ModuleProcess``)."""
 
 from __future__ import annotations
 
@@ -22,7 +18,8 @@ from typing import Final
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from contracts.kafka import reveal
 
@@ -36,10 +33,8 @@ _KILL_TIMEOUT_S: Final = 30.0
 
 
 class DevstackError(Exception):
-    """A service could not be started, reached or stopped.
-
-    The message is one line; ``log_path``, when set, is the service's log with the details.
-    """
+    """A service could not be started, reached or stopped: a one-line message, and in
+    ``log_path`` (if set) the service's log with the details."""
 
     def __init__(self, message: str, log_path: Path | None = None) -> None:
         super().__init__(message)
@@ -74,12 +69,10 @@ def wait_until(
     watch: Sequence[ModuleProcess] = (),
     poll_s: float = POLL_S,
 ) -> float:
-    """Return once ``ready()``, the seconds it took, trying ``poll_s`` apart.
-
-    Raises ``DevstackError``: "<failure>: python -m <module> (pid <pid>) exited with <code>"
-    (with that process's log) as soon as a process in ``watch`` exits, or "<failure> within
-    <timeout_s>s" (with the log of the one process watched, if just one).
-    """
+    """Return once ``ready()``, the seconds it took, trying ``poll_s`` apart. Raises
+    ``DevstackError``: "<failure>: python -m <module> (pid <pid>) exited with <code>" (with that
+    process's log) as soon as a process in ``watch`` exits, or "<failure> within <timeout_s>s"
+    (with the log of the one process watched, if just one)."""
     started = time.monotonic()
     while not ready():
         if len(watch) == 1:  # block on its exit rather than sleep, to notice it at once
@@ -98,21 +91,16 @@ def wait_until(
 
 
 def settings_env(
-    model: type[BaseModel],
-    prefix: str,
-    values: Mapping[str, object],
-    never: Collection[str],
-    inherit: bool = False,
+    model: type[BaseSettings], values: Mapping[str, object], never: Collection[str], inherit: bool
 ) -> dict[str, str]:
     """This process's environment without the variables in ``never`` and, unless ``inherit``,
-    those starting with ``prefix``; plus ``values`` (by field of ``model``) under the variable
+    those with ``model``'s prefix; plus ``values`` (by field of ``model``) under the variable
     each is read from: the field's alias, else ``<prefix><FIELD>``. Dicts and lists as JSON,
     secrets in clear: never log the result."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in never and (inherit or not name.startswith(prefix))
-    }
+    prefix = model.model_config.get("env_prefix", "")
+    env = {name: value for name, value in os.environ.items() if name not in never}
+    if not inherit:
+        env = {name: value for name, value in env.items() if not name.startswith(prefix)}
     for field, value in values.items():
         alias = model.model_fields[field].validation_alias
         env[alias if isinstance(alias, str) else f"{prefix}{field.upper()}"] = _text(value)
@@ -147,7 +135,8 @@ def scrape(url: str, timeout_s: float = 5.0) -> dict[str, float]:
 
 class ModuleProcess:
     """One ``python -m <module> <arguments>`` process with exactly ``env``, started by the
-    constructor in its own session (working in ``cwd``), its output appended to ``log_path``."""
+    constructor in ``cwd``, its output appended to ``log_path``. It runs in a session of its
+    own, so its pid is also its process group and one signal reaches its children too."""
 
     def __init__(
         self, module: str, env: Mapping[str, str], log_path: Path, *arguments: str, cwd: Path = ROOT
@@ -172,7 +161,6 @@ class ModuleProcess:
         return self.process.poll() is None
 
     def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
-        """The end of its log, for failure messages."""
         return log_tail(self.log_path, chars)
 
     def exit_code(self, timeout_s: float, failure: str) -> int:

@@ -1,8 +1,4 @@
-"""The scoring worker as a process: ``python -m consumer``, observed through its HTTP endpoints.
-
-``worker_env`` builds its environment from ``consumer.settings.Settings`` field names, so
-a misspelt setting fails here instead of being ignored by the worker.
-"""
+"""The scoring worker as a process: ``python -m consumer``, observed through its HTTP endpoints."""
 
 from __future__ import annotations
 
@@ -33,18 +29,17 @@ _NEVER_INHERITED: Final = ("MLFLOW_REGISTRY_URI",)
 
 
 def worker_env(inherit_settings: bool = False, /, **settings: object) -> dict[str, str]:
-    """The environment of a worker: this process's, plus ``settings`` by ``Settings`` field name.
+    """The environment of a worker: this process's, plus ``settings`` by ``Settings`` field
+    name (``settings_env``), ``http_host`` 127.0.0.1 and ``http_port`` a free port unless given.
 
-    ``kafka_bootstrap_servers="h:9092"`` becomes ``KAFKA_BOOTSTRAP_SERVERS``, every other
-    field ``SCORER_<FIELD>``; dicts become JSON. ``http_host`` defaults to 127.0.0.1 and
-    ``http_port`` to a free port. This process's ``SCORER_*`` variables are dropped unless
-    ``inherit_settings`` (positional, so it never collides with a setting; ``settings``
-    still win). Raises ``DevstackError`` naming any key that is not a ``Settings`` field.
+    A misspelt setting raises ``DevstackError`` here instead of being ignored by the worker.
+    This process's ``SCORER_*`` variables are dropped unless ``inherit_settings`` (positional,
+    so it never collides with a setting; ``settings`` still win).
     """
     if unknown := sorted(set(settings) - set(Settings.model_fields)):
         raise DevstackError(f"not worker settings (consumer.settings.Settings): {unknown}")
     chosen = {"http_host": "127.0.0.1", "http_port": free_port(), **settings}
-    return settings_env(Settings, ENV_PREFIX, chosen, _NEVER_INHERITED, inherit_settings)
+    return settings_env(Settings, chosen, _NEVER_INHERITED, inherit_settings)
 
 
 class WorkerProcess(ModuleProcess):
@@ -67,7 +62,6 @@ class WorkerProcess(ModuleProcess):
             return response.status_code, response.text
 
     def metrics(self) -> dict[str, float]:
-        """Every ``/metrics`` sample (``scrape``; empty if unreachable)."""
         return scrape(self.url + "/metrics", _HTTP_TIMEOUT_S)
 
     def ready(self) -> bool:
@@ -80,10 +74,8 @@ class WorkerProcess(ModuleProcess):
 
     def dump_stacks(self, timeout_s: float = _HTTP_TIMEOUT_S) -> str:
         """Every thread's stack (SIGUSR1, ``consumer.cli.DUMP_STACKS_SIGNAL``), as the worker
-        logged it; "" if it is not running or wrote none within ``timeout_s``.
-
-        The worker carries on: this is how a test that failed shows where a worker was.
-        """
+        logged it; "" if it is not running or wrote none within ``timeout_s``. The worker
+        carries on: this is how a test that failed shows where a worker was."""
         if not self.running:
             return ""
         start = self.log_path.stat().st_size
