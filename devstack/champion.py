@@ -1,10 +1,7 @@
 """A registry ready for workers: its accounts as compose provisions them (``python -m
 training accounts``'s own code), a champion trained as production trains it (``python -m
-training --quick``), every version signed, and a shadow challenger among the others.
-
-Import it on its own: it imports training, and with it MLflow, which ``import devstack``
-does not.
-"""
+training --quick``), every version signed, and a shadow challenger among the others. Import
+it on its own: it imports training, and with it MLflow, which ``import devstack`` does not."""
 
 from __future__ import annotations
 
@@ -117,9 +114,8 @@ def train_signed_champion(
 
 
 def name_shadow_challenger(trained: SignedChampion) -> CandidateResult | None:
-    """Give ``SHADOW_ALIAS`` to the cheapest other candidate fast enough to be champion
-    (within training's latency budget), asking as training asked, and return it; None, and
-    no alias, when training left no such candidate."""
+    """Give ``SHADOW_ALIAS`` to the cheapest other candidate within training's latency budget,
+    asking as training asked, and return it; None, and no alias, when there is no such one."""
     settings, champion = trained.settings, trained.champion
     others = [
         candidate

@@ -1,7 +1,5 @@
 """Kafka for local runs: a ``scripts/kafka-local`` broker, a broker run elsewhere, topics.
-
-Every broker here has the interface of ``Broker``; ``container.ContainerBroker`` too.
-"""
+Every broker here has the interface of ``Broker``; ``container.ContainerBroker`` too."""
 
 from __future__ import annotations
 
@@ -40,13 +38,11 @@ class Broker(Protocol):
 
 
 class LocalBroker:
-    """A ``scripts/kafka-local`` broker on 127.0.0.1, its data in ``directory``.
-
-    Ports default to free ones. ``config`` files are appended to its server.properties and
-    ``scram`` credentials (``SCRAM-SHA-512=[name=u,password=p]``) created when its storage
-    is formatted. ``stop`` works from ``directory`` alone, so it also stops a broker whose
-    ``start`` was interrupted after the JVM was launched.
-    """
+    """A ``scripts/kafka-local`` broker on 127.0.0.1, its data in ``directory``, its ports
+    free ones unless given. ``config`` files are appended to its server.properties and
+    ``scram`` credentials (``SCRAM-SHA-512=[name=u,password=p]``) created when its storage is
+    formatted. ``stop`` works from ``directory`` alone, so it also stops a broker whose
+    ``start`` was interrupted after the JVM was launched."""
 
     def __init__(
         self,
@@ -84,8 +80,7 @@ class LocalBroker:
         """Stop the broker (controlled shutdown; SIGKILL after ``timeout_s``)."""
         self._kafka_local("stop", timeout_s)
 
-    def close(self) -> None:
-        self.stop()
+    close = stop  # its directory is the caller's to delete
 
     def _kafka_local(self, command: str, timeout_s: int, *args: str) -> None:
         """``kafka-local <command>``; ``DevstackError`` with its reason line, not the log tail

@@ -1,11 +1,10 @@
 """``mlflow server`` as a process: SQLite store and proxied artifacts under one directory.
 
-Workers reach the registry over HTTP, as deployed ones do (a SQLite tracking URI would
-load MLflow's SQLAlchemy stores into every worker, about 50 MB more). Given an admin
-password, the server runs MLflow's basic-auth app with the compose registry's
-configuration (docker/mlflow-auth.ini: no permission without a grant), its accounts in the
-same directory; accounts beyond the admin are ``python -m training accounts``'s business.
-"""
+Workers reach the registry over HTTP, as deployed ones do (a SQLite tracking URI would load
+MLflow's SQLAlchemy stores into every worker, about 50 MB more). Given an admin password, the
+server runs MLflow's basic-auth app with the compose registry's configuration
+(docker/mlflow-auth.ini: no permission without a grant), its accounts in the same directory;
+accounts beyond the admin are ``python -m training accounts``'s business."""
 
 from __future__ import annotations
 
@@ -78,8 +77,7 @@ class MlflowServer:
             self._launch()
 
     def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
-        """Stop the server and uvicorn's workers: SIGTERM to its process group (its own
-        session), SIGKILL if it still runs ``timeout_s`` later."""
+        """SIGTERM the server's process group (uvicorn's workers too), SIGKILL if it lingers."""
         process = self._server.process
         for stop in (signal.SIGTERM, signal.SIGKILL):
             if process.poll() is not None:

@@ -28,16 +28,14 @@ _NEVER_INHERITED: Final = (USERNAME_VARIABLE, PASSWORD_VARIABLE)
 
 
 def monitor_env(settings: Settings) -> dict[str, str]:
-    """This process's environment without its ``MONITOR_*`` variables and registry account,
-    plus every field of ``settings`` that is set (``settings_env``): the process runs with
-    exactly the settings the caller validated."""
+    """This process's environment without its ``MONITOR_*`` variables and registry account, plus
+    every field of ``settings`` that is set: exactly the settings the caller validated."""
     values = {name: value for name, value in settings if value is not None}
     return settings_env(Settings, values, _NEVER_INHERITED, inherit=False)
 
 
 class MonitorProcess(ModuleProcess):
-    """One ``python -m monitor`` process on ``settings`` (``ModuleProcess``), its metrics and
-    its group's offsets."""
+    """One ``python -m monitor`` process on ``settings``, its metrics and its group's offsets."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
@@ -91,8 +89,8 @@ class MonitorProcess(ModuleProcess):
         return wait_until(self.caught_up, timeout_s, "the monitor did not catch up", watch=[self])
 
     def report(self, output: Path) -> Path:
-        """``python -m monitor report --output output`` on the same settings (its lines go to
-        the log); ``DevstackError`` when it fails."""
+        """``python -m monitor report`` into ``output`` (lines to its log); ``DevstackError`` if
+        it fails."""
         arguments = ("report", "--output", str(output))
         report = ModuleProcess(self.module, self._env, self.log_path, *arguments)
         code = report.exit_code(_REPORT_TIMEOUT_S, "the monitor's report took too long")
@@ -102,8 +100,7 @@ class MonitorProcess(ModuleProcess):
 
 
 def _all_at_end(probe: Consumer, partitions: int) -> bool:
-    """Whether each of the ``partitions`` assigned to ``probe`` reports its end before any
-    record arrives."""
+    """Whether each of the ``partitions`` assigned to ``probe`` ends before any record comes."""
     ended: set[tuple[str, int]] = set()
     deadline = time.monotonic() + _KAFKA_TIMEOUT_S
     while len(ended) < partitions:

@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from contextlib import suppress
 from pathlib import Path
 from typing import Final
 
@@ -71,15 +70,11 @@ def wait_until(
 ) -> float:
     """Return once ``ready()``, the seconds it took, trying ``poll_s`` apart. Raises
     ``DevstackError``: "<failure>: python -m <module> (pid <pid>) exited with <code>" (with that
-    process's log) as soon as a process in ``watch`` exits, or "<failure> within <timeout_s>s"
+    process's log) once a process in ``watch`` has exited, or "<failure> within <timeout_s>s"
     (with the log of the one process watched, if just one)."""
     started = time.monotonic()
     while not ready():
-        if len(watch) == 1:  # block on its exit rather than sleep, to notice it at once
-            with suppress(subprocess.TimeoutExpired):
-                watch[0].process.wait(timeout=poll_s)
-        else:
-            time.sleep(poll_s)
+        time.sleep(poll_s)
         for watched in watch:
             if (code := watched.process.poll()) is not None:
                 exited = f"python -m {watched.module} (pid {watched.pid}) exited with {code}"
@@ -93,10 +88,9 @@ def wait_until(
 def settings_env(
     model: type[BaseSettings], values: Mapping[str, object], never: Collection[str], inherit: bool
 ) -> dict[str, str]:
-    """This process's environment without the variables in ``never`` and, unless ``inherit``,
-    those with ``model``'s prefix; plus ``values`` (by field of ``model``) under the variable
-    each is read from: the field's alias, else ``<prefix><FIELD>``. Dicts and lists as JSON,
-    secrets in clear: never log the result."""
+    """This process's environment without ``never`` and, unless ``inherit``, ``model``'s prefix;
+    plus ``values`` (by field of ``model``) under the variable each is read from (the alias, else
+    ``<prefix><FIELD>``). Dicts and lists as JSON, secrets in clear: never log the result."""
     prefix = model.model_config.get("env_prefix", "")
     env = {name: value for name, value in os.environ.items() if name not in never}
     if not inherit:
@@ -134,9 +128,9 @@ def scrape(url: str, timeout_s: float = 5.0) -> dict[str, float]:
 
 
 class ModuleProcess:
-    """One ``python -m <module> <arguments>`` process with exactly ``env``, started by the
-    constructor in ``cwd``, its output appended to ``log_path``. It runs in a session of its
-    own, so its pid is also its process group and one signal reaches its children too."""
+    """One ``python -m <module> <arguments>`` process with exactly ``env`` in ``cwd``, its output
+    appended to ``log_path``, started by the constructor in a session of its own: its pid is
+    also its process group, so one signal reaches its children too."""
 
     def __init__(
         self, module: str, env: Mapping[str, str], log_path: Path, *arguments: str, cwd: Path = ROOT
@@ -164,8 +158,7 @@ class ModuleProcess:
         return log_tail(self.log_path, chars)
 
     def exit_code(self, timeout_s: float, failure: str) -> int:
-        """Its exit code once it exits; one still running ``timeout_s`` later is killed and
-        ``DevstackError`` raised: ``failure``, naming its log."""
+        """Its exit code; killed and ``DevstackError(failure)`` if it runs ``timeout_s`` more."""
         try:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

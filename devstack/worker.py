@@ -31,7 +31,6 @@ _NEVER_INHERITED: Final = ("MLFLOW_REGISTRY_URI",)
 def worker_env(inherit_settings: bool = False, /, **settings: object) -> dict[str, str]:
     """The environment of a worker: this process's, plus ``settings`` by ``Settings`` field
     name (``settings_env``), ``http_host`` 127.0.0.1 and ``http_port`` a free port unless given.
-
     A misspelt setting raises ``DevstackError`` here instead of being ignored by the worker.
     This process's ``SCORER_*`` variables are dropped unless ``inherit_settings`` (positional,
     so it never collides with a setting; ``settings`` still win).
@@ -83,9 +82,7 @@ class WorkerProcess(ModuleProcess):
         deadline = time.monotonic() + timeout_s
         written = ""
         while time.monotonic() < deadline:
-            with self.log_path.open("rb") as log:
-                log.seek(start)
-                fresh = log.read().decode("utf-8", errors="replace")
+            fresh = self.log_path.read_bytes()[start:].decode("utf-8", errors="replace")
             if _STACKS_END in written and fresh == written:
                 return written  # the current thread is written and nothing more came
             written = fresh
