@@ -1,5 +1,6 @@
 """Local services for the demo, the benchmarks and the tests: one launcher per service, a
-module each (``champion``, imported on its own, loads training and MLflow).
+module each (``kafka``, ``container``, ``compose``, ``mlflow_server``, ``worker``, ``monitor``;
+``champion``, imported on its own, loads training and MLflow).
 
 Every ``start`` returns only once the service answers its own readiness check, else raises
 ``DevstackError``; every ``stop`` is safe on a service that already exited. Processes run in

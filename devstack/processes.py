@@ -105,8 +105,10 @@ def settings_env(
 def _text(value: object) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
-    if isinstance(value, dict | list):
-        return json.dumps(reveal(value) if isinstance(value, dict) else value)
+    if isinstance(value, dict):
+        return json.dumps(reveal(value))
+    if isinstance(value, list):
+        return json.dumps(value)
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

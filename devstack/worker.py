@@ -82,7 +82,9 @@ class WorkerProcess(ModuleProcess):
         deadline = time.monotonic() + timeout_s
         written = ""
         while time.monotonic() < deadline:
-            fresh = self.log_path.read_bytes()[start:].decode("utf-8", errors="replace")
+            with self.log_path.open("rb") as log:  # only what came after the signal
+                log.seek(start)
+                fresh = log.read().decode("utf-8", errors="replace")
             if _STACKS_END in written and fresh == written:
                 return written  # the current thread is written and nothing more came
             written = fresh
