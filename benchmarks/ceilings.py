@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer
 from mlflow.exceptions import MlflowException
 
 from benchmarks import PHASE_TIMEOUT_S, BenchmarkError, traffic
-from benchmarks.results import Floor, StageCosts, Throughput
+from benchmarks.results import StageCosts, Throughput
 from consumer.decoding import decode_application
 from consumer.errors import ScorerError
 from consumer.explaining import top_reasons
@@ -49,7 +49,8 @@ def ceiling_a(run: Run) -> Throughput:
     output topics, one transaction per consumed batch, each step timed like the worker's
     stages (``produce`` is begin + produce, ``commit`` is send offsets + commit)."""
     expected = run.config.messages
-    topics, _ = run.load("passthrough", expected)
+    topics = run.topics("passthrough")
+    run.load("passthrough", topics, expected)
     names = {"group_id": unique_name("bench-passthrough"), "worker_id": "bench-passthrough"}
     settings = run.worker.model_copy(
         update={"kafka_bootstrap_servers": run.servers, **topics.settings(), **names}
@@ -167,25 +168,26 @@ def _median_call(call: Callable[[], object]) -> tuple[float, float, int]:
     return statistics.median(cpu), statistics.median(wall), len(cpu)
 
 
-def floor(run: Run) -> Floor:
-    """The naive scorer on the run's sample: the first ``naive_messages`` records scored one
-    at a time, timed from the first record to the last acknowledged score."""
+def floor(run: Run) -> Throughput:
+    """The naive scorer on the run's sample: ``naive_messages`` records scored one at a time,
+    timed like every drain, from its scores' timestamps."""
     messages = run.config.naive_messages
-    topics, _ = run.load("naive", messages)
+    topics = run.topics("naive")
+    run.load("naive", topics, messages)
     model_uri = f"models:/{run.model_name}@{CHAMPION_ALIAS}"
     group = {"group.id": unique_name("bench-naive"), "auto.offset.reset": "earliest"}
     consumer = Consumer({"bootstrap.servers": run.servers, **group, "enable.auto.commit": False})
     producer = Producer({"bootstrap.servers": run.servers})
-    done, started, deadline = 0, None, time.monotonic() + PHASE_TIMEOUT_S
+    done, deadline = 0, time.monotonic() + PHASE_TIMEOUT_S
+    step = run.step(f"floor: naive per-message scorer on {messages:,} messages")
     try:
-        with run.step(f"floor: naive per-message scorer on {messages:,} messages"):
+        with step, run.cores(harness=os.getpid()) as cores:
             model = mlflow.pyfunc.load_model(model_uri)
             consumer.subscribe([topics.applications])
             while done < messages and time.monotonic() < deadline:
                 message = consumer.poll(_NAIVE_POLL_S)
                 if message is None or message.error() is not None:
                     continue
-                started = started or time.perf_counter()
                 application = json.loads(message.value() or b"{}")
                 frame = pd.DataFrame([application])[list(FEATURE_COLUMNS)].astype(float)
                 score = {"application_id": application["application_id"]}
@@ -202,5 +204,5 @@ def floor(run: Run) -> Floor:
         consumer.close()
     if done < messages:
         raise BenchmarkError(f"naive scorer: {done} of {messages} in {PHASE_TIMEOUT_S:.0f}s")
-    seconds = time.perf_counter() - (started or time.perf_counter())
-    return Floor(records=done, seconds=seconds, rate=done / seconds if seconds > 0 else 0.0)
+    written = traffic.read_topic(run.servers, topics.scores, expected=messages)
+    return Throughput.of(written, name="floor", processes=1, cores=cores)

@@ -55,7 +55,7 @@ class RunConfig(BaseModel):
 
 
 class Throughput(BaseModel):
-    """A drain of preloaded applications by one loop (the passthrough, or workers)."""
+    """A drain of preloaded applications by one loop (the passthrough, the floor, workers)."""
 
     name: str
     processes: int
@@ -114,14 +114,6 @@ class MonitorRun(BaseModel):
         return self.applications / self.caught_up_s if self.caught_up_s else 0.0
 
 
-class Floor(BaseModel):
-    """The naive per-message scorer on a bounded sample."""
-
-    records: int
-    seconds: float
-    rate: float
-
-
 class LatencyPoint(Percentiles):
     """End-to-end latency at one steady publishing rate (warm-up left out)."""
 
@@ -148,7 +140,7 @@ class BenchResults(BaseModel):
     champion: dict[str, str]
     ceiling_a: Throughput
     ceiling_b: StageCosts
-    floor: Floor
+    floor: Throughput  # the naive per-message scorer on a bounded sample
     workers: list[Throughput]
     latency: list[LatencyPoint]
     latency_peak_rss_mb: float = 0.0  # the worker that served the latency phases
@@ -161,12 +153,13 @@ class BenchResults(BaseModel):
 
 def with_verdicts(results: BenchResults) -> BenchResults:
     """``results`` with its ratios computed and every target judged."""
-    plain = [w for w in results.workers if not w.name.endswith(SHADOW_SUFFIX)]
-    one, two, off = (
-        next((w for w in plain if (w.processes, w.reason_codes) == key), None)
-        for key in ((1, True), (2, True), (1, False))
+    drains = {
+        (w.processes, w.reason_codes, w.name.endswith(SHADOW_SUFFIX)): w for w in results.workers
+    }
+    one, two, off, shadow = (
+        drains.get(k)
+        for k in ((1, True, False), (2, True, False), (1, False, False), (1, True, True))
     )
-    shadow = next((w for w in results.workers if w.name.endswith(SHADOW_SUFFIX)), None)
     ratios = {
         "worker/ceiling_a": _over(one, results.ceiling_a),
         "worker/floor": _over(one, results.floor),
@@ -192,9 +185,7 @@ def with_verdicts(results: BenchResults) -> BenchResults:
     return results.model_copy(update={"ratios": ratios, "targets": targets})
 
 
-def _over(
-    run: Throughput | Floor | MonitorRun | None, base: Throughput | Floor | None
-) -> float | None:
+def _over(run: Throughput | MonitorRun | None, base: Throughput | None) -> float | None:
     return ratio(run.rate, base.rate) if run is not None and base is not None else None
 
 
@@ -204,22 +195,23 @@ def _target(name: str, goal: str, shown: str, bound: float, value: float | None)
     if value is None:
         return Target(name=name, goal=goal, measured="—", status="not measured")
     met = value <= bound if "≤" in goal else value >= bound
-    status: Literal["met", "missed"] = "met" if met else "missed"
-    return Target(name=name, goal=goal, measured=shown.format(value), status=status)
+    return Target(
+        name=name, goal=goal, measured=shown.format(value), status="met" if met else "missed"
+    )
 
 
 def markdown(results: BenchResults) -> str:
     """The run's numbers: context lines, then throughput, latency, targets and profile."""
-    m, c, b, floor = results.machine, results.config, results.ceiling_b, results.floor
+    m, c, b, champion = results.machine, results.config, results.ceiling_b, results.champion
     load, end = (
         " / ".join(f"{v:.2f}" for v in x) for x in (m.load_average, results.load_average_end)
     )
-    extras = "; ".join(
+    extras = [
         f"{k} {c.worker[k]}"
         for k in ("kafka_extra", "consumer_extra", "producer_extra")
         if c.worker.get(k)
-    )
-    shadow = results.champion.get("shadow")
+    ]
+    shadow = f", shadow challenger {champion['shadow']}" if "shadow" in champion else ""
     lines = [
         f"Machine: {m.nproc} x {m.cpu_model}, {m.memory_gib:.1f} GiB, Python {m.python}, "
         f"{m.platform}. Load average (1/5/15 min) at start {load}, at end {end}.",
@@ -228,9 +220,8 @@ def markdown(results: BenchResults) -> str:
         f"({'quick' if c.quick else 'full'}, {results.duration_s / 60:.1f} min): "
         f"{c.messages:,} preloaded applications on {c.partitions} partitions; worker batches of "
         f"up to {c.worker['batch_max_messages']} records or {c.worker['batch_max_wait_ms']} ms; "
-        f"champion {results.champion['family']} (version {results.champion['version']})"
-        + (f", shadow challenger {shadow}." if shadow else ".")
-        + (f" Worker overrides: {extras}." if extras else ""),
+        f"champion {champion['family']} (version {champion['version']}){shadow}."
+        + (f" Worker overrides: {'; '.join(extras)}." if extras else ""),
         "",
         "| measure | result | notes |",
         "| --- | ---: | --- |",
@@ -242,8 +233,7 @@ def markdown(results: BenchResults) -> str:
         + (f", reasons {b.reasons_us_per_row:.1f} µs/row" if b.reasons_us_per_row else "")
         + f"; a load from the cache {b.load_ms:.0f} ms, of which the signature check "
         f"{b.verification_ms:.1f} ms |",
-        f"| Floor: naive scorer | {floor.rate:,.0f} msg/s | {floor.records:,} messages in "
-        f"{floor.seconds:.1f} s |",
+        _drain_row("Floor: naive scorer", results.floor, "msg/s"),
         *(
             _drain_row(
                 f"{w.name.capitalize()}{'' if w.reason_codes else ', no reasons'}", w, "scores/s"
@@ -256,7 +246,7 @@ def markdown(results: BenchResults) -> str:
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *(
             f"| {p.rate:,}/s | {p.achieved_rate:,.0f}/s | {p.count:,} | {p.p50_ms:.0f} ms | "
-            f"{p.p95_ms:.0f} ms | {p.p99_ms:.0f} ms | {p.max_ms:.0f} ms | {_cores(p.cores)} |"
+            f"{p.p95_ms:.0f} ms | {p.p99_ms:.0f} ms | {p.max_ms:.0f} ms | {_listed(p.cores)} |"
             for p in results.latency
         ),
         "",
@@ -271,33 +261,30 @@ def markdown(results: BenchResults) -> str:
             for t in results.targets
         ),
         "",
-        f"Profile ({results.profile_note}):"
+        f"Profile ({results.profile_note}):\n"
         if results.profile
         else f"Profile: {results.profile_note}.",
-        *([""] if results.profile else []),
         *(f"- {100 * f.share:.1f}% `{f.function}`" for f in results.profile),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _cores(values: dict[str, float], shown: str = ".2f") -> str:
+def _listed(values: dict[str, float], shown: str = ".2f") -> str:
     """``name value, ...``: cores per process, or microseconds per stage."""
     return ", ".join(f"{name} {value:{shown}}" for name, value in values.items())
 
 
 def _drain_row(label: str, run: Throughput, unit: str) -> str:
     notes = [f"{run.records:,} in {run.window_s:.1f} s steady window ({run.drain_s:.1f} s drain)"]
-    if run.transactions:
-        notes.append(f"{run.transactions:,} transactions")
+    notes += [f"{run.transactions:,} transactions"] if run.transactions else []
     if run.peak_rss_mb:
         ready, peaks = (
             ", ".join(f"{mb:.0f}" for mb in rss.values())
             for rss in (run.ready_rss_mb, run.peak_rss_mb)
         )
         notes.append(f"RSS once ready {ready} MB, peak {peaks} MB")
-    if run.stage_us:
-        notes.append(f"µs/application: {_cores(run.stage_us, '.1f')}")
-    notes.append(f"cores: {_cores(run.cores)}")
+    notes += [f"µs/application: {_listed(run.stage_us, '.1f')}"] if run.stage_us else []
+    notes.append(f"cores: {_listed(run.cores)}")
     return f"| {label} | {run.rate:,.0f} {unit} | {'; '.join(notes)} |"
 
 
@@ -310,7 +297,7 @@ def _monitor_row(run: MonitorRun) -> str:
     return (
         f"| Monitor | {run.rate:,.0f} applications/s | {run.applications:,} applications, "
         f"{run.records:,} records: {took}; RSS peak {run.peak_rss_mb:.0f} MB; "
-        f"cores: {_cores(run.cores)} |"
+        f"cores: {_listed(run.cores)} |"
     )
 
 

@@ -1,9 +1,8 @@
 """One benchmark run, phase by phase, on services it starts and always stops: broker, MLflow
 server and champion; ceiling A; ceiling B; the floor; one then two workers draining, then
-one with a shadow challenger (the cheapest other candidate within the latency budget), and
-the monitor over what that one wrote; end-to-end latency; a py-spy profile. Each phase
-preloads topics of its own. Ports are free ones, names unique, state in a temporary
-directory; every process's log is kept with the results.
+one with a shadow challenger, and the monitor over what that one wrote; end-to-end latency;
+a py-spy profile. Each phase preloads topics of its own. Ports are free ones, names unique,
+state in a temporary directory; every process's log is kept with the results.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,18 +32,16 @@ from devstack import DevstackError, MonitorProcess, ScorerTopics, WorkerProcess,
 from devstack.champion import name_shadow_challenger, train_signed_champion
 from devstack.processes import ModuleProcess, wait_until
 from monitor.settings import Settings as MonitorSettings
-from training import CandidateResult
 
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
 _POLL_S: Final = 0.5
-_MONITOR_POLL_S: Final = 0.1
-# Sampling stops at the first poll that sees the drain done: poll often, so idle time
-# after the last record stays a small share of the profile.
-_PROFILE_POLL_S: Final = 0.05
+# Sampling stops at the first poll that sees the drain done, and the monitor's clock at the
+# first that sees it caught up: poll often, so idle time after the end stays small.
+_FAST_POLL_S: Final = 0.05
 _PROFILE_MESSAGES: Final = 100_000
+_SCORED: Final = "scorer_applications_scored_total"
 _COMMITTED: Final = 'scorer_transactions_total{outcome="committed"}'
-_BATCHES: Final = "monitor_batches_total"
 _STAGE_SECONDS: Final = 'scorer_stage_latency_seconds_sum{{stage="{}"}}'
 
 
@@ -74,12 +71,12 @@ class Run:
         yield used
         used.update(measure.cores_used(start, measure.CpuSnapshot.now(pids)))
 
-    def start(self, data: Path) -> CandidateResult:
+    def start(self, data: Path) -> dict[str, str]:
         """The broker, the MLflow server (their logs copied to ``logs`` at exit) and the
         champion: training's own ``train()`` in quick mode (``python -m training --quick``),
-        every family trained and the registry's own selection picking, as in production."""
-        work = Path(self.services.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-        self.workdir, broker = work, devstack.LocalBroker(work / "kafka")
+        the registry's own selection picking, as in production; and a shadow challenger."""
+        self.workdir = Path(self.services.enter_context(tempfile.TemporaryDirectory()))
+        broker = devstack.LocalBroker(self.workdir / "kafka")
         with self.step("starting a local Kafka broker and an MLflow server"):
             self._keep_log(broker.log_path, "kafka.log")
             self.services.callback(broker.stop)  # also after a start that failed half-way
@@ -87,7 +84,7 @@ class Run:
             if (pid := broker.pid) is None:
                 raise BenchmarkError(f"the broker in {broker.directory} recorded no pid")
             self.broker_pid, self.servers = pid, broker.bootstrap_servers
-            self.mlflow = devstack.MlflowServer.start(work / "mlflow")
+            self.mlflow = devstack.MlflowServer.start(self.workdir / "mlflow")
             self._keep_log(self.mlflow.log_path, "mlflow-server.log")
             self.services.callback(self.mlflow.stop)
         # Signed like production: workers load only versions this key signed.
@@ -96,7 +93,7 @@ class Run:
             (self.logs / "training.log").open("w", encoding="utf-8") as log,
         ):
             trained = train_signed_champion(
-                self.mlflow.url, data, work / "model-signing", console=Console(file=log, width=120)
+                self.mlflow.url, data, self.workdir / "signing", console=Console(file=log)
             )
         # ``models:/`` downloads in this process (ceiling B, the floor) resolve through the
         # global registry URI whatever client arguments say (MLflow 3.17).
@@ -104,41 +101,41 @@ class Run:
         mlflow.set_registry_uri(self.mlflow.url)
         self.public_key, self.model_name = trained.public_key, trained.settings.model_name
         self.challenger = name_shadow_challenger(trained)
-        return trained.champion
+        shadow = {"shadow": f"{c.family} (version {c.version})"} if (c := self.challenger) else {}
+        return {
+            "family": str(trained.champion.family),
+            "version": trained.champion.version,
+            **shadow,
+        }
 
     def _keep_log(self, path: Path, name: str) -> None:
         self.services.callback(lambda: path.is_file() and shutil.copyfile(path, self.logs / name))
 
-    def topics(self, name: str) -> ScorerTopics:
-        """Fresh topics for a phase called ``name``, every one with the run's partitions."""
+    def topics(self, name: str, *, shadow: bool = False) -> ScorerTopics:
+        """Fresh topics for a phase called ``name``, every one with the run's partitions;
+        with ``shadow`` also its ``shadow_topic``."""
         topics = ScorerTopics.unique(f"bench-{name}")
         topics.create(self.servers, self.config.partitions, outputs=self.config.partitions)
+        if shadow:
+            devstack.create_topics(self.servers, {shadow_topic(topics): self.config.partitions})
         return topics
 
-    def load(
-        self, name: str, count: int, *, hold: bool = False, topics: ScorerTopics | None = None
-    ) -> tuple[ScorerTopics, Producer]:
-        """``count`` applications in the input of ``topics`` (default: fresh ones), and the
-        producer that wrote them; with ``hold`` they stay invisible until ``traffic.release``
-        of that producer."""
-        topics = topics or self.topics(name)
+    def load(self, name: str, topics: ScorerTopics, count: int, *, hold: bool = False) -> Producer:
+        """``count`` applications in the input of ``topics`` for phase ``name``, and the producer
+        that wrote them; with ``hold`` they stay invisible until ``traffic.release`` of it."""
         held = " (held back)" if hold else ""
         with self.step(f"{name}: preloading {count:,} applications{held}"):
             records = traffic.applications(count, traffic.SEED)
-            producer = traffic.send(
-                self.servers, topics.applications, records, count=count, hold=hold
-            )
-        return topics, producer
+            return traffic.send(self.servers, topics.applications, records, count=count, hold=hold)
 
     def ready_workers(
         self, name: str, processes: int, topics: ScorerTopics, **settings: object
     ) -> list[WorkerProcess]:
-        """``processes`` workers in one new group, with this process's ``SCORER_*`` settings,
-        ``settings`` and the run's broker, registry and topics; returned once all are ready
-        at once (a worker joining later revokes the others' partitions). The services' close
-        stops any still running."""
-        group = unique_name(f"bench-{name}")
-        workers = []
+        """``processes`` workers in one new group on ``topics``, with this process's
+        ``SCORER_*`` settings and ``settings`` (which win), scoring the challenger too when
+        ``shadow_topic(topics)`` exists; returned once all are ready at once (a worker joining
+        later revokes the others' partitions). The services' close stops any still running."""
+        group, workers = unique_name(f"bench-{name}"), []
         for worker_id in (f"bench-{name}-{k + 1}" for k in range(processes)):
             env = devstack.worker_env(
                 True,  # inherit this process's SCORER_* settings (``settings`` win)
@@ -162,6 +159,15 @@ class Run:
         return workers
 
 
+def shadow_topic(topics: ScorerTopics) -> str:
+    return f"{topics.scores}-s"
+
+
+def _shadowing(topics: ScorerTopics) -> dict[str, object]:
+    """Worker settings that score the challenger into ``shadow_topic(topics)``."""
+    return {"shadow_alias": SHADOW_ALIAS, "shadow_scores_topic": shadow_topic(topics)}
+
+
 def drain(
     run: Run,
     name: str,
@@ -172,22 +178,33 @@ def drain(
     profile: Path | None = None,
 ) -> out.Throughput:
     """``processes`` workers in one group drain the run's applications, held back until all
-    are ready, so none starts late; each must come out exactly once. ``shadow``: the topics
-    to use, the workers also scoring the challenger into ``_shadow_topic(shadow)``.
-    ``profile``: where py-spy writes the first worker's stacks while it drains at most
+    are ready, so none starts late; each must come out exactly once. ``shadow``: topics made
+    by ``run.topics(shadow=True)``, the workers also scoring the challenger. ``profile``:
+    where py-spy writes the first worker's stacks while it drains at most
     ``_PROFILE_MESSAGES``."""
     count = min(_PROFILE_MESSAGES, run.config.messages) if profile else run.config.messages
-    topics, held = run.load(name, count, hold=True, topics=shadow)
-    settings = _shadowing(run, shadow, processes) if shadow is not None else {}
+    topics = shadow or run.topics(name)
+    held = run.load(name, topics, count, hold=True)
+    settings = _shadowing(topics) if shadow else {}
     workers = run.ready_workers(name, processes, topics, reason_codes=reason_codes, **settings)
     ready = {w.worker_id: measure.memory_mb(w.pid) for w in workers}
+
+    def scored(at_least: int) -> None:
+        def done() -> bool:
+            return sum(w.metrics().get(_SCORED, 0) for w in workers) >= at_least
+
+        failure, poll_s = (
+            f"{name}: fewer than {at_least:,} scored",
+            _FAST_POLL_S if profile else _POLL_S,
+        )
+        wait_until(done, PHASE_TIMEOUT_S, failure, watch=workers, poll_s=poll_s)
+
     sampled = profiling.profiling(workers[0].pid, profile) if profile else nullcontext()
-    poll_s = _PROFILE_POLL_S if profile else _POLL_S
     with run.step(f"{name}: draining"), sampled:
         traffic.release(held)
-        _wait_scored(name, workers, 1, poll_s)
+        scored(1)
         with run.cores(**{w.worker_id: w.pid for w in workers}) as cores:  # from the 1st score
-            _wait_scored(name, workers, count, poll_s)
+            scored(count)
     metrics = [w.metrics() for w in workers]
     peaks = {w.worker_id: _stop(w) for w in workers}
     traffic.read_topic(run.servers, topics.scores, expected=count)
@@ -199,7 +216,7 @@ def drain(
     seconds["other"] = max(0.0, busy_s - sum(seconds.values()))
     return out.Throughput.of(
         by_worker,
-        name=f"worker x {processes}" + (out.SHADOW_SUFFIX if shadow is not None else ""),
+        name=f"worker x {processes}" + (out.SHADOW_SUFFIX if shadow else ""),
         processes=processes,
         cores=cores,
         ready_rss_mb=ready,
@@ -214,11 +231,8 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
     """The monitor over what a shadow drain of the run's applications left in ``topics``,
     and an outcome for each written here first: timed from its first committed batch
     until it committed every record (``MonitorProcess.caught_up``)."""
-    count = run.config.messages
-    outcomes, dead_letters, alerts = (
-        unique_name(f"bench-{name}") for name in ("outcomes", "outcomes-dlq", "alerts")
-    )
-    partitions = run.config.partitions
+    count, partitions = run.config.messages, run.config.partitions
+    outcomes, dead_letters, alerts = (unique_name(f"bench-{n}") for n in ("o", "o-dlq", "alerts"))
     devstack.create_topics(run.servers, {outcomes: partitions, dead_letters: 1, alerts: 1})
     with run.step(f"monitor: writing {count:,} outcomes"):
         traffic.send(run.servers, outcomes, traffic.outcomes(count, traffic.SEED), count=count)
@@ -229,7 +243,7 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
         transactional_id=unique_name("bench-monitor"),
         database_url=f"sqlite:///{run.workdir / 'monitor.db'}",
         predictions_topic=topics.predictions,
-        shadow_scores_topic=_shadow_topic(topics),
+        shadow_scores_topic=shadow_topic(topics),
         outcomes_topic=outcomes,
         applications_topic=topics.applications,
         outcomes_dead_letter_topic=dead_letters,
@@ -238,22 +252,26 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
     )
     process = MonitorProcess(settings, run.logs / "monitor.log")
     run.services.callback(process.terminate)
+    caught_up_s = None  # a monitor still behind at the limit missed a target; the run goes on
     with run.step(f"monitor: {4 * count:,} records"):
         wait_until(
-            lambda: process.metrics().get(_BATCHES),
+            lambda: process.metrics().get("monitor_batches_total"),
             PHASE_TIMEOUT_S,
             "the monitor committed no batch",
             watch=[process],
-            poll_s=_MONITOR_POLL_S,
+            poll_s=_FAST_POLL_S,
         )
         with run.cores(monitor=process.pid) as cores:
-            caught_up_s = _caught_up_s(process)
-    peak = _stop(process)
+            try:
+                caught_up_s = process.wait_caught_up(out.MONITOR_CATCH_UP_S, _FAST_POLL_S)
+            except DevstackError:
+                if not process.running:
+                    raise
     return out.MonitorRun(
         applications=count,
         records=4 * count,  # its application, prediction, shadow score and outcome
         caught_up_s=caught_up_s,
-        peak_rss_mb=peak,
+        peak_rss_mb=_stop(process),
         cores=cores,
     )
 
@@ -262,18 +280,20 @@ def latency(run: Run) -> tuple[list[out.LatencyPoint], float]:
     """Latency points per rate, and the serving worker's peak resident memory. The worker
     scores the shadow challenger too when there is one: the champion's latency must hold
     with it on (issue 13)."""
-    topics = run.topics("latency")
-    settings = _shadowing(run, topics, 1) if run.challenger is not None else {}
+    topics = run.topics("latency", shadow=run.challenger is not None)
+    settings = _shadowing(topics) if run.challenger is not None else {}
     (worker,) = run.ready_workers("latency", 1, topics, reason_codes=True, **settings)
     pids = {worker.worker_id: worker.pid, "harness": os.getpid()}
-    warmup_s, points = run.config.warmup_seconds, []
+    points = []
     recorder = traffic.LatencyRecorder(run.servers, topics.applications, topics.scores)
     with closing(recorder):
         for index, rate in enumerate(run.config.rates):
             total = max(1, round(rate * run.config.latency_seconds))
             records = list(traffic.applications(total, traffic.SEED + 1 + index))
             with run.step(f"latency at {rate:,}/s"), run.cores(**pids) as cores:
-                achieved, latencies = recorder.measure(records, rate, warmup_s, worker)
+                achieved, latencies = recorder.measure(
+                    records, rate, run.config.warmup_seconds, worker
+                )
             measured = {"achieved_rate": achieved, "cores": cores, **latencies.model_dump()}
             points.append(out.LatencyPoint(rate=rate, **measured))
     return points, _stop(worker)
@@ -281,55 +301,12 @@ def latency(run: Run) -> tuple[list[out.LatencyPoint], float]:
 
 def profile(run: Run) -> tuple[list[profiling.FunctionShare], str]:
     """A py-spy profile of one worker draining (a drain of its own: sampling takes CPU)."""
-    if not run.config.profile:
-        return [], "not profiled"
-    if profiling.py_spy() is None:
-        return [], "not profiled: py-spy is not installed"
+    if not run.config.profile or profiling.py_spy() is None:
+        return [], "not profiled" + (": py-spy is not installed" if run.config.profile else "")
     output = run.logs.parent / "worker-profile.txt"
     drained = drain(run, "profile", 1, profile=output)
     note = f"py-spy, one worker, {drained.records:,} applications; raw stacks in {output.name}"
     return profiling.summarize(output.read_text()), note
-
-
-def _shadow_topic(topics: ScorerTopics) -> str:
-    return f"{topics.scores}-s"
-
-
-def _shadowing(run: Run, topics: ScorerTopics, partitions: int) -> dict[str, object]:
-    """Worker settings that score the challenger into ``_shadow_topic(topics)``, created
-    here with ``partitions``."""
-    devstack.create_topics(run.servers, {_shadow_topic(topics): partitions})
-    return {"shadow_alias": SHADOW_ALIAS, "shadow_scores_topic": _shadow_topic(topics)}
-
-
-def _wait_scored(name: str, workers: Sequence[WorkerProcess], count: int, poll_s: float) -> None:
-    """Return once the ``workers`` of drain ``name`` scored ``count`` applications between
-    them; ``DevstackError`` when one exits first or the phase times out."""
-
-    def scored() -> bool:
-        metrics = [w.metrics() for w in workers]
-        return sum(m.get("scorer_applications_scored_total", 0) for m in metrics) >= count
-
-    failure = f"{name}: fewer than {count:,} scored"
-    wait_until(scored, PHASE_TIMEOUT_S, failure, watch=workers, poll_s=poll_s)
-
-
-def _caught_up_s(monitor: MonitorProcess) -> float | None:
-    """Seconds until ``monitor`` committed every record (``MonitorProcess.caught_up``);
-    None when it still lags after ``MONITOR_CATCH_UP_S``: a missed target, not a failed run."""
-    failure = "the monitor did not catch up"
-    try:
-        return wait_until(
-            monitor.caught_up,
-            out.MONITOR_CATCH_UP_S,
-            failure,
-            watch=[monitor],
-            poll_s=_MONITOR_POLL_S,
-        )
-    except DevstackError:
-        if not monitor.running:
-            raise
-        return None
 
 
 def _stop(process: ModuleProcess) -> float:
@@ -368,8 +345,8 @@ def run_benchmark(
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     run = Run(config, worker, run_dir / "logs", console)
     with run.services:
-        champion = run.start(data)
         phases: dict[str, Any] = {
+            "champion": run.start(data),
             "ceiling_a": ceilings.ceiling_a(run),
             "ceiling_b": ceilings.ceiling_b(run),
             "floor": ceilings.floor(run),
@@ -382,19 +359,17 @@ def run_benchmark(
             ],
         }
         if run.challenger is not None:  # the monitor then reads what that drain wrote
-            shadowed = run.topics("w1-shadow")
+            shadowed = run.topics("w1-shadow", shadow=True)
             phases["workers"].append(drain(run, "w1-shadow", 1, shadow=shadowed))
             phases["monitor"] = monitor(run, shadowed)
         phases["latency"], phases["latency_peak_rss_mb"] = latency(run)
         phases["profile"], phases["profile_note"] = profile(run)
-    shadow = {"shadow": f"{c.family} (version {c.version})"} if (c := run.challenger) else {}
     measured = out.BenchResults(
         started_at=started_at,
         duration_s=time.monotonic() - started,
         config=config,
         machine=machine,
         load_average_end=measure.load_average(),
-        champion={"family": str(champion.family), "version": champion.version, **shadow},
         **phases,
     )
     return out.write(out.with_verdicts(measured), run_dir, readme)

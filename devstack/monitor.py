@@ -84,9 +84,10 @@ class MonitorProcess(ModuleProcess):
             asker.close()
             probe.close()
 
-    def wait_caught_up(self, timeout_s: float) -> float:
+    def wait_caught_up(self, timeout_s: float, poll_s: float = POLL_S) -> float:
         """Return once ``caught_up()``, the seconds it took (``wait_until``)."""
-        return wait_until(self.caught_up, timeout_s, "the monitor did not catch up", watch=[self])
+        failure = "the monitor did not catch up"
+        return wait_until(self.caught_up, timeout_s, failure, watch=[self], poll_s=poll_s)
 
     def report(self, output: Path) -> Path:
         """``python -m monitor report`` into ``output`` (lines to its log); ``DevstackError`` if

@@ -15,7 +15,6 @@ from benchmarks.results import (
     README_END,
     README_START,
     BenchResults,
-    Floor,
     LatencyPoint,
     MonitorRun,
     RunConfig,
@@ -120,7 +119,7 @@ def _results(
             verification_ms=verification_ms,
             reasons_us_per_row=6.5,
         ),
-        floor=Floor(records=2_000, seconds=2_000 / floor, rate=floor),
+        floor=_drain("floor", 1, floor),
         workers=[
             _drain(
                 "worker x 1",
