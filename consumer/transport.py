@@ -98,6 +98,14 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+# Brokers not reachable (yet): librdkafka keeps reconnecting, so the call can succeed later,
+# but it raises these without the retriable flag (a metadata request to a broker that is not
+# up yet fails with _TRANSPORT): a worker started before Kafka would otherwise exit.
+_BROKERS_UNREACHABLE: Final = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN}
+)
+
+
 def translate(exc: KafkaException, action: str) -> TransportError:
     """The ``TransportError`` saying how to handle ``exc`` raised by ``action``."""
     error = exc.args[0] if exc.args else None
@@ -108,7 +116,7 @@ def translate(exc: KafkaException, action: str) -> TransportError:
         return FatalTransportError(message)
     if error.txn_requires_abort():
         return AbortableTransactionError(message)
-    if error.retriable():
+    if error.retriable() or error.code() in _BROKERS_UNREACHABLE:
         return RetriableTransportError(message)
     return FatalTransportError(message)
 

@@ -34,12 +34,14 @@ import time
 import pytest
 
 from devstack import Broker
+from devstack.processes import wait_until
 from tests.helpers.observe import metric_value
 from tests.helpers.outage import RECOVERY_BOUND_S, SELF_HEAL_LINE, TEST_TIMEOUT_S, outage, report
 from tests.helpers.scenario import Scenario
 
 pytestmark = pytest.mark.integration
 
+_WAITING_LINE = "Kafka not available yet"  # Worker._start_transport, between attempts
 _IDLE_DOWN_S = [1.0 + 0.5 * cycle for cycle in range(20)]
 """1 s to 10.5 s: below and well above the 6 s session timeout."""
 
@@ -67,3 +69,27 @@ def test_an_idle_worker_scores_again_after_every_broker_restart(
     scenario.audit().assert_exactly_once(ids)
     assert "replacing the transactional producer" in log
     assert log.count(SELF_HEAL_LINE) == heals, "a self-heal the log does not mention"
+
+
+@pytest.mark.timeout(TEST_TIMEOUT_S)
+def test_a_worker_started_while_its_broker_is_down_waits_for_it_then_scores(
+    scenario: Scenario, kafka_broker: Broker
+) -> None:
+    # As in an orchestrator that starts the worker before Kafka: it must wait, not exit.
+    scenario.register()
+    kafka_broker.stop()
+    try:
+        worker = scenario.start_worker("broker-late-0", wait_ready=False)
+        wait_until(
+            lambda: _WAITING_LINE in worker.log_path.read_text(),
+            RECOVERY_BOUND_S,
+            "the worker never said it waits for Kafka",
+            watch=[worker],
+        )
+    finally:
+        kafka_broker.start()
+    ids = scenario.publish_scored("late", 50, RECOVERY_BOUND_S)
+
+    assert worker.process.poll() is None, worker.log_tail()
+    scenario.stop_workers()
+    scenario.audit().assert_exactly_once(ids)

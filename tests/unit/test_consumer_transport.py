@@ -38,6 +38,30 @@ def test_kafka_errors_map_to_the_action_to_take(
     assert str(translated) == "commit transaction failed: _STATE: the reason"
 
 
+@pytest.mark.parametrize(
+    "code", [KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN]
+)
+def test_brokers_out_of_reach_are_retried_even_without_the_retriable_flag(code: int) -> None:
+    translated = translate(KafkaException(KafkaError(code, "no broker")), "list topics")
+    assert type(translated) is RetriableTransportError
+
+
+def test_a_worker_started_before_its_broker_waits_for_it_instead_of_exiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing listens on port 1: the real client's metadata request fails with _TRANSPORT,
+    # which the worker's start loop must see as "not available yet" (Worker._start_transport).
+    monkeypatch.setattr("consumer.transport._OP_TIMEOUT_S", 1.0)
+    transport = KafkaTransport(
+        Settings(kafka_bootstrap_servers="127.0.0.1:1", mlflow_tracking_uri="unused")
+    )
+    try:
+        with pytest.raises(RetriableTransportError, match="list topics failed: _TRANSPORT"):
+            transport.start()
+    finally:
+        transport.close()
+
+
 def test_an_invalid_kafka_configuration_is_fatal_at_construction() -> None:
     settings = Settings(
         kafka_bootstrap_servers="127.0.0.1:1",
