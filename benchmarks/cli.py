@@ -1,10 +1,9 @@
 """``python -m benchmarks`` (``make bench``): run every phase, write the numbers, print them.
 
-Options can also be ``BENCH_<OPTION>`` variables; ``--quick`` changes only the sizes'
-defaults. The workers' knobs are their own ``SCORER_*`` variables, checked before anything
-starts. Exit codes: 0 after a complete run (missed targets are findings, not failures), 1
-when a phase failed, 2 for invalid options or settings, 130 on Ctrl-C or SIGTERM; what the
-run started is stopped first in every case.
+Options can also be ``BENCH_<OPTION>`` variables; ``--quick`` changes only the sizes' defaults.
+The workers' knobs are their own ``SCORER_*`` variables, checked before anything starts. Exit
+codes: 0 after a complete run (missed targets are findings), 1 when a phase failed, 2 for bad
+options or settings, 130 on Ctrl-C or SIGTERM; what the run started is stopped first.
 """
 
 from __future__ import annotations
@@ -40,15 +39,14 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 def bench(
     quick: Annotated[bool, typer.Option("--quick/--full", help="smoke-run sizes")] = False,
     messages: Annotated[
-        int | None,
-        typer.Option(min=1_000, help="applications drained (200,000; quick 20,000)"),
+        int | None, typer.Option(min=1_000, help="applications drained (200,000; quick 20,000)")
     ] = None,
     naive_messages: Annotated[
         int | None, typer.Option(min=100, help="the naive floor's sample (2,000; quick 500)")
     ] = None,
-    rates: Annotated[
-        str, typer.Option(help="latency rates per second, comma-separated")
-    ] = "500,1000,2000",
+    rates: Annotated[str, typer.Option(help="latency rates per second, comma-separated")] = (
+        "500,1000,2000"
+    ),
     latency_seconds: Annotated[
         float | None, typer.Option(min=0.1, help="publishing time per rate (25; quick 8)")
     ] = None,
@@ -57,13 +55,10 @@ def bench(
     ] = None,
     partitions: Annotated[int, typer.Option(min=1, max=64, help="partitions per topic")] = 6,
     profile: Annotated[bool, typer.Option(help="py-spy one draining worker")] = True,
-    data: Annotated[
-        Path, typer.Option(envvar="RUMOS_DATA", help="dataset CSV for training")
-    ] = DATA,
+    data: Annotated[Path, typer.Option(envvar="RUMOS_DATA", help="dataset CSV")] = DATA,
     results_dir: Annotated[Path, typer.Option(help="where runs are written")] = RESULTS,
     readme: Annotated[
-        bool | None,
-        typer.Option(help="write the table into benchmarks/README.md (default: full runs only)"),
+        bool | None, typer.Option(help="write the table into README.md (default: full runs)")
     ] = None,
 ) -> None:
     """Measure scoring throughput and latency against their ceilings, on a local broker."""
@@ -102,9 +97,7 @@ def bench(
     finally:
         signal.signal(signal.SIGTERM, previous)
     Console().print(Markdown(table.read_text()))
-    console.print(f"results: {table.parent}")
-    if readme_path:
-        console.print(f"table written to {readme_path}")
+    console.print(f"results: {table.parent}" + (f"; table in {readme_path}" if readme_path else ""))
 
 
 def _rates(text: str) -> tuple[int, ...]:
