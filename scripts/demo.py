@@ -1,14 +1,9 @@
 """``python -m scripts.demo`` (``make demo``): the main job end to end on this machine, no Docker.
 
-Kafka and MLflow (accounts as in compose) on free ports; quick training; the worker with a
-shadow challenger; the monitor; COUNT applications followed until each has its outcome. Then
-the monitor's scenario: credit limits four times the dataset's and the drift alert they raise,
-every real outcome, the live ROC-AUC of champion and challenger, the monitor's report.
-
-Every service joins one ``ExitStack`` as it is launched, so whatever ends the story (success,
-a failed stage, Ctrl-C, or SIGTERM, mapped to ``KeyboardInterrupt``) stops them in reverse
-order. Exit codes: 0 every application had its outcome; 1 a stage failed (its reason in one
-line on stderr); 2 bad options; 130 or 143 interrupted by SIGINT or SIGTERM.
+Each service joins one ``ExitStack`` as it starts, so whatever ends the story (success, a failed
+stage, Ctrl-C, or SIGTERM mapped to ``KeyboardInterrupt``) stops them in reverse order. Exit
+codes: 0 done; 1 a stage failed (one line on stderr says why); 2 bad options; 130 or 143
+interrupted by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,13 +13,12 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, Final
 
 import typer
@@ -42,33 +36,25 @@ from contracts.cli import EXIT_FAILED
 from contracts.model_names import SHADOW_ALIAS
 from contracts.outcome import LoanOutcome
 from contracts.registry_access import ADMIN_ACCOUNT, SCORER_ACCOUNT, TRAINER_ACCOUNT
-from contracts.score import LoanScore
+from devstack import DevstackError
 from monitor.settings import Settings as MonitorSettings
+from producer import ProducerError
 from producer.kafka import LIBRDKAFKA_LOGGER, consumer_config
 
-TOPICS: Final = devstack.ScorerTopics()  # the contract's names, which the worker reads
-# The monitor's topics besides the worker's, by partitions: the contract's names too.
+# The monitor's topics besides the worker's (devstack.ScorerTopics), by partitions.
 MONITOR_TOPICS: Final = {
     topics.SHADOW_SCORES_TOPIC: 3,
     topics.OUTCOMES_TOPIC: 3,
     topics.OUTCOMES_DEAD_LETTER_TOPIC: 1,
     topics.ALERTS_TOPIC: 1,
 }
-SCENARIO_BATCH: Final = 500
-"""Applications in each batch of the monitor's scenario (drifted, then not), and its PSI
-window: once the drifted batch is in, the window holds it alone."""
+SCENARIO_BATCH: Final = 500  # applications in each scenario batch, and the monitor's PSI window
 DRIFT_FACTOR: Final = 4  # the drifted batch's credit limits, times the dataset's
-# The monitor takes a few seconds a batch of 2,000 records on a 2-core machine; the margin
-# is for a loaded one, as for the outcomes.
-MONITOR_TIMEOUT_S: Final = 180.0
-# Every outcome must arrive this long after following starts: 1,000 take about a second on a
-# 2-core machine (the README's run), so the margin is for a loaded one.
-OUTCOMES_TIMEOUT_S: Final = 120.0
-DEFAULT_DATA: Final = devstack.ROOT / "data" / "credit_default.csv"
-DEFAULT_WORKDIR: Final = devstack.ROOT / ".cache" / "demo"
+WAIT_S: Final = 180.0  # for the outcomes, the monitor: seconds when quiet, minutes when loaded
+DATA: Final = devstack.ROOT / "data" / "credit_default.csv"
+WORKDIR: Final = devstack.ROOT / ".cache" / "demo"
 
 console = Console(highlight=False)
-_err = Console(stderr=True, soft_wrap=True, highlight=False)
 _signals: list[signal.Signals] = []  # the signal that interrupted the story, once one has
 
 
@@ -76,44 +62,15 @@ class DemoError(Exception):
     """A stage of the demo failed; the message says why in one line."""
 
 
-# What a stage reports in one line; anything else is a bug and keeps its traceback.
-_STAGE_FAILURES: Final = (DemoError, devstack.DevstackError, producer.ProducerError)
-
-
-@dataclass
-class Summary:
-    """The run's record: printed at the end, and written as JSON by ``--summary-json``."""
-
-    run_dir: str
-    ok: bool = False
-    failure: str | None = None
-    pids: dict[str, int] = field(default_factory=dict)
-    kafka_dir: str | None = None
-    mlflow_url: str | None = None
-    champion: dict[str, Any] = field(default_factory=dict)
-    challenger: dict[str, Any] = field(default_factory=dict)
-    published: int = 0
-    scores: int = 0
-    dead_letters: int = 0
-    duplicates: int = 0
-    predicted_default_rate: float = 0.0
-    end_to_end_s: float = 0.0
-    drift_alerts: dict[str, float] = field(default_factory=dict)  # PSI by subject
-    live_roc_auc: dict[str, float] = field(default_factory=dict)  # by role, same applications
-    paired_outcomes: int = 0
-    report: str | None = None
-    kept_running: bool = False
-
-
 @contextmanager
 def stage(title: str) -> Iterator[list[str]]:
-    """A spinner with ``title`` while the body runs, then ✓ and the last line the body
-    appended; on failure ✗, and ``title`` noted on the exception for the one-line reason."""
+    """A spinner, then ✓ and the last line the body appended, or ✗ and ``title`` noted on the
+    exception. A signal that a library swallowed still ends the story."""
     started, lines = time.monotonic(), [title]
     try:
         with console.status(f"{escape(title)}…"):
             yield lines
-        if _signals:  # the KeyboardInterrupt was swallowed (in a finalizer, by a library)
+        if _signals:
             raise KeyboardInterrupt
     except BaseException as exc:
         console.print(f"[red]✗[/] {escape(title)}")
@@ -122,39 +79,36 @@ def stage(title: str) -> Iterator[list[str]]:
     console.print(f"[green]✓[/] {escape(lines[-1])} [dim]· {time.monotonic() - started:.1f} s[/]")
 
 
-def tell_story(
-    data: Path, count: int, run_dir: Path, services: ExitStack, summary: Summary
-) -> None:
-    """Every stage, in order; each service joins ``services`` as it is launched."""
+def tell_story(data: Path, count: int, run_dir: Path, services: ExitStack, summary: dict) -> None:
+    """Every stage in order; each service joins ``services``, what it did joins ``summary``."""
     with stage("Checking the data") as done:
-        loaded = _load_applications(data, count + 2 * SCENARIO_BATCH)
-        applications, scenario = loaded[:count], loaded[count:]
-        done.append(f"{count:,} applications from {_relative(data)}, {len(scenario):,} more")
+        if not data.is_file():
+            hint = "scripts/bootstrap links data/credit_default.csv from ../shared/data"
+            raise DemoError(f"no dataset at {data}: pass --data or set RUMOS_DATA ({hint})")
+        valid = (r for r in producer.read_csv_applications(data) if isinstance(r, LoanApplication))
+        loaded = list(itertools.islice(valid, wanted := count + 2 * SCENARIO_BATCH))
+        if len(loaded) < wanted:
+            raise DemoError(f"{data} has {len(loaded)} valid applications, not {wanted}")
+        done.append(f"{count:,} applications from {data}, {2 * SCENARIO_BATCH:,} more")
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    broker = devstack.LocalBroker(run_dir / "kafka")  # stop() needs only its directory
-    services.callback(_stop, "Kafka", broker.stop)
-    summary.kafka_dir, servers = str(broker.directory), broker.bootstrap_servers
-    with stage("Starting Kafka (scripts/kafka-local; Maven fetches it once)") as done:
+    with stage("Starting Kafka (Maven fetches it once), its topics, MLflow (accounts)") as done:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        broker = devstack.LocalBroker(run_dir / "kafka")  # stop() needs only its directory
+        services.callback(_stop, "Kafka", broker.stop)
+        summary["kafka_dir"], servers = str(broker.directory), broker.bootstrap_servers
         broker.start()
-        summary.pids["broker"] = broker.pid or 0
-        done.append(f"Kafka on {servers} (pid {broker.pid})")
-
-    with stage("Starting MLflow (SQLite, proxied artifacts, basic-auth accounts)") as done:
+        summary["pids"]["broker"] = broker.pid or 0
+        devstack.ScorerTopics().create(servers, partitions=3)  # the contract's names
+        devstack.create_topics(servers, MONITOR_TOPICS)
         passwords = devstack.champion.new_passwords()
         admin, admin_file = passwords[ADMIN_ACCOUNT], run_dir / "mlflow-admin-password"
         admin_file.touch(mode=0o600)  # for the UI of a --keep-running demo
         admin_file.write_text(admin + "\n", encoding="utf-8")
         mlflow = devstack.MlflowServer.start(run_dir / "mlflow", admin_password=admin)
         services.callback(_stop, "MLflow", mlflow.stop)
-        summary.mlflow_url, summary.pids["mlflow"] = mlflow.url, mlflow.pid
+        summary["mlflow_url"], summary["pids"]["mlflow"] = mlflow.url, mlflow.pid
         devstack.champion.provision(mlflow.url, passwords)
-        done.append(f"MLflow on {mlflow.url} (pid {mlflow.pid}), accounts trainer and scorer")
-
-    with stage("Creating the worker's and the monitor's topics") as done:
-        TOPICS.create(servers, partitions=3)
-        devstack.create_topics(servers, MONITOR_TOPICS)
-        done.append(f"topics {', '.join([*TOPICS.names, *MONITOR_TOPICS])}")
+        done.append(f"Kafka {servers} (pid {broker.pid}), MLflow {mlflow.url} (pid {mlflow.pid})")
 
     with stage("Training in quick mode, signing every version") as done:
         trainer = (TRAINER_ACCOUNT, passwords[TRAINER_ACCOUNT])
@@ -164,17 +118,14 @@ def tell_story(
         champion, challenger = trained.champion, devstack.champion.name_shadow_challenger(trained)
         if challenger is None:
             raise DemoError("training left no other candidate within the latency budget")
-        summary.challenger = {"version": challenger.version, "family": str(challenger.family)}
-        done.append(
-            f"champion: version {champion.version} ({champion.family}), "
-            f"challenger: version {challenger.version} ({challenger.family})"
-        )
+        summary["challenger"] = {"version": challenger.version, "family": challenger.family}
+        chosen = [f"version {c.version} ({c.family})" for c in (champion, challenger)]
+        done.append(f"champion: {chosen[0]}, challenger: {chosen[1]}")
 
-    with stage("Starting the worker (python -m consumer), the challenger in its shadow") as done:
+    with stage("Starting the worker, the challenger in its shadow, and the monitor") as done:
         env = devstack.worker_env(
             kafka_bootstrap_servers=servers,
             mlflow_tracking_uri=mlflow.url,
-            worker_id="demo",
             model_cache_dir=run_dir / "model-cache",
             model_signing_public_key=trained.public_key,
             mlflow_tracking_username=SCORER_ACCOUNT,
@@ -183,23 +134,12 @@ def tell_story(
         )
         worker = devstack.WorkerProcess(env, run_dir / "worker.log")
         services.callback(_stop, "the worker", worker.terminate)
-        summary.pids["worker"] = worker.pid
+        summary["pids"]["worker"] = worker.pid
         worker.wait_ready()
-        status, model = worker.get("/model")
-        if status != 200 or str(model["version"]) != champion.version:
-            raise DemoError(f"the worker serves {model}, not version {champion.version}")
-        summary.champion = {
-            "name": model["name"],
-            "version": champion.version,
-            "family": str(champion.family),
-            "roc_auc": champion.roc_auc,
-            "expected_cost": champion.expected_cost,
-            "threshold": float(model["threshold"]),
-        }
-        serving = f"serving {model['name']} version {champion.version}"
-        done.append(f"worker ready on {worker.url} (pid {worker.pid}), {serving}")
-
-    with stage("Starting the monitor (python -m monitor, SQLite in the run directory)") as done:
+        model = worker.get("/model")[1]  # the champion alias, loaded and vetted
+        summary["champion"] = {"name": model["name"], "threshold": model["threshold"]}
+        for key in ("version", "family", "roc_auc", "expected_cost"):
+            summary["champion"][key] = getattr(champion, key)
         watching = MonitorSettings(
             kafka_bootstrap_servers=servers,
             tracking_uri=mlflow.url,
@@ -212,195 +152,114 @@ def tell_story(
         )
         monitor = devstack.MonitorProcess(watching, run_dir / "monitor.log")
         services.callback(_stop, "the monitor", monitor.terminate)
-        summary.pids["monitor"] = monitor.pid
-        done.append(f"monitor started (pid {monitor.pid}), its database monitor.db")
+        summary["pids"]["monitor"] = monitor.pid
+        serving = f"serving {model['name']} version {model['version']}"
+        done.append(f"worker {worker.url} (pid {worker.pid}) {serving}; monitor pid {monitor.pid}")
 
-    kafka = producer.Settings(kafka_bootstrap_servers=servers)
-    published_at = datetime.now(UTC)
-    with stage(f"Publishing {count:,} applications") as done:
-        report = _publish(kafka, applications, topics.APPLICATIONS_TOPIC)
-        summary.published = report.delivered
-        done.append(f"published {report.delivered:,} ({report.throughput:,.0f}/s)")
-
-    with stage("Following the outcomes (read_committed)") as done:
-        scores, followed = _follow(kafka, count)
-        summary.scores = len({score.application_id for score in scores})
-        summary.dead_letters = followed.dead_letters
-        summary.duplicates = len(scores) - summary.scores
-        if summary.duplicates or followed.invalid:
-            raise DemoError(f"{summary.duplicates} duplicate scores, {followed.invalid} not scores")
-        summary.predicted_default_rate = sum(s.predicted_default for s in scores) / len(scores)
-        # To the worker's scored_at, not to when the score was read: the follower joins its
-        # group only after publishing, which would add its join.
-        last = max(score.scored_at for score in scores)
-        summary.end_to_end_s = round((last - published_at).total_seconds(), 3)
+    with stage(f"Publishing {count:,} applications, following their outcomes") as done:
+        kafka, published_at = producer.Settings(kafka_bootstrap_servers=servers), datetime.now(UTC)
+        summary["published"] = _publish(kafka, loaded[:count], topics.APPLICATIONS_TOPIC)
+        received: list[producer.ReceivedScore] = []
+        followed = _follow(kafka, count, received.append)  # read_committed
+        scores = {r.score.application_id: r.score for r in received}.values()
+        duplicates, dead_letters = len(received) - len(scores), followed.dead_letters
+        summary.update(scores=len(scores), dead_letters=dead_letters, duplicates=duplicates)
+        if duplicates or followed.invalid:
+            raise DemoError(f"{duplicates} duplicate scores, {followed.invalid} not scores")
+        flagged = sum(score.predicted_default for score in scores) / len(scores)
+        # To the worker's scored_at: the follower joins its group only after publishing.
+        last = (max(score.scored_at for score in scores) - published_at).total_seconds()
+        summary.update(predicted_default_rate=flagged, end_to_end_s=last)
         done.append(
-            f"{summary.scores:,} scores, {summary.dead_letters:,} dead letters, "
-            f"{summary.duplicates:,} duplicates; the last {summary.end_to_end_s:.2f} s after the "
-            f"first publish; {summary.predicted_default_rate:.1%} flagged "
-            f"(≥ {summary.champion['threshold']:.3f})"
+            f"{len(scores):,} scores, {dead_letters:,} dead letters, 0 duplicates; the last "
+            f"{last:.2f} s after the first publish; {flagged:.1%} flagged "
+            f"(≥ {model['threshold']:.3f})"
         )
 
-    drifted, plain, every = scenario[:SCENARIO_BATCH], scenario[SCENARIO_BATCH:], loaded
-    with stage(f"Publishing {len(drifted):,} applications, credit limits x{DRIFT_FACTOR}") as done:
+    with stage(f"Publishing {SCENARIO_BATCH:,} more, credit limits x{DRIFT_FACTOR}") as done:
+        drifted = loaded[count : count + SCENARIO_BATCH]
         changed = [a.model_copy(update={"limit_bal": a.limit_bal * DRIFT_FACTOR}) for a in drifted]
         _publish(kafka, changed, topics.APPLICATIONS_TOPIC)
-        _follow(kafka, count + len(drifted))
-        monitor.wait_caught_up(MONITOR_TIMEOUT_S)
-        for alert in _alerts(kafka):
-            if alert.kind is AlertKind.PSI:
-                summary.drift_alerts[alert.subject] = alert.value
-                console.print(
-                    f"  drift alert: PSI of {alert.subject} {alert.value:.2f} > {alert.limit:g} "
-                    f"over the last {alert.window_rows:,} applications"
-                )
-        if not summary.drift_alerts:
+        _follow(kafka, count + SCENARIO_BATCH)
+        monitor.wait_caught_up(WAIT_S)
+        drift = summary["drift_alerts"] = {}  # PSI by subject, from the alerts' one partition
+        group = devstack.unique_name("demo-alerts")
+        config = consumer_config(kafka, group_id=group, from_beginning=True, commit=False)
+        with closing(Consumer({**config, "enable.partition.eof": True})) as reader:
+            reader.assign([TopicPartition(topics.ALERTS_TOPIC, 0, OFFSET_BEGINNING)])
+            while (message := reader.poll(WAIT_S)) and message.error() is None:  # to its end
+                alert = ModelAlert.model_validate_json(message.value() or b"")
+                if alert.kind is AlertKind.PSI:
+                    drift[alert.subject] = alert.value
+                    console.print(
+                        f"  drift alert: PSI of {alert.subject} {alert.value:.2f} > "
+                        f"{alert.limit:g} over the last {alert.window_rows:,} applications"
+                    )
+        if not drift:
             raise DemoError(f"the monitor raised no drift alert (log: {monitor.log_path})")
-        done.append(f"{len(summary.drift_alerts)} drift alert(s) on {topics.ALERTS_TOPIC}")
+        done.append(f"{len(drift)} drift alert(s) on {topics.ALERTS_TOPIC}")
 
-    with stage(f"Publishing {len(plain):,} applications, then every outcome") as done:
-        _publish(kafka, plain, topics.APPLICATIONS_TOPIC)
-        ids = {application.application_id for application in every}
-        outcomes = producer.read_csv_outcomes(data, observed_on=date.today())
+    with stage(f"Publishing {SCENARIO_BATCH:,} applications, then every outcome") as done:
+        _publish(kafka, loaded[-SCENARIO_BATCH:], topics.APPLICATIONS_TOPIC)
+        ids = {application.application_id for application in loaded}
+        outcomes = producer.read_csv_outcomes(data, observed_on=published_at.date())
         labels = [o for o in outcomes if isinstance(o, LoanOutcome) and o.application_id in ids]
         _publish(kafka, labels, topics.OUTCOMES_TOPIC)
-        _follow(kafka, len(every))
-        monitor.wait_caught_up(MONITOR_TIMEOUT_S)
+        _follow(kafka, len(loaded))
+        monitor.wait_caught_up(WAIT_S)
         metrics = monitor.metrics()
-        summary.paired_outcomes = int(metrics.get("monitor_shadow_paired_rows", 0))
-        for role in ("champion", "challenger"):
-            auc = metrics.get(f'monitor_shadow_roc_auc{{role="{role}"}}', float("nan"))
-            summary.live_roc_auc[role] = auc
-        done.append(
-            f"live ROC-AUC on the same {summary.paired_outcomes:,} applications: "
-            + ", ".join(f"{r} {auc:.3f}" for r, auc in summary.live_roc_auc.items())
-        )
+        paired = summary["paired_outcomes"] = int(metrics.get("monitor_shadow_paired_rows", 0))
+        auc = summary["live_roc_auc"] = {  # by role, on the same applications
+            role: metrics.get(f'monitor_shadow_roc_auc{{role="{role}"}}', float("nan"))
+            for role in ("champion", "challenger")
+        }
+        aucs = ", ".join(f"{role} {value:.3f}" for role, value in auc.items())
+        done.append(f"live ROC-AUC on the same {paired:,} applications: {aucs}")
 
     with stage("Rendering the monitor's report (python -m monitor report)") as done:
-        summary.report = str(monitor.report(run_dir / "monitor-report.png"))
-        done.append(f"report written to {_relative(Path(summary.report))}")
+        summary["report"] = str(monitor.report(run_dir / "monitor-report.png"))
+        done.append(f"report written to {summary['report']}")
 
 
-def _load_applications(path: Path, count: int) -> list[LoanApplication]:
-    """The first ``count`` valid applications of the dataset (invalid rows are skipped)."""
-    if not path.is_file():
-        raise DemoError(
-            f"no dataset at {path}: pass --data or set RUMOS_DATA "
-            "(scripts/bootstrap links data/credit_default.csv from ../shared/data)"
-        )
-    valid = (r for r in producer.read_csv_applications(path) if isinstance(r, LoanApplication))
-    applications = list(itertools.islice(valid, count))
-    if len(applications) < count:
-        raise DemoError(f"{path} has {len(applications)} valid applications, not {count}")
-    return applications
-
-
-def _publish(
-    settings: producer.Settings, records: Sequence[producer.Publishable], topic: str
-) -> producer.PublishReport:
-    """Publish every one of ``records`` to ``topic``, or raise ``DemoError``."""
-    report = producer.publish(records, producer=producer.create_producer(settings), topic=topic)
+def _publish(kafka: producer.Settings, records: list[Any], topic: str) -> int:
+    """Publish every one of ``records`` to ``topic`` and say how fast, or raise ``DemoError``."""
+    report = producer.publish(records, producer=producer.create_producer(kafka), topic=topic)
     if report.delivered != len(records):
-        failures = "; ".join(f"{n} x {reason}" for reason, n in report.failures.items())
+        failures = dict(report.failures)
         raise DemoError(f"published {report.delivered} of {len(records)} to {topic}: {failures}")
-    return report
+    console.print(f"  published {report.delivered:,} to {topic} ({report.throughput:,.0f}/s)")
+    return report.delivered
 
 
 def _follow(
-    settings: producer.Settings, count: int
-) -> tuple[list[LoanScore], producer.FollowReport]:
-    """A fresh group's committed scores from the beginning (dead letters counted by the
-    report) once ``count`` applications have their outcome; ``DemoError`` unless they all
-    did within ``OUTCOMES_TIMEOUT_S``."""
-    scores: list[LoanScore] = []
+    kafka: producer.Settings, count: int, sink: Callable[[Any], None] = lambda _: None
+) -> producer.FollowReport:
+    """Committed scores to ``sink`` from the beginning until ``count`` have an outcome, or fail."""
     group = devstack.unique_name("demo-follow")
-    with closing(
-        producer.create_consumer(settings, group_id=group, from_beginning=True, commit=False)
-    ) as c:
+    consumer = producer.create_consumer(kafka, group_id=group, from_beginning=True, commit=False)
+    with closing(consumer):
         report = producer.follow_scores(
-            c,
-            sink=lambda received: scores.append(received.score),
-            dead_letters=lambda _dead_letter: None,  # counted by the report
-            count=count,
-            timeout_s=OUTCOMES_TIMEOUT_S,
+            consumer, sink=sink, dead_letters=lambda _: None, count=count, timeout_s=WAIT_S
         )
-    if report.stopped == "interrupted":
-        raise KeyboardInterrupt  # follow_scores ends on it; the demo ends altogether
-    if report.stopped == "timeout":
-        got = len(scores) + report.dead_letters
-        raise DemoError(f"only {got:,} of {count:,} outcomes within {OUTCOMES_TIMEOUT_S:.0f} s")
-    return scores, report
+    if report.stopped != "count":  # "timeout", or "interrupted" (told as such by demo)
+        got = report.received + report.dead_letters
+        raise DemoError(f"only {got:,} of {count:,} outcomes within {WAIT_S:.0f} s")
+    return report
 
 
-def _alerts(settings: producer.Settings) -> list[ModelAlert]:
-    """Every committed alert (its topic has one partition), read to its present end."""
-    group = devstack.unique_name("demo-alerts")
-    config = consumer_config(settings, group_id=group, from_beginning=True, commit=False)
-    reader = Consumer({**config, "enable.partition.eof": True})
-    reader.assign([TopicPartition(topics.ALERTS_TOPIC, 0, OFFSET_BEGINNING)])
-    alerts = []
-    with closing(reader):  # ends at the partition's end (an EOF "error"), or after a timeout
-        while (message := reader.poll(MONITOR_TIMEOUT_S)) and message.error() is None:
-            alerts.append(ModelAlert.model_validate_json(message.value() or b""))
-    return alerts
-
-
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
+def _interrupt(signum: int, _frame: object) -> None:
     """SIGINT and SIGTERM alike unwind the story as Ctrl-C does."""
     _signals.append(signal.Signals(signum))
     raise KeyboardInterrupt
 
 
 def _stop(name: str, stop: Callable[[], object]) -> None:
-    """Stop one service. From the first stop on, signals are ignored: a second Ctrl-C must
-    not leave the other services running."""
+    """Stop one service, ignoring signals from then on: a second Ctrl-C must not leave the rest."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     with console.status(f"Stopping {name}…"):
-        try:
-            stop()
-        except devstack.DevstackError as exc:
-            exc.add_note(f"Stopping {name}")
-            raise
+        stop()
     console.print(f"[green]✓[/] stopped {name}")
-
-
-def _failure(exc: BaseException) -> tuple[str, int]:
-    """The one-line reason (the stage it happened in, and why) and the exit code."""
-    where = "".join(getattr(exc, "__notes__", [])[:1]) or "between stages"
-    if _signals:
-        return f"interrupted by {_signals[0].name} ({where})", 128 + _signals[0]
-    log = getattr(exc, "log_path", None)
-    return f"{where}: {exc}" + (f" (log: {_relative(log)})" if log else ""), EXIT_FAILED
-
-
-def _relative(path: Path) -> str:
-    """``path`` relative to the working directory when it lies inside it."""
-    absolute, here = Path(os.path.abspath(path)), Path.cwd()
-    return str(absolute.relative_to(here) if absolute.is_relative_to(here) else absolute)
-
-
-def _print_where(summary: Summary, total_s: float) -> None:
-    """Where to look next, once the stages have said what happened; with ``--keep-running``
-    the command that stops what still runs (MLflow's group holds its uvicorn workers)."""
-    ui = "log in as admin: mlflow-admin-password in the run directory"
-    ui = ui if summary.kept_running else "stopped with the demo: --keep-running keeps it"
-    for label, value in (
-        ("MLflow UI", f"{summary.mlflow_url} ({ui})"),
-        ("run directory", _relative(Path(summary.run_dir))),
-        ("total time", f"{total_s:.0f} s"),
-    ):
-        console.print(f" [bold]{label:<15}[/]{escape(value)}")
-    if summary.kept_running:
-        pids, kafka_local = summary.pids, _relative(devstack.ROOT / "scripts" / "kafka-local")
-        console.print(
-            "Kafka, MLflow, the worker and the monitor are still running. Stop them with:"
-        )
-        command = (
-            f"kill {pids['monitor']} {pids['worker']} && kill -- -{pids['mlflow']} "
-            f"&& {kafka_local} stop --dir {_relative(Path(summary.kafka_dir or ''))}"
-        )
-        console.print(f"  {escape(command)}", soft_wrap=True)
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -409,26 +268,20 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 @app.command()
 def demo(
     count: Annotated[int, typer.Option(min=1, help="Applications to publish.")] = 1_000,
-    data: Annotated[Path, typer.Option(envvar="RUMOS_DATA", help="The dataset.")] = DEFAULT_DATA,
-    keep_running: Annotated[
-        bool,
-        typer.Option("--keep-running", help="Leave Kafka, MLflow, the worker and the monitor up."),
-    ] = False,
-    summary_json: Annotated[
-        Path | None, typer.Option(help="Also write the summary (with the pids) to this file.")
-    ] = None,
-    workdir: Annotated[Path, typer.Option(help="Where run directories go.")] = DEFAULT_WORKDIR,
+    data: Annotated[Path, typer.Option(envvar="RUMOS_DATA", help="The dataset.")] = DATA,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave it all up.")] = False,
+    summary_json: Annotated[Path | None, typer.Option(help="Write the summary JSON here.")] = None,
+    workdir: Annotated[Path, typer.Option(help="Where run directories go.")] = WORKDIR,
 ) -> None:
     """The main job end to end on this machine: Kafka, MLflow, training, the worker, COUNT
-    applications scored, the monitor watching them and a scenario of its own; then
-    everything stopped (unless --keep-running)."""
+    applications scored, the monitor's scenario; then all stopped, unless --keep-running."""
     started = time.monotonic()
     run_dir = (workdir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}").resolve()
-    summary = Summary(run_dir=str(run_dir))
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "ok": False, "failure": None}
+    summary.update(pids={}, kafka_dir=None, mlflow_url=None, kept_running=False)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
-    # MLflow's run links would repeat the summary's MLflow line; librdkafka's connection
-    # retries are its own business, and the stages report the failures that matter.
+    # MLflow's run links repeat its URL; librdkafka's retries: the stages report what matters.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
     try:
@@ -436,17 +289,28 @@ def demo(
             tell_story(data, count, run_dir, services, summary)
             if keep_running:
                 services.pop_all()
-        summary.ok, summary.kept_running = True, keep_running
+        summary.update(ok=True, kept_running=keep_running)
     except BaseException as exc:
-        if not _signals and not isinstance(exc, _STAGE_FAILURES):
+        if not _signals and not isinstance(exc, DemoError | DevstackError | ProducerError):
             raise  # a bug: its traceback matters (the services were still stopped)
-        summary.failure, code = _failure(exc)
-        _err.print(f"[red]demo failed:[/] {escape(summary.failure)}")
-        raise typer.Exit(code) from None
+        where = "".join(getattr(exc, "__notes__", [])[:1]) or "stopping the services"  # no stage
+        log = getattr(exc, "log_path", None)
+        failure = f"interrupted by {_signals[0].name} ({where})" if _signals else None
+        summary["failure"] = failure or f"{where}: {exc}" + (f" (log: {log})" if log else "")
+        print(f"demo failed: {summary['failure']}", file=sys.stderr)
+        raise typer.Exit(128 + _signals[0] if _signals else EXIT_FAILED) from None
     finally:
         if summary_json is not None:
-            summary_json.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
-    _print_where(summary, time.monotonic() - started)
+            summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    console.print(f"Done in {time.monotonic() - started:.0f} s, in {run_dir}", markup=False)
+    if not keep_running:
+        return console.print("Everything is stopped: --keep-running leaves it up, MLflow UI too.")
+    pids, kafka_local = summary["pids"], devstack.ROOT / "scripts" / "kafka-local"
+    console.print(f"MLflow UI on {summary['mlflow_url']}: admin, password in mlflow-admin-password")
+    console.print("Kafka, MLflow, the worker and the monitor are still running. Stop them with:")
+    kill = f"kill {pids['monitor']} {pids['worker']} && kill -- -{pids['mlflow']}"
+    kafka = f"{kafka_local} stop --dir {summary['kafka_dir']}"
+    console.print(f"  {kill} && {kafka}", soft_wrap=True, markup=False)
 
 
 if __name__ == "__main__":
