@@ -80,7 +80,8 @@ def stage(title: str) -> Iterator[list[str]]:
 
 
 def tell_story(data: Path, count: int, run_dir: Path, services: ExitStack, summary: dict) -> None:
-    """Every stage in order; each service joins ``services``, what it did joins ``summary``."""
+    """Every step, in order and in a stage (only the stops run outside one); each service joins
+    ``services`` as it is launched, what the run did joins ``summary``."""
     with stage("Checking the data") as done:
         if not data.is_file():
             hint = "scripts/bootstrap links data/credit_default.csv from ../shared/data"
@@ -293,7 +294,7 @@ def demo(
     except BaseException as exc:
         if not _signals and not isinstance(exc, DemoError | DevstackError | ProducerError):
             raise  # a bug: its traceback matters (the services were still stopped)
-        where = "".join(getattr(exc, "__notes__", [])[:1]) or "stopping the services"  # no stage
+        where = "".join(getattr(exc, "__notes__", [])[:1]) or "stopping the services"
         log = getattr(exc, "log_path", None)
         failure = f"interrupted by {_signals[0].name} ({where})" if _signals else None
         summary["failure"] = failure or f"{where}: {exc}" + (f" (log: {log})" if log else "")
