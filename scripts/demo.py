@@ -303,7 +303,7 @@ def demo(
     finally:
         if summary_json is not None:
             summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    console.print(f"Done in {time.monotonic() - started:.0f} s, in {run_dir}", markup=False)
+    console.print(f"Done in {time.monotonic() - started:.0f} s; the run: {run_dir}", markup=False)
     if not keep_running:
         return console.print("Everything is stopped: --keep-running leaves it up, MLflow UI too.")
     pids, kafka_local = summary["pids"], devstack.ROOT / "scripts" / "kafka-local"
