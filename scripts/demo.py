@@ -79,7 +79,9 @@ def stage(title: str) -> Iterator[list[str]]:
     console.print(f"[green]✓[/] {escape(lines[-1])} [dim]· {time.monotonic() - started:.1f} s[/]")
 
 
-def tell_story(data: Path, count: int, run_dir: Path, services: ExitStack, summary: dict) -> None:
+def tell_story(
+    data: Path, count: int, run_dir: Path, services: ExitStack, summary: dict[str, Any]
+) -> None:
     """Every step, in order and in a stage (only the stops run outside one); each service joins
     ``services`` as it is launched, what the run did joins ``summary``."""
     with stage("Checking the data") as done:
@@ -305,7 +307,8 @@ def demo(
             summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     console.print(f"Done in {time.monotonic() - started:.0f} s; the run: {run_dir}", markup=False)
     if not keep_running:
-        return console.print("Everything is stopped: --keep-running leaves it up, MLflow UI too.")
+        console.print("Everything is stopped: --keep-running leaves it up, MLflow UI too.")
+        return
     pids, kafka_local = summary["pids"], devstack.ROOT / "scripts" / "kafka-local"
     console.print(f"MLflow UI on {summary['mlflow_url']}: admin, password in mlflow-admin-password")
     console.print("Kafka, MLflow, the worker and the monitor are still running. Stop them with:")
