@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,9 +36,10 @@ from monitor.settings import Settings as MonitorSettings
 # The first start of a machine (JVM, page cache) is slower than the tests allow.
 _BROKER_START_TIMEOUT_S: Final = 180
 _POLL_S: Final = 0.5
-# Sampling stops at the first poll that sees the drain done, and the monitor's clock at the
-# first that sees it caught up: poll often, so idle time after the end stays small.
-_FAST_POLL_S: Final = 0.05
+_MONITOR_POLL_S: Final = 0.1
+# Sampling stops at the first poll that sees the drain done: poll often, so idle time
+# after the last record stays a small share of the profile.
+_PROFILE_POLL_S: Final = 0.05
 _PROFILE_MESSAGES: Final = 100_000
 _SCORED: Final = "scorer_applications_scored_total"
 _COMMITTED: Final = 'scorer_transactions_total{outcome="committed"}'
@@ -93,7 +94,10 @@ class Run:
             (self.logs / "training.log").open("w", encoding="utf-8") as log,
         ):
             trained = train_signed_champion(
-                self.mlflow.url, data, self.workdir / "signing", console=Console(file=log)
+                self.mlflow.url,
+                data,
+                self.workdir / "signing",
+                console=Console(file=log, width=120),
             )
         # ``models:/`` downloads in this process (ceiling B, the floor) resolve through the
         # global registry URI whatever client arguments say (MLflow 3.17).
@@ -113,11 +117,11 @@ class Run:
 
     def topics(self, name: str, *, shadow: bool = False) -> ScorerTopics:
         """Fresh topics for a phase called ``name``, every one with the run's partitions;
-        with ``shadow`` also its ``shadow_topic``."""
+        with ``shadow`` also its ``_shadow_topic``."""
         topics = ScorerTopics.unique(f"bench-{name}")
         topics.create(self.servers, self.config.partitions, outputs=self.config.partitions)
         if shadow:
-            devstack.create_topics(self.servers, {shadow_topic(topics): self.config.partitions})
+            devstack.create_topics(self.servers, {_shadow_topic(topics): self.config.partitions})
         return topics
 
     def load(self, name: str, topics: ScorerTopics, count: int, *, hold: bool = False) -> Producer:
@@ -132,9 +136,9 @@ class Run:
         self, name: str, processes: int, topics: ScorerTopics, **settings: object
     ) -> list[WorkerProcess]:
         """``processes`` workers in one new group on ``topics``, with this process's
-        ``SCORER_*`` settings and ``settings`` (which win), scoring the challenger too when
-        ``shadow_topic(topics)`` exists; returned once all are ready at once (a worker joining
-        later revokes the others' partitions). The services' close stops any still running."""
+        ``SCORER_*`` settings and ``settings`` (which win); returned once all are ready at
+        once (a worker joining later revokes the others' partitions). The services' close
+        stops any still running."""
         group, workers = unique_name(f"bench-{name}"), []
         for worker_id in (f"bench-{name}-{k + 1}" for k in range(processes)):
             env = devstack.worker_env(
@@ -159,13 +163,13 @@ class Run:
         return workers
 
 
-def shadow_topic(topics: ScorerTopics) -> str:
+def _shadow_topic(topics: ScorerTopics) -> str:
     return f"{topics.scores}-s"
 
 
 def _shadowing(topics: ScorerTopics) -> dict[str, object]:
-    """Worker settings that score the challenger into ``shadow_topic(topics)``."""
-    return {"shadow_alias": SHADOW_ALIAS, "shadow_scores_topic": shadow_topic(topics)}
+    """Worker settings that score the challenger into ``_shadow_topic(topics)``."""
+    return {"shadow_alias": SHADOW_ALIAS, "shadow_scores_topic": _shadow_topic(topics)}
 
 
 def drain(
@@ -183,28 +187,18 @@ def drain(
     where py-spy writes the first worker's stacks while it drains at most
     ``_PROFILE_MESSAGES``."""
     count = min(_PROFILE_MESSAGES, run.config.messages) if profile else run.config.messages
-    topics = shadow or run.topics(name)
+    topics = shadow if shadow is not None else run.topics(name)
     held = run.load(name, topics, count, hold=True)
-    settings = _shadowing(topics) if shadow else {}
+    settings = _shadowing(topics) if shadow is not None else {}
     workers = run.ready_workers(name, processes, topics, reason_codes=reason_codes, **settings)
     ready = {w.worker_id: measure.memory_mb(w.pid) for w in workers}
-
-    def scored(at_least: int) -> None:
-        def done() -> bool:
-            return sum(w.metrics().get(_SCORED, 0) for w in workers) >= at_least
-
-        failure, poll_s = (
-            f"{name}: fewer than {at_least:,} scored",
-            _FAST_POLL_S if profile else _POLL_S,
-        )
-        wait_until(done, PHASE_TIMEOUT_S, failure, watch=workers, poll_s=poll_s)
-
     sampled = profiling.profiling(workers[0].pid, profile) if profile else nullcontext()
+    poll_s = _PROFILE_POLL_S if profile else _POLL_S
     with run.step(f"{name}: draining"), sampled:
         traffic.release(held)
-        scored(1)
+        _wait_scored(name, workers, 1, poll_s)
         with run.cores(**{w.worker_id: w.pid for w in workers}) as cores:  # from the 1st score
-            scored(count)
+            _wait_scored(name, workers, count, poll_s)
     metrics = [w.metrics() for w in workers]
     peaks = {w.worker_id: _stop(w) for w in workers}
     traffic.read_topic(run.servers, topics.scores, expected=count)
@@ -216,7 +210,7 @@ def drain(
     seconds["other"] = max(0.0, busy_s - sum(seconds.values()))
     return out.Throughput.of(
         by_worker,
-        name=f"worker x {processes}" + (out.SHADOW_SUFFIX if shadow else ""),
+        name=f"worker x {processes}" + (out.SHADOW_SUFFIX if shadow is not None else ""),
         processes=processes,
         cores=cores,
         ready_rss_mb=ready,
@@ -232,7 +226,9 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
     and an outcome for each written here first: timed from its first committed batch
     until it committed every record (``MonitorProcess.caught_up``)."""
     count, partitions = run.config.messages, run.config.partitions
-    outcomes, dead_letters, alerts = (unique_name(f"bench-{n}") for n in ("o", "o-dlq", "alerts"))
+    outcomes, dead_letters, alerts = (
+        unique_name(f"bench-{name}") for name in ("outcomes", "outcomes-dlq", "alerts")
+    )
     devstack.create_topics(run.servers, {outcomes: partitions, dead_letters: 1, alerts: 1})
     with run.step(f"monitor: writing {count:,} outcomes"):
         traffic.send(run.servers, outcomes, traffic.outcomes(count, traffic.SEED), count=count)
@@ -243,7 +239,7 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
         transactional_id=unique_name("bench-monitor"),
         database_url=f"sqlite:///{run.workdir / 'monitor.db'}",
         predictions_topic=topics.predictions,
-        shadow_scores_topic=shadow_topic(topics),
+        shadow_scores_topic=_shadow_topic(topics),
         outcomes_topic=outcomes,
         applications_topic=topics.applications,
         outcomes_dead_letter_topic=dead_letters,
@@ -259,11 +255,11 @@ def monitor(run: Run, topics: ScorerTopics) -> out.MonitorRun:
             PHASE_TIMEOUT_S,
             "the monitor committed no batch",
             watch=[process],
-            poll_s=_FAST_POLL_S,
+            poll_s=_MONITOR_POLL_S,
         )
         with run.cores(monitor=process.pid) as cores:
             try:
-                caught_up_s = process.wait_caught_up(out.MONITOR_CATCH_UP_S, _FAST_POLL_S)
+                caught_up_s = process.wait_caught_up(out.MONITOR_CATCH_UP_S, _MONITOR_POLL_S)
             except DevstackError:
                 if not process.running:
                     raise
@@ -301,12 +297,25 @@ def latency(run: Run) -> tuple[list[out.LatencyPoint], float]:
 
 def profile(run: Run) -> tuple[list[profiling.FunctionShare], str]:
     """A py-spy profile of one worker draining (a drain of its own: sampling takes CPU)."""
-    if not run.config.profile or profiling.py_spy() is None:
-        return [], "not profiled" + (": py-spy is not installed" if run.config.profile else "")
+    if not run.config.profile:
+        return [], "not profiled"
+    if profiling.py_spy() is None:
+        return [], "not profiled: py-spy is not installed"
     output = run.logs.parent / "worker-profile.txt"
     drained = drain(run, "profile", 1, profile=output)
     note = f"py-spy, one worker, {drained.records:,} applications; raw stacks in {output.name}"
     return profiling.summarize(output.read_text()), note
+
+
+def _wait_scored(name: str, workers: Sequence[WorkerProcess], count: int, poll_s: float) -> None:
+    """Return once the ``workers`` of drain ``name`` scored ``count`` applications between
+    them; ``DevstackError`` when one exits first or the phase times out."""
+
+    def scored() -> bool:
+        return sum(w.metrics().get(_SCORED, 0) for w in workers) >= count
+
+    failure = f"{name}: fewer than {count:,} scored"
+    wait_until(scored, PHASE_TIMEOUT_S, failure, watch=workers, poll_s=poll_s)
 
 
 def _stop(process: ModuleProcess) -> float:
